@@ -1,0 +1,40 @@
+# posd: `make demo` runs the scripted demo shift, `make test` the whole suite.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.posd-installed
+PYTEST_ARGS ?=
+
+.PHONY: all venv systools test demo bench lint fuzz replay-regen clean
+
+all: test
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || scripts/make-venv.sh $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	@touch $@
+
+venv: $(STAMP)
+
+systools:
+	@scripts/ensure-system-tools.sh
+
+test: venv systools
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+demo: venv
+	$(VENV)/bin/posd demo
+
+bench: venv
+	$(PY) -m bench
+
+lint: venv
+	$(VENV)/bin/ruff check posd drivers protocols tests bench fuzz
+	$(VENV)/bin/mypy --strict protocols drivers
+
+fuzz: venv
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[fuzz]'
+	$(PY) -m fuzz $(FUZZ_ARGS)
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,1 @@
+"""Device I/O for posd: serial card reader, QR scanners, audio. Depends only on protocols."""

@@ -1,0 +1,5 @@
+import sys
+
+from posd.cli import main
+
+sys.exit(main())

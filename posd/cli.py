@@ -1,0 +1,60 @@
+"""The `posd` command line: one argparse tree, sysexits exit codes.
+
+Commands whose implementation has not landed are absent, not stubbed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from posd import __version__
+
+DEFAULT_CONFIG = "/etc/posd/posd.toml"
+
+
+def default_config_path() -> str:
+    return os.environ.get("POSD_CONFIG") or DEFAULT_CONFIG
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="posd",
+        description="POS terminal integration daemon for 서로e음 (Incheon Seo-gu local currency).",
+    )
+    parser.add_argument("--version", action="version", version=f"posd {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the daemon in the foreground (systemd runs this)")
+    run.add_argument("-c", "--config", help=f"config file (default: $POSD_CONFIG or {DEFAULT_CONFIG})")
+
+    config = sub.add_parser("config", help="check a config file or print the example config")
+    config_sub = config.add_subparsers(dest="config_command", metavar="ACTION")
+    check = config_sub.add_parser("check", help="validate a config file; exit 0, or 78 listing every problem")
+    check.add_argument("file", nargs="?", help=f"config file (default: $POSD_CONFIG or {DEFAULT_CONFIG})")
+    config_sub.add_parser("example", help="print a complete, commented example config")
+
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return os.EX_USAGE
+    if args.command == "run":
+        from posd.daemon import run_daemon
+
+        return run_daemon(args.config or default_config_path())
+    if args.command == "config":
+        from posd import config_cli
+
+        if args.config_command == "check":
+            return config_cli.check(args.file or default_config_path())
+        if args.config_command == "example":
+            return config_cli.example()
+        parser.parse_args(["config", "--help"])
+    return os.EX_USAGE

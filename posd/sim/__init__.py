@@ -1,0 +1,1 @@
+"""Simulated peers: card reader, QR scanner, reference ledger, order feed."""
