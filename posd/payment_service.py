@@ -127,6 +127,9 @@ class PaymentService(Protocol):
     def events(self) -> AsyncIterator[dict[str, object]]:
         """A new subscription to every state change from now on, ended by aclose().
 
+        The subscription is registered when events() is called, not on the first
+        iteration, so that a client told "connected" misses nothing that follows.
+
         Each event is `{"seq": int, "type": "payment", "payment": <payment object>}`
         (other types, e.g. "order", may follow the same shape); `seq` increases by one per
         event across the process and becomes the SSE `id:`. A subscriber too slow to keep
