@@ -338,9 +338,11 @@ class _Routes:
         except ConnectionResetError:
             log.info("events client went away")
         finally:
-            for task in (next_event, closing):
-                if task is not None:
-                    task.cancel()
+            pending = [task for task in (next_event, closing) if task is not None]
+            for task in pending:
+                task.cancel()
+            # The subscription cannot be closed while a cancelled read is still inside it.
+            await asyncio.gather(*pending, return_exceptions=True)
             aclose = getattr(subscription, "aclose", None)
             if aclose is not None:
                 await aclose()

@@ -74,6 +74,7 @@ class MemoryPaymentService:
         self._ids = itertools.count(1)
         self._seq = itertools.count(1)
         self._subscribers: set[asyncio.Queue[dict[str, object]]] = set()
+        self.unsubscribed = asyncio.Event()
 
     @property
     def subscribers(self) -> int:
@@ -169,6 +170,7 @@ class MemoryPaymentService:
                 yield await queue.get()
         finally:
             self._subscribers.discard(queue)
+            self.unsubscribed.set()
 
     async def status(self) -> dict[str, object]:
         return {
