@@ -1,0 +1,261 @@
+"""Masking of card data and secrets in text that is about to leave the process (logs, status).
+
+Everything here works on the final text, so it catches card data however it got there: a
+message, a `%r` of a bytes object, an exception text, a traceback. What is masked:
+
+- PANs: any 13-19 digit window of a digit run that passes Luhn, digits optionally separated by
+  single spaces or dashes (`9410 1234 5678 9012`). Windows inside longer digit runs are checked
+  too, because a PAN in a hex dump or an ISO 8583 LLVAR (`16` + PAN) sits next to other digits.
+  A masked PAN keeps its first 6 and last 4 digits at most.
+- The BCD form of a PAN is the same digits, so hex dumps are covered by the rule above; a Python
+  bytes literal (`b'\\x94\\x10...'`) is decoded and its hex checked the same way.
+- Track 2 (`PAN` + `=` or `D` + expiry, service code, discretionary data): everything after the
+  separator is masked, as is the PAN.
+- 서로e음 QR tokens, recognised by their fixed base64 (and hex) start.
+- Registered secrets (keys, tokens, QR texts) in their raw, hex, base64 (any alignment) and
+  bytes-literal forms.
+
+The cost is paid only where digits or candidate characters are: a log line without 13 digits in a
+row and without a registered secret goes through two precompiled regex scans.
+"""
+
+from __future__ import annotations
+
+import ast
+import base64
+import contextlib
+import re
+import threading
+from collections import OrderedDict
+
+MIN_PAN_DIGITS = 13
+MAX_PAN_DIGITS = 19
+MIN_SECRET_CHARS = 6
+TRANSIENT_SECRETS_KEPT = 1024
+LONGEST_DIGIT_RUN_CHECKED = 4096
+SECRET_MASK = "[REDACTED]"
+QR_MASK = "[QR-TOKEN]"
+
+# A run of digits where single spaces or dashes may sit between any two digits.
+_DIGIT_RUN = re.compile(r"\d(?:[ \-]?\d)*")
+# Track 2: digits, separator, then at least expiry (4) and service code (3).
+_TRACK2 = re.compile(r"(\d{12,19})([=Dd])(\d{7,}[Ff]?)")
+_BYTES_LITERAL = re.compile(r"""b'(?:[^'\\\n]|\\.)*'|b"(?:[^"\\\n]|\\.)*\"""")
+# A 서로e음 QR text is base64 of TLV starting 85 05 "CPV01" 61: "hQVDUFYwMWE" in base64.
+# The hex form of the decoded payload starts 8505435056303161.
+_QR_TOKEN = re.compile(r"hQVDUFYwMW[A-Za-z0-9+/]*={0,2}|(?i:8505435056303161[0-9a-f]*)")
+
+# Luhn contribution of a digit when it is doubled.
+_DOUBLED = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)
+
+
+def luhn_valid(digits: str) -> bool:
+    """True when the ASCII digit string passes the Luhn check (the PAN check digit)."""
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        total += _DOUBLED[d] if i % 2 else d
+    return total % 10 == 0
+
+
+def mask_pan(pan: str) -> str:
+    """`9410123456789012` → `941012******9012`: first 6 and last 4, never more than that."""
+    keep_end = 4 if len(pan) >= 10 else 0
+    keep_start = min(6, max(0, len(pan) - keep_end - 1))
+    hidden = len(pan) - keep_start - keep_end
+    return pan[:keep_start] + "*" * hidden + pan[len(pan) - keep_end :]
+
+
+def _masked_windows(values: list[int], groups: list[tuple[int, int]]) -> set[int]:
+    """Indexes (into `values`) of digits to hide: the middle of every Luhn-valid 13-19 window.
+
+    `groups` are the [start, end) spans of digits written without separators. Any window inside
+    one group is checked (a PAN next to other digits, as in a hex dump); a window across
+    separators must start and end on group boundaries and span groups of at most 6 digits, as a
+    PAN written for humans (`9410 1234 5678 9012`, `3714 496353 98431`, BCD bytes `94 10 12 ...`)
+    does, so that a list of ordinary numbers separated by spaces is not taken for one.
+    """
+    n = len(values)
+    # prefix[p][k]: sum over positions < k of each digit's Luhn contribution when the doubled
+    # digits are those whose position parity differs from p. A window ending at e doubles the
+    # positions with parity != (e - 1) % 2, so its Luhn sum is a difference of two prefix sums.
+    prefix = ([0] * (n + 1), [0] * (n + 1))
+    for k, d in enumerate(values):
+        for p in (0, 1):
+            prefix[p][k + 1] = prefix[p][k] + (_DOUBLED[d] if k % 2 != p else d)
+
+    hide: set[int] = set()
+
+    def check(start: int, end: int) -> None:
+        p = (end - 1) % 2
+        if (prefix[p][end] - prefix[p][start]) % 10 == 0:
+            hide.update(range(start + 6, end - 4))
+
+    for g_start, g_end in groups:
+        for start in range(g_start, g_end - MIN_PAN_DIGITS + 1):
+            for end in range(start + MIN_PAN_DIGITS, min(start + MAX_PAN_DIGITS, g_end) + 1):
+                check(start, end)
+    for i, (first_start, _) in enumerate(groups):
+        for j in range(i + 1, len(groups)):
+            if groups[j][1] - groups[j][0] > 6 or groups[j - 1][1] - groups[j - 1][0] > 6:
+                break
+            length = groups[j][1] - first_start
+            if length > MAX_PAN_DIGITS:
+                break
+            if length >= MIN_PAN_DIGITS:
+                check(first_start, groups[j][1])
+    return hide
+
+
+def _mask_digit_run(run: str) -> str:
+    positions: list[int] = []
+    groups: list[tuple[int, int]] = []
+    for i, ch in enumerate(run):
+        if ch in " -":
+            groups.append((groups[-1][1] if groups else 0, len(positions)))
+            continue
+        positions.append(i)
+    groups.append((groups[-1][1] if groups else 0, len(positions)))
+    if len(positions) < MIN_PAN_DIGITS:
+        return run
+    if len(positions) > LONGEST_DIGIT_RUN_CHECKED:
+        # Nothing legitimate logs thousands of digits in a row; checking every window of it
+        # would stall the logging thread, so it is hidden whole.
+        return f"<{len(positions)} digits masked>"
+    hide = _masked_windows([int(run[i]) for i in positions], groups)
+    if not hide:
+        return run
+    chars = list(run)
+    for idx in hide:
+        chars[positions[idx]] = "*"
+    return "".join(chars)
+
+
+def _mask_track2(match: re.Match[str]) -> str:
+    return mask_pan(match.group(1)) + match.group(2) + "*" * len(match.group(3))
+
+
+def redact_card_data(text: str) -> str:
+    """Mask track 2, PANs (plain, separated, BCD hex) and QR tokens in `text`."""
+    text = _QR_TOKEN.sub(QR_MASK, text)
+    text = _TRACK2.sub(_mask_track2, text)
+    return _DIGIT_RUN.sub(lambda m: _mask_digit_run(m.group(0)), text)
+
+
+def _secret_forms(value: str | bytes) -> tuple[bytes, list[str], list[str]]:
+    """The secret's bytes and the textual forms it can take: (raw, case-sensitive, any case)."""
+    exact: list[str] = []
+    anycase: list[str] = []
+    if isinstance(value, str):
+        exact.append(value)
+        raw = value.encode("utf-8")
+        if re.fullmatch(r"(?:[0-9a-fA-F]{2})+", value):
+            # A hex key file's text: the key itself is what gets printed as base64 or repr.
+            anycase.append(value)
+            raw = bytes.fromhex(value)
+    else:
+        raw = value
+        with contextlib.suppress(UnicodeDecodeError):
+            exact.append(raw.decode("utf-8"))
+    anycase += [raw.hex(), raw.hex(" "), raw.hex(":")]
+    exact.append(repr(raw)[2:-1])
+    for encode in (base64.b64encode, base64.urlsafe_b64encode):
+        padded = encode(raw).decode("ascii")
+        exact += [padded, padded.rstrip("=")]
+        for offset in range(3):
+            # Inside a longer blob the secret may start at any byte offset; the characters that
+            # depend on the secret's bytes alone are the middle of the encoding of pad + secret.
+            encoded = encode(b"\0" * offset + raw).decode("ascii").rstrip("=")
+            skip = (0, 2, 3)[offset]
+            cut = len(encoded) - (1 if (offset + len(raw)) % 3 else 0)
+            exact.append(encoded[skip:cut])
+    keep_exact = [f for f in set(exact) if len(f) >= MIN_SECRET_CHARS]
+    keep_anycase = [f for f in set(anycase) if len(f) >= MIN_SECRET_CHARS]
+    return raw, keep_exact, keep_anycase
+
+
+_Forms = tuple[bytes, list[str], list[str]]
+
+
+class Redactor:
+    """Card-data masking plus a set of secrets registered at run time. Thread-safe.
+
+    Secrets are kept until the process ends, except transient ones (per-payment values such as
+    QR texts), of which the most recent TRANSIENT_SECRETS_KEPT are kept.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._permanent: dict[str | bytes, _Forms] = {}
+        self._transient: OrderedDict[str | bytes, _Forms] = OrderedDict()
+        self._pattern: re.Pattern[str] | None = None
+        self._secret_bytes: tuple[bytes, ...] = ()
+
+    def register(self, value: str | bytes, *, transient: bool = False) -> None:
+        """Mask `value` from now on, in every form listed in the module doc.
+
+        Raises ValueError for a secret shorter than MIN_SECRET_CHARS: masking it would blank
+        ordinary text, and a secret that short is not one.
+        """
+        if not isinstance(value, str | bytes):
+            raise TypeError(f"a secret is str or bytes, not {type(value).__name__}")
+        if len(value) < MIN_SECRET_CHARS:
+            raise ValueError(f"secret too short to redact safely (< {MIN_SECRET_CHARS} characters)")
+        forms = _secret_forms(value)
+        with self._lock:
+            if value in self._permanent:
+                return
+            if transient:
+                self._transient[value] = forms
+                self._transient.move_to_end(value)
+                while len(self._transient) > TRANSIENT_SECRETS_KEPT:
+                    self._transient.popitem(last=False)
+            else:
+                self._transient.pop(value, None)
+                self._permanent[value] = forms
+            self._rebuild()
+
+    def forget_all(self) -> None:
+        with self._lock:
+            self._permanent.clear()
+            self._transient.clear()
+            self._rebuild()
+
+    def _rebuild(self) -> None:
+        entries = [*self._permanent.values(), *self._transient.values()]
+        exact: set[str] = set()
+        anycase: set[str] = set()
+        raws: list[bytes] = []
+        for raw, ex, ac in entries:
+            exact.update(ex)
+            anycase.update(ac)
+            raws.append(raw)
+        alternatives = [re.escape(f) for f in sorted(exact, key=len, reverse=True)]
+        alternatives += [f"(?i:{re.escape(f)})" for f in sorted(anycase, key=len, reverse=True)]
+        self._pattern = re.compile("|".join(alternatives)) if alternatives else None
+        self._secret_bytes = tuple(raws)
+
+    def _mask_bytes_literal(self, match: re.Match[str]) -> str:
+        literal = match.group(0)
+        try:
+            data = ast.literal_eval(literal)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            return literal
+        if not isinstance(data, bytes):
+            return literal
+        if any(secret in data for secret in self._secret_bytes):
+            return f"<{len(data)} bytes {SECRET_MASK}>"
+        hexed = data.hex()
+        masked = redact_card_data(hexed)
+        if masked == hexed:
+            return literal
+        return f"<{len(data)} bytes hex {masked}>"
+
+    def redact(self, text: str) -> str:
+        """`text` with card data and every registered secret masked."""
+        pattern = self._pattern
+        if pattern is not None:
+            text = pattern.sub(SECRET_MASK, text)
+        if "b'" in text or 'b"' in text:
+            text = _BYTES_LITERAL.sub(self._mask_bytes_literal, text)
+        return redact_card_data(text)
