@@ -1,0 +1,158 @@
+"""Checks on the files a config names: certificates, keys and secrets.
+
+Messages here describe a file by its path and shape only; a secret's content never appears in
+one, since these messages end up on screens, in logs and in MQTT events.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+
+MAX_FILE_BYTES = 1 << 20
+MAC_KEY_HEX_CHARS = 64
+MIN_TOKEN_CHARS = 16
+
+
+class FileProblem(Exception):
+    """What is wrong with a named file, phrased for `key.path: <message>`."""
+
+
+def read_small_file(path: Path) -> bytes:
+    """The bytes of a regular file this process can read, or FileProblem saying why not."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise FileProblem(f"{path} does not exist") from None
+    except PermissionError:
+        raise FileProblem(f"{path} cannot be reached: permission denied on a directory") from None
+    except OSError as exc:
+        raise FileProblem(f"{path} cannot be read ({exc.strerror})") from None
+    # A FIFO or device would block or never end; only regular files hold config material.
+    if stat.S_ISDIR(info.st_mode):
+        raise FileProblem(f"{path} is a directory, expected a file")
+    if not stat.S_ISREG(info.st_mode):
+        raise FileProblem(f"{path} is not a regular file")
+    if info.st_size > MAX_FILE_BYTES:
+        raise FileProblem(f"{path} is larger than {MAX_FILE_BYTES} bytes")
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(MAX_FILE_BYTES + 1)
+    except PermissionError:
+        raise FileProblem(
+            f"{path} is not readable by this process (uid {os.getuid()}); "
+            "give the posd user read access"
+        ) from None
+    except OSError as exc:
+        raise FileProblem(f"{path} cannot be read ({exc.strerror})") from None
+
+
+def _strip_one_newline(data: bytes) -> bytes:
+    for ending in (b"\r\n", b"\n"):
+        if data.endswith(ending):
+            return data[: -len(ending)]
+    return data
+
+
+def parse_mac_key(path: Path, data: bytes) -> bytes:
+    """The 32-byte MAC key from a file of exactly 64 hex characters and an optional newline."""
+    body = _strip_one_newline(data)
+    expected = (
+        f"expected exactly {MAC_KEY_HEX_CHARS} hexadecimal characters and an optional newline"
+    )
+    if len(body) != MAC_KEY_HEX_CHARS:
+        raise FileProblem(f"{path} holds {len(body)} characters, {expected}")
+    try:
+        return bytes.fromhex(body.decode("ascii"))
+    except (UnicodeDecodeError, ValueError):
+        raise FileProblem(f"{path} holds a character that is not hexadecimal, {expected}") from None
+
+
+def parse_api_token(path: Path, data: bytes) -> str:
+    """A bearer token: one line of at least MIN_TOKEN_CHARS visible ASCII characters."""
+    expected = (
+        f"expected one line of at least {MIN_TOKEN_CHARS} visible ASCII characters "
+        "(e.g. from `openssl rand -hex 32`)"
+    )
+    try:
+        token = _strip_one_newline(data).decode("ascii")
+    except UnicodeDecodeError:
+        raise FileProblem(f"{path} holds non-ASCII bytes, {expected}") from None
+    if not token:
+        raise FileProblem(f"{path} is empty, {expected}")
+    if not all("!" <= char <= "~" for char in token):
+        raise FileProblem(f"{path} holds spaces or control characters, {expected}")
+    if len(token) < MIN_TOKEN_CHARS:
+        raise FileProblem(f"{path} holds a token of {len(token)} characters, {expected}")
+    return token
+
+
+def parse_password(path: Path, data: bytes) -> str:
+    """A broker password: the file's UTF-8 text without one trailing newline."""
+    expected = "expected the broker password as UTF-8 text"
+    try:
+        password = _strip_one_newline(data).decode("utf-8")
+    except UnicodeDecodeError:
+        raise FileProblem(f"{path} is not UTF-8 text, {expected}") from None
+    if not password:
+        raise FileProblem(f"{path} is empty, {expected}")
+    return password
+
+
+def check_ca_file(path: Path) -> None:
+    data = read_small_file(path)
+    try:
+        x509.load_pem_x509_certificates(data)
+    except ValueError:
+        raise FileProblem(
+            f"{path} holds no PEM certificate, expected the CA certificate(s) in PEM form"
+        ) from None
+
+
+def check_cert_and_key(cert_path: Path, key_path: Path) -> tuple[str | None, str | None]:
+    """What is wrong with the client certificate file and with its key file (None: fine)."""
+    cert_problem: str | None = None
+    key_problem: str | None = None
+    certificate: x509.Certificate | None = None
+    try:
+        certificate = x509.load_pem_x509_certificates(read_small_file(cert_path))[0]
+    except FileProblem as exc:
+        cert_problem = str(exc)
+    except ValueError:
+        cert_problem = f"{cert_path} holds no PEM certificate, expected this terminal's certificate"
+    try:
+        key_data = read_small_file(key_path)
+    except FileProblem as exc:
+        return cert_problem, str(exc)
+    try:
+        private_key = serialization.load_pem_private_key(key_data, password=None)
+    except TypeError:
+        return cert_problem, f"{key_path} is encrypted, expected an unencrypted PEM private key"
+    except (ValueError, UnsupportedAlgorithm):
+        return cert_problem, f"{key_path} holds no PEM private key, expected one"
+    if certificate is not None:
+        spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        if private_key.public_key().public_bytes(*spki) != certificate.public_key().public_bytes(
+            *spki
+        ):
+            key_problem = f"{key_path} is not the private key of the certificate in {cert_path}"
+    return cert_problem, key_problem
+
+
+def check_state_dir(path: Path) -> None:
+    """The state directory may be absent (posd creates it) but, if present, must be usable."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise FileProblem(f"{path} cannot be reached ({exc.strerror})") from None
+    if not stat.S_ISDIR(info.st_mode):
+        raise FileProblem(f"{path} exists and is not a directory")
+    if not os.access(path, os.R_OK | os.W_OK | os.X_OK):
+        raise FileProblem(f"{path} is not writable by this process (uid {os.getuid()})")
