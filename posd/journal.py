@@ -107,6 +107,10 @@ class Journal:
         await self._run(self._core.close)
         self._executor.shutdown(wait=True)
 
+    async def settings(self) -> dict[str, object]:
+        """journal_mode, synchronous (2 = FULL), foreign_keys, secure_delete, schema_version."""
+        return await self._run(self._core.settings)
+
     async def _run(self, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
         call = functools.partial(fn, *args, **kwargs)
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)

@@ -122,6 +122,17 @@ class JournalCore:
     def close(self) -> None:
         self._conn.close()
 
+    def settings(self) -> dict[str, object]:
+        """The connection's durability settings as SQLite reports them, for diagnostics."""
+        report: dict[str, object] = {
+            name: self._conn.execute(f"PRAGMA {name}").fetchone()[0]
+            for name in ("journal_mode", "synchronous", "foreign_keys", "secure_delete")
+        }
+        report["schema_version"] = self._conn.execute(
+            "SELECT version FROM schema_version"
+        ).fetchone()[0]
+        return report
+
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         self._conn.execute("BEGIN IMMEDIATE")
