@@ -30,6 +30,8 @@ from typing import Any, Final, TypeVar
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from posd.config import Config, read_api_token
+from posd.logs import register_secret
 from posd.payment_service import (
     IDEMPOTENCY_KEY_MAX_LEN,
     MAX_AMOUNT,
@@ -478,6 +480,7 @@ class LocalApi:
     """The API as a supervised component (`name`, `run(started)`)."""
 
     name = "api"
+    config_sections = ("api",)
 
     def __init__(
         self,
@@ -499,6 +502,19 @@ class LocalApi:
         self._heartbeat_s = heartbeat_s
         self._group = group
         self.tcp_bound_port: int | None = None
+
+    @classmethod
+    def from_config(cls, config: Config, service: PaymentService) -> LocalApi:
+        """The API as configured; reads the token file (ConfigFileError when unusable)."""
+        token = read_api_token(config) if config.api.tcp_port else None
+        if token is not None:
+            register_secret(token)
+        return cls(
+            service,
+            config.api.socket,
+            tcp_port=config.api.tcp_port or None,
+            token=token,
+        )
 
     async def run(self, started: Callable[[], None]) -> None:
         closing = asyncio.Event()
