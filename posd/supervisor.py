@@ -173,6 +173,8 @@ class Supervisor:
                 for component in components:
                     self.add(component)
                 self._running.set()
+                # Listeners learn that the set is complete even when it is empty.
+                self._notify()
                 await asyncio.Future()
         finally:
             self._group = None
