@@ -1,0 +1,262 @@
+"""The 서로e음 ledger's ISO 8583:1987 profile: layout, field formats, encode and decode.
+
+pyiso8583 does the byte layout (MTI, bitmaps, length prefixes); this module holds the
+profile's spec dict and adds what pyiso8583 leaves to its caller: the character class
+of each field, the refusal of fields outside the profile, canonical ASCII lengths, and
+the MAC (field 64) over every byte before it. Errors never carry field contents, since
+fields 2, 35, 48 and 55 hold card data and QR tokens.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+import iso8583
+
+from protocols.ledger_mac import MAC_LEN, compute_mac
+
+FieldValue = str | bytes
+CharClass = Literal["n", "an", "ans", "z", "b"]
+
+
+class LedgerFormatError(ValueError):
+    """A message that does not follow the profile; `field` names where ("t", "p", "2", ...).
+
+    `mti` and `stan` are set when they could be read, so a server can still answer 30.
+    """
+
+    def __init__(
+        self, field: str, problem: str, *, mti: str | None = None, stan: int | None = None
+    ) -> None:
+        super().__init__(f"field {field}: {problem}")
+        self.field = field
+        self.problem = problem
+        self.mti = mti
+        self.stan = stan
+
+
+@dataclass(frozen=True)
+class FieldFormat:
+    char_class: CharClass
+    length_digits: int  # 0 fixed, 2 LLVAR, 3 LLLVAR
+    max_len: int  # the length for fixed fields; for b, in bytes
+
+
+FIELDS: Final[Mapping[int, FieldFormat]] = {
+    2: FieldFormat("n", 2, 19),
+    3: FieldFormat("n", 0, 6),
+    4: FieldFormat("n", 0, 12),
+    7: FieldFormat("n", 0, 10),
+    11: FieldFormat("n", 0, 6),
+    12: FieldFormat("n", 0, 6),
+    13: FieldFormat("n", 0, 4),
+    14: FieldFormat("n", 0, 4),
+    22: FieldFormat("n", 0, 3),
+    25: FieldFormat("n", 0, 2),
+    35: FieldFormat("z", 2, 37),
+    37: FieldFormat("an", 0, 12),
+    38: FieldFormat("an", 0, 6),
+    39: FieldFormat("an", 0, 2),
+    41: FieldFormat("ans", 0, 8),
+    42: FieldFormat("ans", 0, 15),
+    48: FieldFormat("ans", 3, 999),
+    49: FieldFormat("n", 0, 3),
+    55: FieldFormat("b", 3, 255),
+    64: FieldFormat("b", 0, MAC_LEN),
+    70: FieldFormat("n", 0, 3),
+    90: FieldFormat("n", 0, 42),
+}
+
+MAC_FIELD: Final = 64
+
+_CLASS_PATTERNS: Final[Mapping[str, re.Pattern[str]]] = {
+    "n": re.compile(r"[0-9]*"),
+    "an": re.compile(r"[0-9A-Za-z]*"),
+    "ans": re.compile(r"[\x20-\x7e]*"),
+    "z": re.compile(r"[0-9D=]*"),
+}
+_CLASS_NAMES: Final[Mapping[str, str]] = {
+    "n": "digits",
+    "an": "letters and digits",
+    "ans": "printable ASCII",
+    "z": "digits with 'D' or '='",
+}
+
+
+def _field_spec(fmt: FieldFormat) -> dict[str, Any]:
+    return {
+        "data_enc": "b" if fmt.char_class == "b" else "ascii",
+        "len_enc": "ascii",
+        "len_type": fmt.length_digits,
+        "max_len": fmt.max_len,
+    }
+
+
+# The pyiso8583 spec dict for exactly this profile: no header, ASCII MTI, binary bitmaps,
+# ASCII length prefixes, binary field 55 (length counts bytes) and 64.
+SPEC: Final[Mapping[str, Mapping[str, Any]]] = {
+    "h": {"data_enc": "ascii", "len_enc": "ascii", "len_type": 0, "max_len": 0},
+    "t": {"data_enc": "ascii", "len_enc": "ascii", "len_type": 0, "max_len": 4},
+    "p": {"data_enc": "b", "len_enc": "ascii", "len_type": 0, "max_len": 8},
+    "1": {"data_enc": "b", "len_enc": "ascii", "len_type": 0, "max_len": 8},
+    **{str(n): _field_spec(fmt) for n, fmt in FIELDS.items()},
+}
+
+
+@dataclass(frozen=True, repr=False)
+class IsoMessage:
+    """A decoded message: MTI and field values (str, or bytes for 55 and 64).
+
+    `mac_input` is every byte before field 64 (empty when the message has no MAC).
+    """
+
+    mti: str
+    fields: Mapping[int, FieldValue]
+    mac_input: bytes = b""
+
+    def __repr__(self) -> str:
+        # Field values may be card data: show which fields are present, never what they hold.
+        return f"IsoMessage(mti={self.mti!r}, fields={sorted(self.fields)})"
+
+    def text(self, number: int) -> str | None:
+        value = self.fields.get(number)
+        if value is None:
+            return None
+        if isinstance(value, bytes):
+            raise LedgerFormatError(str(number), "is binary, expected text")
+        return value
+
+    def binary(self, number: int) -> bytes | None:
+        value = self.fields.get(number)
+        if value is None:
+            return None
+        if isinstance(value, str):
+            raise LedgerFormatError(str(number), "is text, expected binary")
+        return value
+
+
+def check_field(number: int, value: FieldValue) -> None:
+    """Raise LedgerFormatError unless `value` is a valid field `number` of the profile."""
+    fmt = FIELDS.get(number)
+    if fmt is None:
+        raise LedgerFormatError(str(number), "is not a field of this profile")
+    name = str(number)
+    if fmt.char_class == "b":
+        if not isinstance(value, bytes):
+            raise LedgerFormatError(name, "must be binary")
+        size = len(value)
+    else:
+        if not isinstance(value, str):
+            raise LedgerFormatError(name, "must be text")
+        if not _CLASS_PATTERNS[fmt.char_class].fullmatch(value):
+            raise LedgerFormatError(name, f"must be {_CLASS_NAMES[fmt.char_class]}")
+        size = len(value)
+    if fmt.length_digits == 0:
+        if size != fmt.max_len:
+            raise LedgerFormatError(name, f"must be {fmt.max_len} long, is {size}")
+    elif size == 0 or size > fmt.max_len:
+        raise LedgerFormatError(name, f"must be 1 to {fmt.max_len} long, is {size}")
+
+
+def _check_mti(mti: str) -> None:
+    if len(mti) != 4 or not mti.isascii() or not mti.isdigit():
+        raise LedgerFormatError("t", "MTI must be 4 ASCII digits")
+
+
+def encode_message(
+    mti: str, fields: Mapping[int, FieldValue], mac_key: bytes | None = None
+) -> bytes:
+    """Encode a message; with `mac_key`, field 64 is added, computed over the bytes before it."""
+    _check_mti(mti)
+    if MAC_FIELD in fields:
+        raise LedgerFormatError("64", "is computed from mac_key, not given")
+    for number, value in fields.items():
+        check_field(number, value)
+    doc: dict[str, str] = {"t": mti}
+    for number, value in fields.items():
+        doc[str(number)] = value.hex().upper() if isinstance(value, bytes) else value
+    if mac_key is not None:
+        doc[str(MAC_FIELD)] = "00" * MAC_LEN
+    try:
+        raw, encoded = iso8583.encode(doc, SPEC)
+    except iso8583.EncodeError as exc:
+        # exc.msg describes lengths only; the data stays out of the message.
+        raise LedgerFormatError(str(exc.field), exc.msg) from None
+    if mac_key is None:
+        return bytes(raw)
+    offset = _mac_offset(encoded)
+    mac = compute_mac(mac_key, bytes(raw[:offset]))
+    raw[offset : offset + MAC_LEN] = mac
+    return bytes(raw)
+
+
+def _mac_offset(encoded: Mapping[str, Mapping[str, bytes]]) -> int:
+    offset = 0
+    for key in ("t", "p", "1"):
+        if key in encoded:
+            offset += len(encoded[key]["data"])
+    for key, part in encoded.items():
+        if key.isdigit() and key != "1" and int(key) < MAC_FIELD:
+            offset += len(part["len"]) + len(part["data"])
+    return offset
+
+
+def _bitmap_fields(data: bytes) -> list[int]:
+    """Fields named by the bitmaps, checked against the profile before pyiso8583 sees them."""
+    if len(data) < 4:
+        raise LedgerFormatError("t", "message shorter than its MTI")
+    mti_bytes = data[:4]
+    if not mti_bytes.isdigit():
+        raise LedgerFormatError("t", "MTI must be 4 ASCII digits")
+    mti = mti_bytes.decode("ascii")
+    primary = data[4:12]
+    if len(primary) != 8:
+        raise LedgerFormatError("p", "primary bitmap truncated", mti=mti)
+    numbers = [n for n in range(1, 65) if primary[(n - 1) // 8] & (0x80 >> ((n - 1) % 8))]
+    if numbers and numbers[0] == 1:
+        secondary = data[12:20]
+        if len(secondary) != 8:
+            raise LedgerFormatError("1", "secondary bitmap truncated", mti=mti)
+        extra = [64 + n for n in range(1, 65) if secondary[(n - 1) // 8] & (0x80 >> ((n - 1) % 8))]
+        if not extra:
+            raise LedgerFormatError("1", "secondary bitmap present but empty", mti=mti)
+        numbers = numbers[1:] + extra
+    for number in numbers:
+        if number not in FIELDS:
+            raise LedgerFormatError(str(number), "is not a field of this profile", mti=mti)
+    return numbers
+
+
+def decode_message(data: bytes) -> IsoMessage:
+    """Decode one message (without its length prefix); every deviation is a LedgerFormatError."""
+    numbers = _bitmap_fields(data)
+    mti = data[:4].decode("ascii")
+    try:
+        decoded, encoded = iso8583.decode(data, SPEC)
+    except iso8583.DecodeError as exc:
+        raise LedgerFormatError(str(exc.field), exc.msg, mti=mti) from None
+    stan: int | None = None
+    stan_text = decoded.get("11", "")
+    if len(stan_text) == 6 and stan_text.isascii() and stan_text.isdigit():
+        stan = int(stan_text)
+    fields: dict[int, FieldValue] = {}
+    for number in numbers:
+        key = str(number)
+        length_prefix = encoded[key]["len"]
+        if length_prefix and not length_prefix.isdigit():
+            raise LedgerFormatError(key, "length is not ASCII digits", mti=mti, stan=stan)
+        value: FieldValue = (
+            encoded[key]["data"] if FIELDS[number].char_class == "b" else decoded[key]
+        )
+        try:
+            check_field(number, value)
+        except LedgerFormatError as exc:
+            raise LedgerFormatError(key, exc.problem, mti=mti, stan=stan) from None
+        fields[number] = value
+    mac_input = b""
+    if MAC_FIELD in fields:
+        mac_input = data[: _mac_offset(encoded)]
+    return IsoMessage(mti=mti, fields=fields, mac_input=mac_input)

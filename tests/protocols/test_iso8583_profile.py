@@ -1,0 +1,194 @@
+"""The ISO 8583 profile layer: known bytes, MAC placement, and every kind of malformed input."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+import pytest
+
+from protocols.iso8583_profile import (
+    FIELDS,
+    SPEC,
+    LedgerFormatError,
+    check_field,
+    decode_message,
+    encode_message,
+)
+
+KEY = bytes(range(32))
+PAN = "9410123456789012"
+
+
+def _purchase_fields() -> dict[int, str | bytes]:
+    return {
+        2: PAN,
+        3: "000000",
+        4: "000000012000",
+        7: "1125030405",
+        11: "000001",
+        12: "120405",
+        13: "1125",
+        14: "2812",
+        22: "051",
+        25: "00",
+        41: "T0000001",
+        42: "M00000000000001",
+        48: "BP=500;DA=600",
+        49: "410",
+        55: b"\x9f\x02\x06\x00\x00\x00\x01\x20\x00",
+    }
+
+
+def test_0200_byte_by_byte() -> None:
+    raw = encode_message("0200", _purchase_fields(), KEY)
+    body = (
+        b"0200"
+        # fields 2 3 4 7 | 11 12 13 14 | 22 | 25 | - | 41 42 48 | 49 55 | 64
+        + bytes([0x72, 0x3C, 0x04, 0x80, 0x00, 0xC1, 0x82, 0x01])
+        + b"16" + PAN.encode()
+        + b"000000"
+        + b"000000012000"
+        + b"1125030405"
+        + b"000001"
+        + b"120405"
+        + b"1125"
+        + b"2812"
+        + b"051"
+        + b"00"
+        + b"T0000001"
+        + b"M00000000000001"
+        + b"013BP=500;DA=600"
+        + b"410"
+        + b"009\x9f\x02\x06\x00\x00\x00\x01\x20\x00"
+    )  # fmt: skip
+    mac = hmac.new(KEY, body, hashlib.sha256).digest()[:8]
+    assert raw == body + mac
+
+
+def test_secondary_bitmap_only_with_fields_over_64_and_mac_before_them() -> None:
+    fields: dict[int, str | bytes] = {
+        3: "000000",
+        11: "000002",
+        90: "0200" + "000001" + "1125030405" + "0" * 22,
+    }
+    raw = encode_message("0400", fields, KEY)
+    primary = bytes([0xA0, 0x20, 0, 0, 0, 0, 0, 0x01])  # 1 (secondary), 3, 11, 64
+    secondary = bytes([0, 0, 0, 0x40, 0, 0, 0, 0])  # 90 = 64 + 26
+    head = b"0400" + primary + secondary + b"000000" + b"000002"
+    mac = hmac.new(KEY, head, hashlib.sha256).digest()[:8]
+    assert raw == head + mac + fields[90].encode()  # type: ignore[union-attr]
+    decoded = decode_message(raw)
+    assert decoded.mac_input == head
+    assert decoded.fields[64] == mac
+    assert decoded.fields[90] == fields[90]
+
+    no_secondary = encode_message("0800", {11: "000003"})
+    assert no_secondary[4:12] == bytes([0, 0x20, 0, 0, 0, 0, 0, 0])
+    assert len(no_secondary) == 4 + 8 + 6
+
+
+def test_round_trip_keeps_binary_fields_as_bytes() -> None:
+    raw = encode_message("0200", _purchase_fields(), KEY)
+    decoded = decode_message(raw)
+    assert decoded.mti == "0200"
+    assert {n: v for n, v in decoded.fields.items() if n != 64} == _purchase_fields()
+    assert raw.startswith(decoded.mac_input)
+    assert len(decoded.mac_input) == len(raw) - 8
+    assert PAN not in repr(decoded)
+
+
+def test_spec_dict_is_exactly_the_profile() -> None:
+    assert set(SPEC) == {"h", "t", "p", "1"} | {str(n) for n in FIELDS}
+    assert SPEC["55"]["data_enc"] == "b" and SPEC["55"]["len_type"] == 3
+    assert SPEC["55"]["max_len"] == 255
+    assert SPEC["64"] == {"data_enc": "b", "len_enc": "ascii", "len_type": 0, "max_len": 8}
+    assert SPEC["90"]["max_len"] == 42 and SPEC["70"]["max_len"] == 3
+    assert SPEC["35"]["len_type"] == 2 and SPEC["35"]["max_len"] == 37
+    assert SPEC["48"]["len_type"] == 3 and SPEC["48"]["max_len"] == 999
+    assert SPEC["p"]["data_enc"] == "b" and SPEC["t"]["data_enc"] == "ascii"
+
+
+@pytest.mark.parametrize(
+    ("number", "value", "problem"),
+    [
+        (2, "12345678901234567890", "1 to 19"),
+        (2, "", "1 to 19"),
+        (2, "94101234x6789012", "digits"),
+        (3, "00000", "must be 6 long"),
+        (35, "9410123456789012D2812A", "'D' or '='"),
+        (37, "00000000000!", "letters and digits"),
+        (41, "T000000\u00e9", "printable ASCII"),
+        (48, "x" * 1000, "1 to 999"),
+        (55, "9F02", "must be binary"),
+        (55, b"\x00" * 256, "1 to 255"),
+        (4, b"000000000001", "must be text"),
+        (5, "1", "not a field of this profile"),
+    ],
+)
+def test_check_field_refuses(number: int, value: str | bytes, problem: str) -> None:
+    with pytest.raises(LedgerFormatError) as info:
+        check_field(number, value)
+    assert info.value.field == str(number)
+    assert problem in str(info.value)
+
+
+def test_encode_refuses_given_mac_and_bad_mti() -> None:
+    with pytest.raises(LedgerFormatError) as info:
+        encode_message("0200", {64: b"\x00" * 8}, KEY)
+    assert info.value.field == "64"
+    with pytest.raises(LedgerFormatError) as info:
+        encode_message("02X0", {11: "000001"})
+    assert info.value.field == "t"
+
+
+def _good() -> bytes:
+    return encode_message("0200", _purchase_fields(), KEY)
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        (b"02", "t"),
+        (b"02A0" + bytes(8), "t"),
+        (b"0200" + bytes(4), "p"),
+        (b"0200" + bytes([0x80]) + bytes(7), "1"),  # secondary bitmap missing
+        (b"0200" + bytes([0x80]) + bytes(7) + bytes(8), "1"),  # secondary present but empty
+        (b"0200" + bytes([0x08]) + bytes(7), "5"),  # field 5 is outside the profile
+        (b"0200" + bytes([0x80]) + bytes(7) + bytes([0x80]) + bytes(7), "65"),
+        (b"0200" + bytes([0x40]) + bytes(7) + b"1", "2"),  # length prefix truncated
+        (b"0200" + bytes([0x40]) + bytes(7) + b"+9123456789", "2"),  # non-canonical length
+        (b"0200" + bytes([0x40]) + bytes(7) + b"20" + b"1" * 20, "2"),  # over max 19
+        (b"0200" + bytes([0x40]) + bytes(7) + b"05123", "2"),  # data truncated
+        (b"0200" + bytes([0x40]) + bytes(7) + b"0512a45", "2"),  # not digits
+        (b"0200" + bytes([0x20]) + bytes(7) + b"00000\xff", "3"),  # not ASCII
+        (b"0200" + bytes([0x20]) + bytes(7) + b"000000extra", "3"),  # bytes after last field
+        (b"0200" + bytes([0x40]) + bytes(7) + b"00", "2"),  # zero-length variable field
+    ],
+)
+def test_decode_names_the_bad_field(data: bytes, field: str) -> None:
+    with pytest.raises(LedgerFormatError) as info:
+        decode_message(data)
+    assert info.value.field == field
+
+
+def test_decode_errors_carry_mti_and_stan_but_never_data() -> None:
+    raw = bytearray(_good())
+    # Corrupt field 14 (expiry, after the STAN) to a letter.
+    at = raw.index(b"2812")
+    raw[at] = ord("X")
+    with pytest.raises(LedgerFormatError) as info:
+        decode_message(bytes(raw))
+    assert info.value.field == "14"
+    assert info.value.mti == "0200"
+    assert info.value.stan == 1
+    assert PAN not in str(info.value) and "X812" not in str(info.value)
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+def test_decode_truncated_anywhere_is_a_format_error() -> None:
+    raw = _good()
+    for cut in range(len(raw)):
+        with pytest.raises(LedgerFormatError) as info:
+            decode_message(raw[:cut])
+        assert PAN not in str(info.value)
