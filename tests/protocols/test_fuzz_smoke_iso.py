@@ -1,0 +1,68 @@
+"""The ledger and payload fuzz targets, fed by hypothesis and from good seeds."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fuzz import fuzz_iso8583, fuzz_payloads
+from protocols.command_payload import sign_command
+from protocols.ledger_messages import (
+    CardPayer,
+    build_purchase,
+    build_reversal,
+    encode,
+    network_request,
+    respond,
+)
+from protocols.length_prefix import frame
+
+NOW = dt.datetime(2026, 11, 25, 3, 4, 5, tzinfo=dt.UTC)
+PURCHASE = build_purchase(
+    stan=1,
+    transmitted_at=NOW,
+    local_now=NOW,
+    amount=1000,
+    terminal_id="T0000001",
+    merchant_id="M00000000000001",
+    payer=CardPayer("chip", "9410123456789012", "2812", None, b"\x9f\x02\x01\x00"),
+)
+SEEDS = [
+    encode(PURCHASE, fuzz_iso8583.KEY),
+    encode(build_reversal(PURCHASE, stan=2, transmitted_at=NOW, local_now=NOW), fuzz_iso8583.KEY),
+    encode(respond(PURCHASE, "00", rrn="000000000001"), fuzz_iso8583.KEY),
+    encode(network_request("001", stan=3, transmitted_at=NOW, terminal_id="T0000001"), b""),
+]
+
+
+@given(st.binary(max_size=600))
+def test_iso8583_target(data: bytes) -> None:
+    fuzz_iso8583.target(data)
+
+
+@given(st.sampled_from(SEEDS), st.integers(0, 300), st.integers(0, 255))
+def test_iso8583_target_on_mutated_seeds(seed: bytes, at: int, byte: int) -> None:
+    mutated = bytearray(seed)
+    mutated[at % len(mutated)] = byte
+    fuzz_iso8583.target(bytes(mutated))
+    fuzz_iso8583.target(frame(bytes(mutated)))
+
+
+@given(st.binary(max_size=400))
+def test_payloads_target(data: bytes) -> None:
+    fuzz_payloads.target(data)
+
+
+def test_targets_reach_past_the_first_checks() -> None:
+    for seed in SEEDS:
+        fuzz_iso8583.target(seed)
+        fuzz_iso8583.target(frame(seed) + frame(seed))
+    fuzz_payloads.target(
+        b'{"order_id":"a","placed_at":"2026-11-25T03:00:00Z",'
+        b'"items":[{"name":"x","qty":1,"price":1}],"total":1}'
+    )
+    fuzz_payloads.target(
+        sign_command("log_level", "c", fuzz_payloads.NOW, {"level": "info"}, fuzz_payloads.OPERATOR)
+    )
