@@ -339,6 +339,12 @@ class _Routes:
                 await response.write(self._frame(event))
         except ConnectionResetError:
             log.info("events client went away")
+        except Exception:
+            if not response.prepared:
+                raise
+            # Headers are out: no error answer is possible any more, only ending the stream
+            # (the client reconnects and catches up with GETs).
+            log.exception("event stream failed; closing it")
         finally:
             pending = [task for task in (next_event, closing) if task is not None]
             for task in pending:

@@ -85,3 +85,14 @@ async def test_stopping_the_api_ends_open_streams(tmp_path: Path) -> None:
             rest = await asyncio.wait_for(stream.content.read(), WAIT_S)
         assert rest == b""
         assert served.service.subscribers == 0
+
+
+async def test_a_failing_subscription_ends_its_stream_only(tmp_path: Path) -> None:
+    async with running_api(tmp_path) as served, served.session() as session:
+        async with session.get("/v1/events") as stream:
+            assert await read_block(stream) == [": connected"]
+            served.service.break_subscriptions(RuntimeError("event source broke"))
+            rest = await asyncio.wait_for(stream.content.read(), WAIT_S)
+        assert rest == b""
+        async with session.get("/v1/status") as response:
+            assert response.status == 200

@@ -73,7 +73,7 @@ class MemoryPaymentService:
         self._keys: dict[str, tuple[tuple[int, str, bool], str]] = {}
         self._ids = itertools.count(1)
         self._seq = itertools.count(1)
-        self._subscribers: set[asyncio.Queue[dict[str, object]]] = set()
+        self._subscribers: set[asyncio.Queue[dict[str, object] | Exception]] = set()
         self.unsubscribed = asyncio.Event()
 
     @property
@@ -88,6 +88,11 @@ class MemoryPaymentService:
         }
         for queue in self._subscribers:
             queue.put_nowait(event)
+
+    def break_subscriptions(self, error: Exception) -> None:
+        """Every open subscription raises `error` on its next read, as a broken service would."""
+        for queue in self._subscribers:
+            queue.put_nowait(error)
 
     def set_state(self, payment_id: str, state: str) -> None:
         payment = self.payments[payment_id]
@@ -158,16 +163,19 @@ class MemoryPaymentService:
         return refund
 
     def events(self) -> AsyncIterator[dict[str, object]]:
-        queue: asyncio.Queue[dict[str, object]] = asyncio.Queue()
+        queue: asyncio.Queue[dict[str, object] | Exception] = asyncio.Queue()
         self._subscribers.add(queue)
         return self._drain(queue)
 
     async def _drain(
-        self, queue: asyncio.Queue[dict[str, object]]
+        self, queue: asyncio.Queue[dict[str, object] | Exception]
     ) -> AsyncIterator[dict[str, object]]:
         try:
             while True:
-                yield await queue.get()
+                item = await queue.get()
+                if isinstance(item, Exception):
+                    raise item
+                yield item
         finally:
             self._subscribers.discard(queue)
             self.unsubscribed.set()
