@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from posd import __version__
 
 DEFAULT_CONFIG = "/etc/posd/posd.toml"
+CONFIG_HELP = f"config file (default: $POSD_CONFIG or {DEFAULT_CONFIG})"
 
 
 def default_config_path() -> str:
@@ -28,13 +29,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser("run", help="run the daemon in the foreground (systemd runs this)")
-    run.add_argument("-c", "--config", help=f"config file (default: $POSD_CONFIG or {DEFAULT_CONFIG})")
+    run.add_argument("-c", "--config", help=CONFIG_HELP)
 
     config = sub.add_parser("config", help="check a config file or print the example config")
     config_sub = config.add_subparsers(dest="config_command", metavar="ACTION")
-    check = config_sub.add_parser("check", help="validate a config file; exit 0, or 78 listing every problem")
-    check.add_argument("file", nargs="?", help=f"config file (default: $POSD_CONFIG or {DEFAULT_CONFIG})")
+    check = config_sub.add_parser(
+        "check", help="validate a config file; exit 0, or 78 listing every problem"
+    )
+    check.add_argument("file", nargs="?", help=CONFIG_HELP)
     config_sub.add_parser("example", help="print a complete, commented example config")
+
+    enroll = sub.add_parser(
+        "enroll", help="make the terminal's private key (0600) and a CSR for the ledger's CA"
+    )
+    from posd.enroll import add_arguments as add_enroll_arguments
+
+    add_enroll_arguments(enroll)
 
     return parser
 
@@ -57,4 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.config_command == "example":
             return config_cli.example()
         parser.parse_args(["config", "--help"])
+    if args.command == "enroll":
+        from posd.enroll import enroll
+
+        return enroll(args, default_config_path())
     return os.EX_USAGE
