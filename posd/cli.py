@@ -39,6 +39,16 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("file", nargs="?", help=CONFIG_HELP)
     config_sub.add_parser("example", help="print a complete, commented example config")
 
+    status = sub.add_parser("status", help="ask the running daemon for its state and print it")
+    status.add_argument("-c", "--config", help=CONFIG_HELP)
+    status.add_argument("--json", action="store_true", help="print the raw state object")
+
+    saf = sub.add_parser("saf", help="list the store-and-forward queue (masked); `saf flush`")
+    saf.add_argument("-c", "--config", help=CONFIG_HELP)
+    saf.add_argument(
+        "action", nargs="?", choices=["flush"], help="flush: ask the daemon to forward now"
+    )
+
     enroll = sub.add_parser(
         "enroll", help="make the terminal's private key (0600) and a CSR for the ledger's CA"
     )
@@ -67,6 +77,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.config_command == "example":
             return config_cli.example()
         parser.parse_args(["config", "--help"])
+    if args.command in ("status", "saf"):
+        from posd import status_cli
+
+        config_path = args.config or default_config_path()
+        if args.command == "status":
+            return status_cli.status(config_path, args.json)
+        return status_cli.saf(config_path, args.action == "flush")
     if args.command == "enroll":
         from posd.enroll import enroll
 
