@@ -20,6 +20,7 @@ from typing import Literal, cast, get_args
 from posd.config_errors import ConfigError, ConfigFileError, ConfigProblem
 from posd.config_fields import REQUIRED, Problems, Table, show, toml_type
 from posd.config_files import (
+    FileAccessProblem,
     FileProblem,
     check_ca_file,
     check_cert_and_key,
@@ -426,8 +427,18 @@ def _benefit_rate(value: int) -> str | None:
 
 def _terminal(t: Table) -> TerminalConfig:
     return TerminalConfig(
-        id=t.string("id", REQUIRED, ans(8, "ans8, ISO 8583 field 41")),
-        merchant_id=t.string("merchant_id", REQUIRED, ans(15, "ans15, ISO 8583 field 42")),
+        id=t.string(
+            "id",
+            REQUIRED,
+            ans(8, "ans8, ISO 8583 field 41"),
+            expected="a string of exactly 8 printable ASCII characters",
+        ),
+        merchant_id=t.string(
+            "merchant_id",
+            REQUIRED,
+            ans(15, "ans15, ISO 8583 field 42"),
+            expected="a string of exactly 15 printable ASCII characters",
+        ),
         benefit_plus_rate_bps=t.integer(
             "benefit_plus_rate_bps",
             0,
@@ -531,8 +542,10 @@ def _check_file(
     if check is not None:
         try:
             check(path)
-        except FileProblem as exc:
+        except FileAccessProblem as exc:
             t.problem(key, f"{exc}; {need}")
+        except FileProblem as exc:
+            t.problem(key, str(exc))
 
 
 def _check_cert_pair(t: Table, cert: Path | None, key: Path | None, need: str) -> None:

@@ -23,33 +23,39 @@ class FileProblem(Exception):
     """What is wrong with a named file, phrased for `key.path: <message>`."""
 
 
+class FileAccessProblem(FileProblem):
+    """The file cannot be read at all, so the message says nothing of what it should hold."""
+
+
 def read_small_file(path: Path) -> bytes:
     """The bytes of a regular file this process can read, or FileProblem saying why not."""
     try:
         info = os.stat(path)
     except FileNotFoundError:
-        raise FileProblem(f"{path} does not exist") from None
+        raise FileAccessProblem(f"{path} does not exist") from None
     except PermissionError:
-        raise FileProblem(f"{path} cannot be reached: permission denied on a directory") from None
+        raise FileAccessProblem(
+            f"{path} cannot be reached: permission denied on a directory"
+        ) from None
     except OSError as exc:
-        raise FileProblem(f"{path} cannot be read ({exc.strerror})") from None
+        raise FileAccessProblem(f"{path} cannot be read ({exc.strerror})") from None
     # A FIFO or device would block or never end; only regular files hold config material.
     if stat.S_ISDIR(info.st_mode):
-        raise FileProblem(f"{path} is a directory, expected a file")
+        raise FileAccessProblem(f"{path} is a directory, expected a file")
     if not stat.S_ISREG(info.st_mode):
-        raise FileProblem(f"{path} is not a regular file")
+        raise FileAccessProblem(f"{path} is not a regular file")
     if info.st_size > MAX_FILE_BYTES:
-        raise FileProblem(f"{path} is larger than {MAX_FILE_BYTES} bytes")
+        raise FileAccessProblem(f"{path} is larger than {MAX_FILE_BYTES} bytes")
     try:
         with open(path, "rb") as handle:
             return handle.read(MAX_FILE_BYTES + 1)
     except PermissionError:
-        raise FileProblem(
+        raise FileAccessProblem(
             f"{path} is not readable by this process (uid {os.getuid()}); "
             "give the posd user read access"
         ) from None
     except OSError as exc:
-        raise FileProblem(f"{path} cannot be read ({exc.strerror})") from None
+        raise FileAccessProblem(f"{path} cannot be read ({exc.strerror})") from None
 
 
 def _strip_one_newline(data: bytes) -> bytes:

@@ -109,8 +109,8 @@ def topic(placeholders: frozenset[str]) -> Check[str]:
             return f"is empty, {expected}"
         if "+" in value or "#" in value:
             return f"{show(value)} holds an MQTT wildcard (+ or #), {expected}"
-        if "\0" in value:
-            return f"holds a NUL character, {expected}"
+        if any(char < " " or char == "\x7f" for char in value):
+            return f"holds a control character, {expected}"
         if value.startswith("$"):
             return f"{show(value)} starts with $, which brokers reserve; {expected}"
         if value.startswith("/") or value.endswith("/") or "//" in value:
@@ -141,7 +141,7 @@ def unix_socket_path(value: str) -> str | None:
 def card_prefix(value: str) -> str | None:
     # No echo of the value: someone may have pasted a whole card number here.
     if not value.isascii() or not value.isdigit() or not 1 <= len(value) <= 11:
-        return 'expected a card number prefix of 1 to 11 digits, such as "9410"'
+        return 'is not 1 to 11 digits, expected a card number prefix such as "9410"'
     return None
 
 
