@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from posd.journal_core import JournalCore, to_ms
+from posd.journal_core import JournalCore, saf_listing, to_ms
 from posd.journal_crypto import JournalKeyError, SealError
 from posd.journal_model import (
     CardSecrets,
@@ -68,6 +68,7 @@ __all__ = [
     "UnknownSafEntry",
     "day_bounds",
     "mask_pan",
+    "saf_listing",
 ]
 
 T = TypeVar("T")
@@ -84,6 +85,7 @@ class Journal:
     def __init__(self, core: JournalCore, executor: ThreadPoolExecutor) -> None:
         self._core = core
         self._executor = executor
+        self._closed = False
         self.path = core.path
 
     @classmethod
@@ -104,14 +106,22 @@ class Journal:
         return cls(core, executor)
 
     async def close(self) -> None:
-        await self._run(self._core.close)
-        self._executor.shutdown(wait=True)
+        """Waits for queued calls, then closes; a second close does nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._core.close)
+        finally:
+            self._executor.shutdown(wait=False)
 
     async def settings(self) -> dict[str, object]:
         """journal_mode, synchronous (2 = FULL), foreign_keys, secure_delete, schema_version."""
         return await self._run(self._core.settings)
 
     async def _run(self, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
+        if self._closed:
+            raise JournalError("the journal is closed")
         call = functools.partial(fn, *args, **kwargs)
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 

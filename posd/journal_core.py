@@ -100,6 +100,14 @@ class JournalCore:
         self._conn.row_factory = sqlite3.Row
         try:
             self._cipher = self._open_cipher(state_dir)
+            with self._tx() as db:
+                # Card data kept past the ledger's answer (a chip approval awaiting the card's
+                # decision) is useless once the process that held the reader has gone.
+                db.execute(
+                    "UPDATE payments SET card_data = NULL"
+                    " WHERE card_data IS NOT NULL AND state != ?",
+                    (AUTHORIZING,),
+                )
         except BaseException:
             self._conn.close()
             raise
@@ -817,6 +825,27 @@ class JournalCore:
         row = db.execute("SELECT fields FROM saf WHERE id = ?", (entry.entry_id,)).fetchone()
         plain = self._cipher.open(row[0], _saf_aad(entry.payment_id, entry.kind))
         return SafMessage(entry, entry.mti, decode_fields(plain))
+
+
+def saf_listing(state_dir: Path, limit: int = 1000) -> list[SafEntry]:
+    """Pending SAF entries, masked, read without the key and without writing: for `posd saf`
+    run by a technician while the daemon may or may not be running."""
+    path = state_dir / DB_FILE_NAME
+    if not path.is_file():
+        raise JournalError(f"no journal at {path}; is storage.state_dir right?")
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5.0)
+    try:
+        conn.row_factory = sqlite3.Row
+        rows = conn.execute(
+            f"SELECT {_SAF_COLUMNS} FROM saf JOIN payments p ON p.id = saf.payment_id"
+            " WHERE saf.completed_at IS NULL ORDER BY saf.id LIMIT ?",
+            (limit,),
+        ).fetchall()
+    except sqlite3.DatabaseError as exc:
+        raise JournalError(f"cannot read {path}: {exc}") from None
+    finally:
+        conn.close()
+    return [_saf_entry(row) for row in rows]
 
 
 def _payment(row: sqlite3.Row) -> PaymentRecord:

@@ -110,6 +110,13 @@ def connect(path: Path) -> sqlite3.Connection:
         if mode != "wal":
             raise JournalSchemaError(f"{path}: SQLite refused WAL mode (got {mode!r})")
         migrate(conn, path)
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        if type(exc) is sqlite3.DatabaseError:  # corrupt or foreign file, not a busy/IO error
+            raise JournalSchemaError(
+                f"{path}: {exc}; restore the journal from backup or move it away"
+            ) from None
+        raise
     except BaseException:
         conn.close()
         raise

@@ -18,6 +18,7 @@ from posd.journal import (
     IllegalTransition,
     InvalidArgument,
     Journal,
+    JournalError,
     JournalSchemaError,
     RefundRefused,
     UnknownPayment,
@@ -487,3 +488,33 @@ async def test_foreign_database_is_refused(tmp_path: Path) -> None:
         db.execute("CREATE TABLE other (x)")
     with pytest.raises(JournalSchemaError, match="not a posd journal"):
         await Journal.open(tmp_path)
+
+
+async def test_garbage_database_file_is_refused_clearly(tmp_path: Path) -> None:
+    (tmp_path / "journal.db").write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(JournalSchemaError, match=r"not a database.*restore"):
+        await Journal.open(tmp_path)
+
+
+async def test_card_data_kept_past_the_answer_is_dropped_at_next_start(tmp_path: Path) -> None:
+    j = await Journal.open(tmp_path)
+    kept = await purchase(j, "kept")
+    await j.begin_authorization(kept, CHIP, NOW)
+    await j.record_answer(kept, response_code="00", now=NOW, keep_card_data=True)
+    waiting = await purchase(j, "waiting")
+    await j.begin_authorization(waiting, CHIP, NOW)
+    await j.close()
+    j = await Journal.open(tmp_path)
+    try:
+        assert await j.card_data(kept) is None
+        assert await j.card_data(waiting) == CHIP  # still owed a reversal by recovery
+    finally:
+        await j.close()
+
+
+async def test_closed_journal_refuses_calls_and_closes_once(tmp_path: Path) -> None:
+    j = await Journal.open(tmp_path)
+    await j.close()
+    await j.close()
+    with pytest.raises(JournalError, match="closed"):
+        await j.get("p_0000000000000000")

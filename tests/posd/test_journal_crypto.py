@@ -45,11 +45,15 @@ def test_needles_are_found_when_present(tmp_path: Path) -> None:
 
 async def test_key_created_private_and_reused(tmp_path: Path) -> None:
     j = await Journal.open(tmp_path)
-    await j.close()
+    await j.create_payment(
+        amount=1, method="any", idempotency_key="k", benefit_plus_rate_bps=0, now=NOW
+    )
     key = tmp_path / "journal.key"
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     assert key.stat().st_size == 32
-    assert stat.S_IMODE((tmp_path / "journal.db").stat().st_mode) == 0o600
+    for name in ("journal.db", "journal.db-wal", "journal.db-shm"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600, name
+    await j.close()
     first = key.read_bytes()
     j = await Journal.open(tmp_path)
     await j.close()

@@ -14,9 +14,11 @@ from posd.journal import (
     IllegalTransition,
     InvalidArgument,
     Journal,
+    JournalError,
     OfflineRefused,
     PaymentRecord,
     UnknownSafEntry,
+    saf_listing,
 )
 
 NOW = 1_795_600_000.0
@@ -203,6 +205,21 @@ async def test_saf_listing_is_masked(journal: Journal) -> None:
     assert "9410123456789012" not in repr(entry) + repr(doc)
     message = await journal.saf_peek()
     assert "9410123456789012" not in repr(message)
+
+
+async def test_saf_listing_reads_without_key_or_daemon(tmp_path: Path) -> None:
+    with pytest.raises(JournalError, match="no journal"):
+        saf_listing(tmp_path)
+    j = await Journal.open(tmp_path)
+    record = await authorizing(j, "a")
+    await j.start_reversal(
+        record.payment_id, fields={"11": "000001"}, stan=1, now=NOW, decline_reason="timeout"
+    )
+    assert [e.payment_id for e in saf_listing(tmp_path)] == [record.payment_id]
+    await j.close()
+    (tmp_path / "journal.key").unlink()
+    [entry] = saf_listing(tmp_path)
+    assert entry.masked_pan == "941012******9012" and entry.mti == "0400"
 
 
 async def test_reversal_after_approval_and_empty_fields_refused(journal: Journal) -> None:
