@@ -518,3 +518,28 @@ async def test_closed_journal_refuses_calls_and_closes_once(tmp_path: Path) -> N
     await j.close()
     with pytest.raises(JournalError, match="closed"):
         await j.get("p_0000000000000000")
+
+
+@pytest.mark.parametrize(("amount", "key"), [(0, None), (-1, None), (10, ""), (10, "x" * 256)])
+async def test_bad_refund_arguments_are_refused(
+    journal: Journal, amount: int, key: str | None
+) -> None:
+    original = await approved_payment(journal, "o")
+    with pytest.raises(InvalidArgument) as err:
+        await journal.create_refund(
+            original_payment_id=original, amount=amount, idempotency_key=key, now=NOW
+        )
+    assert err.value.field == ("amount" if amount <= 0 else "idempotency_key")
+
+
+async def test_event_sequence_keeps_increasing_across_restarts(tmp_path: Path) -> None:
+    j = await Journal.open(tmp_path)
+    await purchase(j, "a")
+    [first] = await j.events_since(0)
+    await j.close()
+    j = await Journal.open(tmp_path)
+    try:
+        await purchase(j, "b")
+        assert [e.seq for e in await j.events_since(first.seq)] == [first.seq + 1]
+    finally:
+        await j.close()

@@ -352,3 +352,17 @@ async def test_forwarded_payments_leave_the_offline_exposure(journal: Journal) -
     probe = await authorizing(journal, "probe")
     exposure = await journal.offline_exposure(probe.payment_id, NOW)
     assert (exposure.count, exposure.total, exposure.for_account) == (1, 100, 1)
+
+
+async def test_bad_saf_answer_is_refused_and_entry_stays_queued(journal: Journal) -> None:
+    record = await authorizing(journal, "a")
+    _, entry = await journal.start_reversal(
+        record.payment_id, fields={"11": "000001"}, stan=1, now=NOW, decline_reason="timeout"
+    )
+    for kwargs, field in (({"response_code": "0"}, "response_code"), ({"rrn": "x" * 13}, "rrn")):
+        args: dict[str, str] = {"response_code": "00"}
+        args.update(kwargs)
+        with pytest.raises(InvalidArgument) as err:
+            await journal.saf_complete(entry.entry_id, now=NOW, **args)
+        assert err.value.field == field
+    assert [e.entry_id for e in await journal.saf_pending()] == [entry.entry_id]
