@@ -146,10 +146,13 @@ class JournalCore:
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             yield self._conn
+            self._conn.execute("COMMIT")
         except BaseException:
-            self._conn.execute("ROLLBACK")
+            # A failed COMMIT (disk full, I/O error) can leave the transaction open; roll it
+            # back so the next call starts clean and nothing half-written becomes visible.
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
             raise
-        self._conn.execute("COMMIT")
 
     # -- payments -------------------------------------------------------------------------
 

@@ -151,7 +151,8 @@ def migrate(conn: sqlite3.Connection, path: Path) -> None:
             conn.execute("UPDATE schema_version SET version = ?", (step + 1,))
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
 
 

@@ -366,3 +366,18 @@ async def test_bad_saf_answer_is_refused_and_entry_stays_queued(journal: Journal
             await journal.saf_complete(entry.entry_id, now=NOW, **args)
         assert err.value.field == field
     assert [e.entry_id for e in await journal.saf_pending()] == [entry.entry_id]
+
+
+async def test_a_refused_step_rolls_back_its_earlier_writes(journal: Journal) -> None:
+    record = await authorizing(journal, "a")
+    _, entry = await journal.start_reversal(
+        record.payment_id, fields={"11": "000001"}, stan=1, now=NOW, decline_reason="timeout"
+    )
+    # saf_complete marks the entry done and then moves the payment; make the second step fail.
+    with sqlite3.connect(journal.path, timeout=5) as db:
+        db.execute("UPDATE payments SET state = 'declined' WHERE id = ?", (record.payment_id,))
+    with pytest.raises(IllegalTransition):
+        await journal.saf_complete(entry.entry_id, response_code="00", now=NOW)
+    message = await journal.saf_peek()
+    assert message is not None and message.entry.entry_id == entry.entry_id
+    assert message.fields == {"11": "000001"}
