@@ -193,7 +193,7 @@ def to_toml(sections: Mapping[str, Mapping[str, object]]) -> str:
     """TOML for sections of scalars, arrays and inline tables: what posd's config holds."""
     out: list[str] = []
     for name, section in sections.items():
-        out.append(f"[{name}]")
+        out.append(f"[{_toml_key(name)}]")
         out.extend(f"{_toml_key(key)} = {_toml_value(value)}" for key, value in section.items())
         out.append("")
     return "\n".join(out)
