@@ -9,7 +9,6 @@ import base64
 import binascii
 import ipaddress
 import re
-from collections.abc import Callable
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -189,13 +188,3 @@ def usb_id(value: object) -> tuple[int | None, str | None]:
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 0xFFFF:
         return value, None
     return None, f"{show(value)} is not a USB id, {expected}"
-
-
-def all_of(*checks: Callable[[str], str | None]) -> Check[str]:
-    def check(value: str) -> str | None:
-        for one in checks:
-            if (message := one(value)) is not None:
-                return message
-        return None
-
-    return check

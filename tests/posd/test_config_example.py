@@ -123,7 +123,10 @@ def test_example_with_its_files_present_holds_the_operations_defaults(tmp_path: 
     ]:
         text = text.replace(old, str(new))
     config = parse_config(text, Path("example.toml"))
-    defaults = {**OPERATIONS_DEFAULTS, "storage": {"state_dir": tmp_path / "state"}}
+    defaults: dict[str, dict[str, object]] = {
+        **OPERATIONS_DEFAULTS,
+        "storage": {"state_dir": tmp_path / "state"},
+    }
     for section, values in defaults.items():
         actual = dataclasses.asdict(getattr(config, section))
         for key, value in values.items():

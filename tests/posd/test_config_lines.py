@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from posd.config import Config, ConfigError, parse_config
-from posd.config_lines import format_key_path, line_of, locate_keys
+from posd.config_lines import KeyPath, format_key_path, line_of, locate_keys
 from tests.helpers.configs import to_toml
 
 keys = st.text(alphabet=string.ascii_letters + string.digits + "_-. \"'#=[]{}é", min_size=1)
@@ -76,7 +76,7 @@ def test_multiline_strings_arrays_and_comments_keep_lines_straight() -> None:
 
 
 def test_line_of_falls_back_to_the_parent_then_line_1() -> None:
-    lines = {("ledger",): 7, ("ledger", "host"): 8}
+    lines: dict[KeyPath, int] = {("ledger",): 7, ("ledger", "host"): 8}
     assert line_of(lines, ("ledger", "host")) == 8
     assert line_of(lines, ("ledger", "port")) == 7
     assert line_of(lines, ("mqtt", "port")) == 1
