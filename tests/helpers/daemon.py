@@ -1,0 +1,211 @@
+"""The whole daemon in-process, on simulated devices and the reference ledger, for e2e tests.
+
+    async with running_daemon(tmp_path) as d:
+        payment = await d.create(10_000, "qr")
+        await d.scanner.scan(d.issuer.valid(GOOD_QR_ACCOUNT))
+        done = await d.wait_final(payment["payment_id"])
+
+Everything is real: posd's Daemon and supervisor run `payment_components` (journal, ledger
+link, SAF sender, serial QR scanner on a pseudo-terminal, payment engine, local API on its
+Unix socket); the reference ledger listens on a loopback port (mutual TLS with `tls=True`).
+Timings that would make tests slow (ledger reconnect backoff, SAF retry interval) are shortened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from posd.config import Config, load_config
+from posd.daemon import Daemon, prepare_state_dir
+from posd.ledger_client import LedgerTimings
+from posd.payment_components import payment_components
+from posd.payments import PaymentEngine
+from posd.sim.ledger import LedgerSimulator, server_ssl_context
+from posd.sim.qr_issuer import QrIssuer
+from posd.sim.qr_scanner import SimulatedSerialScanner
+from tests.helpers.configs import (
+    MAC_KEY_HEX,
+    PLATFORM_KEY_ID,
+    platform_key_pair,
+    write_config,
+    write_tls_files,
+)
+
+FINAL_STATES = frozenset(
+    {"approved", "declined", "approved_offline", "forwarded", "cancelled", "reversed"}
+)
+WAIT_S = 10.0
+FAST_LINK = LedgerTimings(backoff_initial_s=0.05, backoff_max_s=0.2, connect_timeout_s=2.0)
+
+
+@dataclass
+class RunningDaemon:
+    tmp_path: Path
+    config_path: Path
+    config: Config
+    daemon: Daemon
+    ledger: LedgerSimulator
+    scanner: SimulatedSerialScanner
+    issuer: QrIssuer
+    session: aiohttp.ClientSession
+
+    @property
+    def engine(self) -> PaymentEngine:
+        component = self.daemon.supervisor.component("payments")
+        assert isinstance(component, PaymentEngine)
+        return component
+
+    @property
+    def state_dir(self) -> Path:
+        return self.config.storage.state_dir
+
+    async def request(
+        self, method: str, path: str, body: Mapping[str, object] | None = None
+    ) -> tuple[int, Any]:
+        async with self.session.request(method, f"http://posd{path}", json=body) as response:
+            return response.status, await response.json()
+
+    async def create(
+        self,
+        amount: int,
+        method: str,
+        key: str | None = None,
+        benefit_plus: bool = False,
+    ) -> dict[str, Any]:
+        status, body = await self.request(
+            "POST",
+            "/v1/payments",
+            {
+                "amount": amount,
+                "method": method,
+                "idempotency_key": key or uuid.uuid4().hex,
+                "benefit_plus": benefit_plus,
+            },
+        )
+        assert status == 202, body
+        return dict(body)
+
+    async def payment(self, payment_id: str) -> dict[str, Any]:
+        status, body = await self.request("GET", f"/v1/payments/{payment_id}")
+        assert status == 200, body
+        return dict(body)
+
+    async def wait_state(
+        self, payment_id: str, states: frozenset[str] | set[str], timeout_s: float = WAIT_S
+    ) -> dict[str, Any]:
+        """The payment once its state is one of `states` (polling the API)."""
+        async with asyncio.timeout(timeout_s):
+            while True:
+                body = await self.payment(payment_id)
+                if body["state"] in states:
+                    return body
+                await asyncio.sleep(0.02)
+
+    async def wait_final(self, payment_id: str, timeout_s: float = WAIT_S) -> dict[str, Any]:
+        return await self.wait_state(payment_id, FINAL_STATES | {"reversing"}, timeout_s)
+
+    async def wait_status(self, predicate: Any, timeout_s: float = WAIT_S) -> dict[str, Any]:
+        async with asyncio.timeout(timeout_s):
+            while True:
+                status, body = await self.request("GET", "/v1/status")
+                if status == 200 and predicate(body):
+                    return dict(body)
+                await asyncio.sleep(0.02)
+
+
+@contextlib.asynccontextmanager
+async def running_daemon(
+    tmp_path: Path,
+    *,
+    tls: bool = False,
+    ledger_up: bool = True,
+    card_reader: bool = False,
+    saf_retry_interval_s: float = 0.3,
+    read_timeout_s: int = 5,
+    **overrides: Mapping[str, object] | None,
+) -> AsyncIterator[RunningDaemon]:
+    """posd with the reference ledger and a serial QR scanner on a pty; see the module doc."""
+    issuer = QrIssuer(key_id=PLATFORM_KEY_ID, private_key=platform_key_pair())
+    scanner = SimulatedSerialScanner()
+    ledger_section: dict[str, object] = {"tls": tls, "timeout_s": 2}
+    ssl_context = None
+    if tls:
+        files = write_tls_files(tmp_path / "tls")
+        ssl_context = server_ssl_context(
+            files.server_cert_file, files.server_key_file, files.ca_file
+        )
+        ledger_section |= {
+            "ca_file": str(files.ca_file),
+            "cert_file": str(files.client_cert_file),
+            "key_file": str(files.client_key_file),
+            "host": "localhost",
+        }
+    ledger = LedgerSimulator(mac_key=bytes.fromhex(MAC_KEY_HEX), ssl_context=ssl_context)
+    await ledger.start()
+    ledger_section["port"] = ledger.port
+    ledger_section |= dict(overrides.pop("ledger", None) or {})
+    sections: dict[str, Mapping[str, object] | None] = {
+        "ledger": ledger_section,
+        "qr_scanner": {"kind": "serial", "port": scanner.port},
+    }
+    sections.update(overrides)
+    config_path = write_config(tmp_path, **sections)
+    config = load_config(config_path)
+    if not ledger_up:
+        await ledger.refuse_connections(True)
+    build = functools.partial(
+        payment_components,
+        ledger_timings=FAST_LINK,
+        saf_retry_interval_s=saf_retry_interval_s,
+        read_timeout_s=read_timeout_s,
+        api_group=None,
+        card_reader=card_reader,
+    )
+    daemon = Daemon(config, config_path, prepare_state_dir(config.storage.state_dir), build=build)
+    serving = asyncio.create_task(daemon.serve())
+    connector = aiohttp.UnixConnector(path=str(config.api.socket))
+    session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=20))
+    running = RunningDaemon(tmp_path, config_path, config, daemon, ledger, scanner, issuer, session)
+    try:
+        await _wait_ready(running, serving, ledger_up)
+        yield running
+    finally:
+        await session.close()
+        daemon.request_stop()
+        async with asyncio.timeout(10):
+            await serving
+        await ledger.close()
+        scanner.unplug()
+
+
+async def _wait_ready(running: RunningDaemon, serving: asyncio.Task[int], ledger_up: bool) -> None:
+    async with asyncio.timeout(WAIT_S):
+        while not running.config.api.socket.exists():
+            if serving.done():
+                raise RuntimeError(f"posd stopped while starting: exit {serving.result()}")
+            await asyncio.sleep(0.02)
+
+    def ready(body: dict[str, Any]) -> bool:
+        scanner_ok = body["devices"]["qr_scanner"]["state"] == "ready"
+        return scanner_ok and (body["ledger"]["link"] == "up" or not ledger_up)
+
+    await running.wait_status(ready)
+
+
+def sse_lines(raw: bytes) -> list[dict[str, Any]]:
+    """The JSON events of an SSE body."""
+    return [
+        json.loads(line[len(b"data: ") :])
+        for line in raw.splitlines()
+        if line.startswith(b"data: ")
+    ]

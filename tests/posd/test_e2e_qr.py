@@ -1,0 +1,149 @@
+"""QR payments through the whole daemon: serial scanner on a pty, journal, reference ledger."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from posd.sim.ledger_accounts import GOOD_QR_ACCOUNT, POOR_QR_ACCOUNT
+from posd.sim.qr_issuer import MERCHANT_PRESENTED_QR
+from tests.helpers.daemon import RunningDaemon, running_daemon
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def pay_qr(d: RunningDaemon, amount: int, text: str, **kw: bool) -> dict[str, object]:
+    created = await d.create(amount, "qr", **kw)  # type: ignore[arg-type]
+    assert created["state"] == "waiting_for_card"
+    await d.scanner.scan(text)
+    return await d.wait_final(str(created["payment_id"]))
+
+
+async def test_qr_payment_approved_with_benefit_plus(tmp_path: Path) -> None:
+    async with running_daemon(tmp_path, terminal={"benefit_plus_rate_bps": 500}) as d:
+        before = d.ledger.rules.balance(GOOD_QR_ACCOUNT)
+        assert before is not None
+        done = await pay_qr(d, 10_000, d.issuer.valid(GOOD_QR_ACCOUNT), benefit_plus=True)
+        assert done["state"] == "approved", done
+        assert (done["amount"], done["discount"], done["charged"]) == (10_000, 500, 9_500)
+        assert done["method"] == "qr" and done["entry_mode"] == "qr"
+        assert done["account_last4"] == GOOD_QR_ACCOUNT[-4:]
+        assert done["offline"] is False and done["rrn"] and done["auth_code"]
+        assert d.ledger.rules.balance(GOOD_QR_ACCOUNT) == before - 9_500
+
+
+async def test_benefit_plus_asked_at_a_shop_that_is_not_one_gives_no_discount(
+    tmp_path: Path,
+) -> None:
+    async with running_daemon(tmp_path) as d:
+        done = await pay_qr(d, 10_000, d.issuer.valid(GOOD_QR_ACCOUNT), benefit_plus=True)
+        assert done["state"] == "approved"
+        assert (done["discount"], done["charged"]) == (0, 10_000)
+
+
+async def test_every_bad_qr_is_declined_with_its_reason_and_never_reaches_the_ledger(
+    tmp_path: Path,
+) -> None:
+    async with running_daemon(tmp_path) as d:
+        replayed = d.issuer.valid(GOOD_QR_ACCOUNT)
+        assert (await pay_qr(d, 1_000, replayed))["state"] == "approved"
+        financial_before = [s for s in d.ledger.seen if s.mti != "0800"]
+        cases = {
+            "qr_expired": d.issuer.expired(GOOD_QR_ACCOUNT),
+            "qr_not_yet_valid": d.issuer.not_yet_valid(GOOD_QR_ACCOUNT),
+            "qr_too_long_lived": d.issuer.too_long_lived(GOOD_QR_ACCOUNT),
+            "qr_bad_signature": d.issuer.bad_signature(GOOD_QR_ACCOUNT),
+            "qr_unknown_key": d.issuer.unknown_key(GOOD_QR_ACCOUNT),
+            "qr_not_seoroeum": MERCHANT_PRESENTED_QR,
+            "qr_unreadable": "this is not a token!",
+            "qr_replayed": replayed,
+        }
+        for reason, text in cases.items():
+            done = await pay_qr(d, 1_000, text)
+            assert (done["state"], done["decline_reason"]) == ("declined", reason)
+        assert [s for s in d.ledger.seen if s.mti != "0800"] == financial_before
+
+
+async def test_insufficient_funds(tmp_path: Path) -> None:
+    async with running_daemon(tmp_path) as d:
+        done = await pay_qr(d, 50_000, d.issuer.valid(POOR_QR_ACCOUNT))
+        assert done["state"] == "declined"
+        assert (done["response_code"], done["decline_reason"]) == ("51", "insufficient_funds")
+
+
+async def test_second_payment_while_one_waits_is_refused_409(tmp_path: Path) -> None:
+    async with running_daemon(tmp_path) as d:
+        first = await d.create(1_000, "qr", key="a")
+        body = {"amount": 2_000, "method": "qr", "idempotency_key": "b", "benefit_plus": False}
+        results = await asyncio.gather(
+            d.request("POST", "/v1/payments", body), d.request("POST", "/v1/payments", body)
+        )
+        assert [status for status, _ in results] == [409, 409]
+        assert results[0][1]["error"]["code"] == "payment_in_progress"
+        status, again = await d.request(
+            "POST",
+            "/v1/payments",
+            {"amount": 1_000, "method": "qr", "idempotency_key": "a", "benefit_plus": False},
+        )
+        assert (status, again["payment_id"]) == (202, first["payment_id"])  # same key: same one
+
+
+async def test_cancel_while_waiting_then_409(tmp_path: Path) -> None:
+    async with running_daemon(tmp_path) as d:
+        created = await d.create(1_000, "qr")
+        pid = created["payment_id"]
+        status, body = await d.request("POST", f"/v1/payments/{pid}/cancel")
+        assert (status, body["state"]) == (200, "cancelled")
+        status, body = await d.request("POST", f"/v1/payments/{pid}/cancel")
+        assert (status, body["error"]["code"]) == (409, "wrong_state")
+        # The scanner is free again: a new payment goes through.
+        assert (await pay_qr(d, 1_000, d.issuer.valid(GOOD_QR_ACCOUNT)))["state"] == "approved"
+
+
+async def test_nothing_scanned_in_time_is_declined_timeout(tmp_path: Path) -> None:
+    async with running_daemon(tmp_path, read_timeout_s=0) as d:
+        created = await d.create(1_000, "qr")
+        done = await d.wait_final(created["payment_id"], timeout_s=15)
+        assert (done["state"], done["decline_reason"]) == ("declined", "timeout")
+
+
+async def test_idempotency_key_survives_a_restart(tmp_path: Path) -> None:
+    async with running_daemon(tmp_path) as d:
+        created = await d.create(3_000, "qr", key="same-key")
+        await d.scanner.scan(d.issuer.valid(GOOD_QR_ACCOUNT))
+        first = await d.wait_final(created["payment_id"])
+        assert first["state"] == "approved"
+    async with running_daemon(tmp_path) as d:
+        again = await d.create(3_000, "qr", key="same-key")
+        assert again["payment_id"] == first["payment_id"]
+        assert again["state"] == "approved"
+        status, body = await d.request(
+            "POST",
+            "/v1/payments",
+            {"amount": 4_000, "method": "qr", "idempotency_key": "same-key", "benefit_plus": False},
+        )
+        assert (status, body["error"]["code"]) == (409, "idempotency_key_reused")
+
+
+async def test_refund_rules(tmp_path: Path) -> None:
+    async with running_daemon(tmp_path) as d:
+        before = d.ledger.rules.balance(GOOD_QR_ACCOUNT)
+        paid = await pay_qr(d, 10_000, d.issuer.valid(GOOD_QR_ACCOUNT))
+        pid = paid["payment_id"]
+        status, refund = await d.request(
+            "POST", f"/v1/payments/{pid}/refund", {"amount": 4_000, "idempotency_key": "r1"}
+        )
+        assert status in (200, 202), refund
+        assert refund["state"] == "approved" and refund["original_payment_id"] == pid
+        status, body = await d.request(
+            "POST", f"/v1/payments/{pid}/refund", {"amount": 6_001, "idempotency_key": "r2"}
+        )
+        assert status == 400 and body["error"]["field"] == "amount", body
+        declined = await pay_qr(d, 50_000, d.issuer.valid(POOR_QR_ACCOUNT))
+        status, body = await d.request(
+            "POST", f"/v1/payments/{declined['payment_id']}/refund", {"amount": 1}
+        )
+        assert status == 409, body
+        assert d.ledger.rules.balance(GOOD_QR_ACCOUNT) == (before or 0) - 6_000
