@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-c", "--config", help=CONFIG_HELP)
 
     config = sub.add_parser("config", help="check a config file or print the example config")
+    config.set_defaults(usage=config.format_usage)
     config_sub = config.add_subparsers(dest="config_command", metavar="ACTION")
     check = config_sub.add_parser(
         "check", help="validate a config file; exit 0, or 78 listing every problem"
@@ -76,7 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return config_cli.check(args.file or default_config_path())
         if args.config_command == "example":
             return config_cli.example()
-        parser.parse_args(["config", "--help"])
+        print(args.usage(), end="", file=sys.stderr)
+        print("posd config: say `check [FILE]` or `example`", file=sys.stderr)
     if args.command in ("status", "saf"):
         from posd import status_cli
 
