@@ -10,8 +10,9 @@ Where the spec is silent, this module decides:
 - A payload may hold several 61 application templates (EMVCo CPM allows it); the one
   with the 서로e음 AID is used. 85 `CPV01` but no 61 or no 4F at all is `qr_incomplete`;
   4F present but none of them ours is `qr_not_seoroeum`.
-- A tag repeated in one template is `qr_unreadable`: which copy counts would be
-  ambiguous, and the ledger may read the other one.
+- A tag repeated in one template, or two 61 templates with our AID, is
+  `qr_unreadable`: which copy counts would be ambiguous, and the ledger may read the
+  other one.
 - 50 (label) is required, 1 to 16 bytes as EMV allows; its text is not compared.
 - 5A must be 8 bytes (`qr_incomplete` otherwise) of decimal BCD (`qr_unreadable`).
 - expires_at before issued_at is `qr_expired`: the token was dead when issued.
@@ -219,17 +220,14 @@ def _check_lengths(index: dict[int, Tlv], lengths: Mapping[int, int]) -> None:
 
 def _app_template(top: list[Tlv]) -> dict[int, Tlv]:
     """The children of the 61 template carrying the 서로e음 AID."""
-    templates = [t for t in top if t.tag == TAG_APP_TEMPLATE]
-    saw_aid = False
-    for template in templates:
-        index = _index(_children(template), "61")
-        aid = index.get(TAG_AID)
-        if aid is None:
-            continue
-        saw_aid = True
-        if aid.value == AID:
-            return index
-    if saw_aid:
+    templates = [_index(_children(t), "61") for t in top if t.tag == TAG_APP_TEMPLATE]
+    with_aid = [t for t in templates if TAG_AID in t]
+    ours = [t for t in with_aid if t[TAG_AID].value == AID]
+    if len(ours) > 1:
+        raise _Reject(QR_UNREADABLE, "two 61 templates with the 서로e음 AID")
+    if ours:
+        return ours[0]
+    if with_aid:
         raise _Reject(QR_NOT_SEOROEUM, "another application (AID)")
     missing = TAG_AID if templates else TAG_APP_TEMPLATE
     raise _Reject(QR_INCOMPLETE, f"{_NAMES[missing]} missing")

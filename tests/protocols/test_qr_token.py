@@ -163,6 +163,8 @@ def test_unreadable_templates_and_elements() -> None:
     # A repeated element makes its value ambiguous.
     assert rejected(token(extra_63=[Tlv(0xDF04, b"\x07")])) == "qr_unreadable"
     assert rejected(token(extra_61=[Tlv(0x5A, bytes.fromhex(ACCOUNT))])) == "qr_unreadable"
+    second_app = Tlv(0x61, encode_tlv([Tlv(0x4F, AID), Tlv(0x5A, bytes(8))]))
+    assert rejected(token(top_extra=[second_app])) == "qr_unreadable"
 
 
 @pytest.mark.parametrize("tag", [0x50, 0x5A, 0x63, 0xDF01, 0xDF02, 0xDF03, 0xDF04, 0xDF05])
