@@ -129,6 +129,7 @@ async def running_daemon(
     *,
     tls: bool = False,
     ledger_up: bool = True,
+    expect_link: bool | None = None,
     card_reader: bool = False,
     saf_retry_interval_s: float = 0.3,
     read_timeout_s: int = 5,
@@ -177,7 +178,7 @@ async def running_daemon(
     session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=20))
     running = RunningDaemon(tmp_path, config_path, config, daemon, ledger, scanner, issuer, session)
     try:
-        await _wait_ready(running, serving, ledger_up)
+        await _wait_ready(running, serving, ledger_up if expect_link is None else expect_link)
         yield running
     finally:
         await session.close()
@@ -188,7 +189,9 @@ async def running_daemon(
         scanner.unplug()
 
 
-async def _wait_ready(running: RunningDaemon, serving: asyncio.Task[int], ledger_up: bool) -> None:
+async def _wait_ready(
+    running: RunningDaemon, serving: asyncio.Task[int], expect_link: bool
+) -> None:
     async with asyncio.timeout(WAIT_S):
         while not running.config.api.socket.exists():
             if serving.done():
@@ -197,7 +200,7 @@ async def _wait_ready(running: RunningDaemon, serving: asyncio.Task[int], ledger
 
     def ready(body: dict[str, Any]) -> bool:
         scanner_ok = body["devices"]["qr_scanner"]["state"] == "ready"
-        return scanner_ok and (body["ledger"]["link"] == "up" or not ledger_up)
+        return scanner_ok and (body["ledger"]["link"] == "up" or not expect_link)
 
     await running.wait_status(ready)
 
