@@ -20,7 +20,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import usb.core
 import usb.util
@@ -35,7 +35,6 @@ log = logging.getLogger(__name__)
 
 _HID, _BOOT, _KEYBOARD = 0x03, 0x01, 0x01
 _GONE = frozenset({errno.ENODEV, errno.EIO})
-_Outcome = Literal["absent", "served", "stopped", "error"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,16 +123,16 @@ class UsbQrScanner(ScannerBase):
             await self._session()
             await asyncio.sleep(self._next_delay())
 
-    async def _session(self) -> _Outcome:
+    async def _session(self) -> None:
         loop = asyncio.get_running_loop()
-        done: asyncio.Future[_Outcome] = loop.create_future()
+        done: asyncio.Future[None] = loop.create_future()
         stop = threading.Event()
         thread = threading.Thread(
             target=self._thread_main, args=(loop, done, stop), name="qr-scanner-usb", daemon=True
         )
         thread.start()
         try:
-            return await asyncio.shield(done)
+            await asyncio.shield(done)
         finally:
             stop.set()
             # Wait for the thread to release the device, so a new session (or a replacement
@@ -143,7 +142,7 @@ class UsbQrScanner(ScannerBase):
     def _thread_main(
         self,
         loop: asyncio.AbstractEventLoop,
-        done: asyncio.Future[_Outcome],
+        done: asyncio.Future[None],
         stop: threading.Event,
     ) -> None:
         def post(fn: Callable[..., object], *args: object) -> None:
@@ -151,20 +150,20 @@ class UsbQrScanner(ScannerBase):
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(fn, *args)
 
-        def settle(outcome: _Outcome | None, exc: BaseException | None) -> None:
+        def settle(exc: BaseException | None) -> None:
             if done.done():
                 return
             if exc is not None:
                 done.set_exception(exc)
             else:
-                done.set_result(outcome or "stopped")
+                done.set_result(None)
 
         try:
-            outcome = self._serve(stop, post)
+            self._serve(stop, post)
         except BaseException as exc:
-            post(settle, None, exc)
+            post(settle, exc)
         else:
-            post(settle, outcome, None)
+            post(settle, None)
 
     def _find(self) -> tuple[Any, _Target] | None:
         vendor, product = self.vendor_id, self.product_id
@@ -180,19 +179,19 @@ class UsbQrScanner(ScannerBase):
                 return dev, target
         return None
 
-    def _serve(self, stop: threading.Event, post: Callable[..., None]) -> _Outcome:
+    def _serve(self, stop: threading.Event, post: Callable[..., None]) -> None:
         """One session, in the worker thread: find, claim, read until unplug or stop."""
         try:
             found = self._find()
         except usb.core.NoBackendError:
             post(self._set_error, "libusb 1.0 is not installed (apt install libusb-1.0-0)")
-            return "error"
+            return
         except usb.core.USBError as exc:
             post(self._set_error, f"cannot list USB devices: {exc.strerror or exc}")
-            return "error"
+            return
         if found is None:
             post(self._set_disconnected)
-            return "absent"
+            return
         dev, target = found
         try:
             detached = self._claim(dev, target)
@@ -200,9 +199,9 @@ class UsbQrScanner(ScannerBase):
             usb.util.dispose_resources(dev)
             if _gone(exc):
                 post(self._set_disconnected)
-                return "absent"
+                return
             post(self._set_error, _describe(exc, target.label))
-            return "error"
+            return
         post(self._set_ready_usb, target.label)
         try:
             while not stop.is_set():
@@ -213,11 +212,10 @@ class UsbQrScanner(ScannerBase):
                 except usb.core.USBError as exc:
                     if _gone(exc):
                         post(self._set_disconnected)
-                        return "served"
+                        return
                     post(self._set_error, _describe(exc, target.label))
-                    return "error"
+                    return
                 post(self._on_report, bytes(data))
-            return "stopped"
         finally:
             self._release(dev, target, detached)
 

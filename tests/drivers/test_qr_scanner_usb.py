@@ -245,3 +245,19 @@ def test_the_backend_looks_like_a_scanner_to_pyusb() -> None:
         dev.read(0x81, 8, 1)
     assert gone.value.errno == 19
     usb.util.dispose_resources(dev)
+
+
+def _no_usb_library() -> bool:
+    try:
+        usb.core.find()
+    except usb.core.NoBackendError:
+        return True
+    return False
+
+
+@pytest.mark.skipif(not _no_usb_library(), reason="this machine has libusb: pyusb finds a backend")
+async def test_without_libusb_the_scanner_shows_error() -> None:
+    scanner = UsbQrScanner(Scans(), rescan_initial_s=0.01, rescan_max_s=0.05)
+    async with running(scanner):
+        await wait_until(lambda: scanner.state == "error", "error")
+    assert scanner.last_error is not None and "libusb-1.0-0" in scanner.last_error
