@@ -131,11 +131,13 @@ async def running_daemon(
     ledger_up: bool = True,
     expect_link: bool | None = None,
     card_reader: bool = False,
+    usb_backend: Any = None,
     saf_retry_interval_s: float = 0.3,
     read_timeout_s: int = 5,
     **overrides: Mapping[str, object] | None,
 ) -> AsyncIterator[RunningDaemon]:
-    """posd with the reference ledger and a serial QR scanner on a pty; see the module doc."""
+    """posd with the reference ledger and a serial QR scanner on a pty (or, given
+    `usb_backend`, a USB HID scanner through that pyusb backend); see the module doc."""
     issuer = QrIssuer(key_id=PLATFORM_KEY_ID, private_key=platform_key_pair())
     scanner = SimulatedSerialScanner()
     ledger_section: dict[str, object] = {"tls": tls, "timeout_s": 2}
@@ -157,7 +159,11 @@ async def running_daemon(
     ledger_section |= dict(overrides.pop("ledger", None) or {})
     sections: dict[str, Mapping[str, object] | None] = {
         "ledger": ledger_section,
-        "qr_scanner": {"kind": "serial", "port": scanner.port},
+        "qr_scanner": (
+            {"kind": "serial", "port": scanner.port}
+            if usb_backend is None
+            else {"kind": "usb-hid", "port": None}
+        ),
     }
     sections.update(overrides)
     config_path = write_config(tmp_path, **sections)
@@ -171,6 +177,7 @@ async def running_daemon(
         read_timeout_s=read_timeout_s,
         api_group=None,
         card_reader=card_reader,
+        usb_backend=usb_backend,
     )
     daemon = Daemon(config, config_path, prepare_state_dir(config.storage.state_dir), build=build)
     serving = asyncio.create_task(daemon.serve())

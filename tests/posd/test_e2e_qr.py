@@ -9,6 +9,7 @@ import pytest
 
 from posd.sim.ledger_accounts import GOOD_QR_ACCOUNT, POOR_QR_ACCOUNT
 from posd.sim.qr_issuer import MERCHANT_PRESENTED_QR
+from posd.sim.usb_hid_backend import HidScannerBackend
 from tests.helpers.daemon import RunningDaemon, running_daemon
 
 pytestmark = pytest.mark.timeout(60)
@@ -147,3 +148,12 @@ async def test_refund_rules(tmp_path: Path) -> None:
         )
         assert status == 409, body
         assert d.ledger.rules.balance(GOOD_QR_ACCOUNT) == (before or 0) - 6_000
+
+
+async def test_usb_hid_scanner_through_the_emulating_backend(tmp_path: Path) -> None:
+    backend = HidScannerBackend()
+    async with running_daemon(tmp_path, usb_backend=backend) as d:
+        created = await d.create(2_000, "qr")
+        backend.type_code(d.issuer.valid(GOOD_QR_ACCOUNT))
+        done = await d.wait_final(created["payment_id"])
+        assert done["state"] == "approved", done
