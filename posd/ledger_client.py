@@ -169,7 +169,10 @@ class LedgerClient:
         self.last_error: str | None = None
 
     @classmethod
-    def from_config(cls, config: Config, stan_source: StanSource) -> LedgerClient:
+    def from_config(
+        cls, config: Config, stan_source: StanSource, timings: LedgerTimings | None = None
+    ) -> LedgerClient:
+        """The client of `config`'s [ledger]; the MAC key file is read when it runs."""
         from posd.config import read_mac_key
 
         ledger = config.ledger
@@ -185,6 +188,7 @@ class LedgerClient:
             mac_key=lambda: read_mac_key(config),
             stan_source=stan_source,
             tls=tls,
+            timings=timings,
         )
 
     # ---- what the flow and the status read ----------------------------------------------

@@ -55,6 +55,7 @@ EXPIRED_CARD: Final = "9410000000000003"
 BLOCKED_CARD: Final = "9410000000000004"
 LOW_LIMIT_CARD: Final = "9410000000000005"  # single payments over 10,000 won get 61
 GOOD_QR_ACCOUNT: Final = "9410100000000001"
+DEMO_QR_ACCOUNT: Final = "9410000012345678"  # posd.sim.qr_issuer's default account
 POOR_QR_ACCOUNT: Final = "9410100000000002"
 
 
@@ -66,6 +67,7 @@ def default_accounts() -> list[Account]:
         Account(BLOCKED_CARD, "card", 1_000_000, "3012", blocked=True),
         Account(LOW_LIMIT_CARD, "card", 1_000_000, "3012", limit=10_000),
         Account(GOOD_QR_ACCOUNT, "qr", 1_000_000),
+        Account(DEMO_QR_ACCOUNT, "qr", 1_000_000),
         Account(POOR_QR_ACCOUNT, "qr", 3_000),
     ]
 
