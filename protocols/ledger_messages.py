@@ -56,6 +56,7 @@ __all__ = [
     "next_stan",
     "offline_auth_code",
     "repeat_of",
+    "request_from_fields",
     "respond",
     "respond_network",
     "response_mti_for",
@@ -859,6 +860,20 @@ def decode_request(data: bytes, mac_key: bytes) -> Inbound[LedgerRequest | Netwo
         raise _reraise_with_ids(exc, iso) from None
 
 
+def request_from_fields(mti: str, fields: Mapping[int, FieldValue]) -> LedgerRequest:
+    """A financial request from its field values (as `LedgerRequest.fields()` gave them, e.g.
+    kept in the store-and-forward queue), checked as a received one would be; 64 is ignored."""
+    iso = IsoMessage(mti, {n: v for n, v in fields.items() if n != MAC_FIELD})
+    try:
+        if mti not in _REQUEST_MTIS:
+            raise LedgerFormatError("t", "not a financial request MTI")
+        for number, value in iso.fields.items():
+            check_field(number, value)
+        return _parse_request(iso)
+    except LedgerFormatError as exc:
+        raise _reraise_with_ids(exc, iso) from None
+
+
 def _parse_network_request(iso: IsoMessage) -> NetworkRequest:
     _check_present(iso.fields, _Rule(frozenset(), frozenset()), frozenset({7, 11, 41, 70}))
     code = iso.text(70)
@@ -876,7 +891,8 @@ def _parse_request(iso: IsoMessage) -> LedgerRequest:
     kind = _KINDS.get(iso.text(3) or "")
     if kind is None:
         raise LedgerFormatError("3", "processing code must be 000000 or 200000")
-    _check_present(iso.fields, _rule_for(iso.mti, kind), _COMMON_REQUIRED)
+    # The MAC's presence is the decoder's concern; fields stored without it parse here too.
+    _check_present({*iso.fields, MAC_FIELD}, _rule_for(iso.mti, kind), _COMMON_REQUIRED)
     if iso.text(25) != POS_CONDITION:
         raise LedgerFormatError("25", "POS condition code must be 00")
     if iso.text(49) != CURRENCY_KRW:

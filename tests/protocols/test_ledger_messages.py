@@ -38,6 +38,7 @@ from protocols.ledger_messages import (
     offline_auth_code,
     parse_field48,
     repeat_of,
+    request_from_fields,
     respond,
     respond_network,
 )
@@ -157,6 +158,24 @@ def test_request_round_trip_and_mac(request: LedgerRequest) -> None:
     assert not decode_request(raw, OTHER_KEY).mac_valid
     if request.pan is not None:
         assert request.pan not in repr(request)
+
+
+@given(requests)
+def test_request_from_its_fields(request: LedgerRequest) -> None:
+    assert request_from_fields(request.mti, request.fields()) == request
+
+
+def test_request_from_fields_refuses_what_a_decoder_refuses() -> None:
+    fields = _purchase().fields()
+    with pytest.raises(LedgerFormatError) as info:
+        request_from_fields("0210", fields)
+    assert info.value.field == "t"
+    with pytest.raises(LedgerFormatError) as info:
+        request_from_fields("0200", {**fields, 2: "94101234x6789012"})
+    assert (info.value.field, info.value.stan) == ("2", 3)
+    with pytest.raises(LedgerFormatError) as info:
+        request_from_fields("0200", {n: v for n, v in fields.items() if n != 41})
+    assert info.value.field == "41"
 
 
 @given(requests, response_codes, st.none() | alnum(12), st.none() | alnum(6))
