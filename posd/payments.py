@@ -86,6 +86,9 @@ log = logging.getLogger(__name__)
 ALL_MODES = 0b111  # chip, contactless, magstripe
 READ_TIMEOUT_S = 60
 _SHORTEST_SECRET = 6
+# The reader ends its own read at timeout_s (READ_FAILED timeout); this only bounds a reader
+# that never answers, and a QR-only wait.
+_READER_TIMEOUT_GRACE_S = 2
 
 
 class ReaderMissing(Exception):
@@ -381,7 +384,7 @@ class PaymentEngine:
         if waiting.accepts_qr:
             contenders.append(asyncio.ensure_future(waiting.qr))
         try:
-            async with asyncio.timeout(self.read_timeout_s + 5):
+            async with asyncio.timeout(self.read_timeout_s + _READER_TIMEOUT_GRACE_S):
                 done, _ = await asyncio.wait(contenders, return_when=asyncio.FIRST_COMPLETED)
         except TimeoutError:
             return None
