@@ -105,6 +105,7 @@ class _Waiting:
     qr: asyncio.Future[str]
     waiter: asyncio.Task[CardData | ReadFailure | str | None] | None = None
     deciding: bool = False
+    cancel_requested: bool = False
     settled: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -234,6 +235,7 @@ class PaymentEngine:
             or waiting.deciding
         ):
             raise WrongState(f"payment {payment_id} is {rec.state}: too late to cancel")
+        waiting.cancel_requested = True
         if waiting.waiter is not None:
             waiting.waiter.cancel()
         await waiting.settled.wait()
@@ -340,6 +342,9 @@ class PaymentEngine:
         try:
             waiter = asyncio.create_task(self._wait_for_payer(rec, waiting))
             waiting.waiter = waiter
+            if waiting.cancel_requested:
+                # cancel() came before this task first ran.
+                waiter.cancel()
             await asyncio.wait([waiter])
             waiting.deciding = True
             if waiter.cancelled():

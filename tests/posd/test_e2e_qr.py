@@ -157,3 +157,12 @@ async def test_usb_hid_scanner_through_the_emulating_backend(tmp_path: Path) -> 
         backend.type_code(d.issuer.valid(GOOD_QR_ACCOUNT))
         done = await d.wait_final(created["payment_id"])
         assert done["state"] == "approved", done
+
+
+async def test_cancel_at_once_after_create(tmp_path: Path) -> None:
+    async with running_daemon(tmp_path) as d:
+        body = {"amount": 1_000, "method": "qr", "idempotency_key": "c", "benefit_plus": False}
+        status, created = await d.request("POST", "/v1/payments", body)
+        assert status == 202
+        cancel = await d.request("POST", f"/v1/payments/{created['payment_id']}/cancel")
+        assert (cancel[0], cancel[1]["state"]) == (200, "cancelled")
