@@ -30,6 +30,7 @@ from posd.daemon import Daemon, prepare_state_dir
 from posd.ledger_client import LedgerTimings
 from posd.payment_components import payment_components
 from posd.payments import PaymentEngine
+from posd.sim.card_reader import SimulatedCardReader
 from posd.sim.ledger import LedgerSimulator, server_ssl_context
 from posd.sim.qr_issuer import QrIssuer
 from posd.sim.qr_scanner import SimulatedSerialScanner
@@ -58,6 +59,7 @@ class RunningDaemon:
     scanner: SimulatedSerialScanner
     issuer: QrIssuer
     session: aiohttp.ClientSession
+    reader: SimulatedCardReader | None = None
 
     @property
     def engine(self) -> PaymentEngine:
@@ -140,6 +142,9 @@ async def running_daemon(
     `usb_backend`, a USB HID scanner through that pyusb backend); see the module doc."""
     issuer = QrIssuer(key_id=PLATFORM_KEY_ID, private_key=platform_key_pair())
     scanner = SimulatedSerialScanner()
+    reader = SimulatedCardReader() if card_reader else None
+    if reader is not None:
+        await reader.start()
     ledger_section: dict[str, object] = {"tls": tls, "timeout_s": 2}
     ssl_context = None
     if tls:
@@ -165,6 +170,8 @@ async def running_daemon(
             else {"kind": "usb-hid", "port": None}
         ),
     }
+    if reader is not None:
+        sections["card_reader"] = {"port": reader.port}
     sections.update(overrides)
     config_path = write_config(tmp_path, **sections)
     config = load_config(config_path)
@@ -183,7 +190,9 @@ async def running_daemon(
     serving = asyncio.create_task(daemon.serve())
     connector = aiohttp.UnixConnector(path=str(config.api.socket))
     session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=20))
-    running = RunningDaemon(tmp_path, config_path, config, daemon, ledger, scanner, issuer, session)
+    running = RunningDaemon(
+        tmp_path, config_path, config, daemon, ledger, scanner, issuer, session, reader
+    )
     try:
         await _wait_ready(running, serving, ledger_up if expect_link is None else expect_link)
         yield running
@@ -194,6 +203,8 @@ async def running_daemon(
             await serving
         await ledger.close()
         scanner.unplug()
+        if reader is not None:
+            reader.close()
 
 
 async def _wait_ready(
@@ -207,6 +218,8 @@ async def _wait_ready(
 
     def ready(body: dict[str, Any]) -> bool:
         scanner_ok = body["devices"]["qr_scanner"]["state"] == "ready"
+        reader = body["devices"]["card_reader"]["state"]
+        scanner_ok = scanner_ok and reader in ("ready", "disabled")
         return scanner_ok and (body["ledger"]["link"] == "up" or not expect_link)
 
     await running.wait_status(ready)
