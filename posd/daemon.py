@@ -104,7 +104,8 @@ class StateDirError(Exception):
 def prepare_state_dir(path: Path) -> Path:
     """Create `path` (mode 0700) if needed and check that this process can own and use it."""
     try:
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not path.exists():
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
         st = path.stat()
     except OSError as exc:
         raise StateDirError(
@@ -274,11 +275,11 @@ class Daemon:
 
     # -- serving -----------------------------------------------------------------------------
 
-    async def serve(self) -> int:
-        """Run until stopped; the exit status."""
+    async def serve(self, *, handle_signals: bool = True) -> int:
+        """Run until stopped; the exit status. Signals are handled only from the main thread."""
         loop = asyncio.get_running_loop()
         handled: list[signal.Signals] = []
-        if threading.current_thread() is threading.main_thread():
+        if handle_signals and threading.current_thread() is threading.main_thread():
             for sig, action in (
                 (signal.SIGTERM, self.request_stop),
                 (signal.SIGINT, self.request_stop),
@@ -294,6 +295,7 @@ class Daemon:
 
     async def _serve(self) -> int:
         config = self.runtime.config
+        self.notifier.notify(status="starting: building components")
         self._fingerprints = await asyncio.to_thread(section_fingerprints, config)
         try:
             components = self._build(config, self.runtime)
