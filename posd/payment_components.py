@@ -16,7 +16,7 @@ from drivers.qr_scanner_serial import SerialQrScanner
 from drivers.qr_scanner_usb import UsbQrScanner
 from posd.api import LocalApi
 from posd.component import Component
-from posd.config import Config, read_api_token, read_mac_key
+from posd.config import Config, read_api_token
 from posd.daemon import Runtime
 from posd.ledger_client import LedgerClient, LedgerTimings
 from posd.payment_journal import JournalHolder
@@ -44,13 +44,10 @@ def payment_components(
     async def next_stan() -> int:
         return await (await journal.wait()).allocate_stan(time.time())
 
-    ledger = LedgerClient.from_config(config, next_stan)
-    if ledger_timings is not None:
-        ledger._timings = ledger_timings
+    ledger = LedgerClient.from_config(config, next_stan, ledger_timings)
     forwarder = SafForwarder(
         journal,
         ledger,
-        read_mac_key(config),
         timeout_s=config.ledger.timeout_s,
         retry_interval_s=saf_retry_interval_s,
     )

@@ -15,14 +15,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 from posd.journal import FieldValue, Journal, PaymentRecord, SafMessage
 from posd.ledger_client import LedgerSecurityError, LedgerTimeout, LedgerUnavailable
 from posd.payment_devices import LedgerPort
 from posd.payment_journal import JournalHolder
-from protocols.iso8583_profile import encode_message
-from protocols.ledger_messages import LedgerRequest, decode_request
+from protocols.ledger_messages import LedgerRequest, request_from_fields
 
 log = logging.getLogger(__name__)
 
@@ -35,14 +34,6 @@ def request_fields(request: LedgerRequest) -> dict[str, FieldValue]:
     return {str(number): value for number, value in request.fields().items()}
 
 
-def request_from_fields(
-    mti: str, fields: Mapping[str, FieldValue], mac_key: bytes
-) -> LedgerRequest:
-    """The queued request back, through the profile's own codec so it is checked again."""
-    numbered = {int(number): value for number, value in fields.items()}
-    return decode_request(encode_message(mti, numbered, mac_key), mac_key).message  # type: ignore[return-value]
-
-
 class SafForwarder:
     """A component; `on_settled` is told each payment the ledger took (for the event stream)."""
 
@@ -52,7 +43,6 @@ class SafForwarder:
         self,
         journal: JournalHolder,
         ledger: LedgerPort,
-        mac_key: bytes,
         *,
         timeout_s: float,
         retry_interval_s: float = RETRY_INTERVAL_S,
@@ -60,7 +50,6 @@ class SafForwarder:
     ) -> None:
         self._journal = journal
         self._ledger = ledger
-        self._mac_key = mac_key
         self._timeout_s = timeout_s
         self._retry_interval_s = retry_interval_s
         self._clock = clock
@@ -136,7 +125,8 @@ class SafForwarder:
 
     async def _send(self, journal: Journal, message: SafMessage) -> str | None:
         """None once the entry is settled, else why not."""
-        request = request_from_fields(message.mti, message.fields, self._mac_key)
+        numbered = {int(number): value for number, value in message.fields.items()}
+        request = request_from_fields(message.mti, numbered)
         try:
             response = await self._ledger.send(request, self._timeout_s)
         except LedgerUnavailable:
