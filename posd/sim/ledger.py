@@ -210,6 +210,7 @@ class Faults:
     drop_mid_message: bool = False  # the next answer: half a frame, then the connection is cut
     wrong_mac: bool = False  # answers carry a MAC made with another key
     reverse_order: int = 0  # hold this many financial answers, then send them last first
+    respond_with: str | None = None  # answer every financial request with this code, not acting
 
 
 @dataclass(frozen=True)
@@ -382,10 +383,17 @@ class LedgerSimulator:
             message.amount,
             "ok" if inbound.mac_valid else "BAD",
         )
-        if connection.signed_on:
-            response = self.rules.process(message, inbound.mac_valid)
-        else:
+        if not connection.signed_on:
             response = respond(message, "91")  # no payment before sign-on; not acted on
+        elif self.faults.respond_with is not None:
+            response = respond(message, self.faults.respond_with)
+        else:
+            try:
+                response = self.rules.process(message, inbound.mac_valid)
+            except Exception:
+                # A bug in the rules must not end the connection: the profile's 96 says it.
+                log.exception("ledger-sim: system malfunction on %s", message.mti)
+                response = respond(message, "96")
         log.info(
             "ledger-sim: tx %s stan=%06d rc=%s", response.mti, response.stan, response.response_code
         )

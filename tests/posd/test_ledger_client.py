@@ -31,6 +31,7 @@ from posd.sim.ledger_accounts import (
 from protocols.ledger_messages import (
     CardPayer,
     LedgerRequest,
+    LedgerResponse,
     OriginalData,
     QrPayer,
     build_advice,
@@ -406,6 +407,25 @@ async def test_slow_answer_times_out_and_the_late_answer_is_dropped(pki: Pki) ->
         await asyncio.sleep(0.4)  # the late answer arrives meanwhile, matching nothing
         assert client.is_up()
         assert (await client.send(purchase(), 5)).approved
+
+
+@pytest.mark.parametrize("code", ["91", "96"])
+async def test_forced_answer_code_is_passed_on_and_nothing_moves(pki: Pki, code: str) -> None:
+    async with linked(pki) as (sim, client):
+        sim.faults.respond_with = code
+        answer = await client.send(purchase(), 5)
+        assert answer.response_code == code and answer.decline_reason == "ledger_unavailable"
+        assert sim.rules.balance(GOOD_CARD) == 1_000_000
+
+
+async def test_a_rules_failure_is_answered_96(pki: Pki) -> None:
+    async with linked(pki) as (sim, client):
+        def broken(request: LedgerRequest, mac_valid: bool) -> LedgerResponse:
+            raise RuntimeError("rules bug")
+
+        sim.rules.process = broken  # type: ignore[method-assign]
+        assert (await client.send(purchase(), 5)).response_code == "96"
+        assert client.is_up()
 
 
 async def test_wrong_mac_on_the_answer_is_a_security_error(pki: Pki) -> None:
