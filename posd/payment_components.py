@@ -9,7 +9,7 @@ and one that changes none leaves all of them running.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drivers.qr_scanner_base import ScannerBase
 from drivers.qr_scanner_serial import SerialQrScanner
@@ -17,11 +17,14 @@ from drivers.qr_scanner_usb import UsbQrScanner
 from posd.api import LocalApi
 from posd.component import Component
 from posd.config import Config, read_api_token
-from posd.daemon import Runtime
 from posd.ledger_client import LedgerClient, LedgerTimings
 from posd.payment_journal import JournalHolder
 from posd.payments import PaymentEngine
 from posd.saf_forwarder import RETRY_INTERVAL_S, SafForwarder
+
+if TYPE_CHECKING:
+    # posd.daemon calls this module from build_components: a runtime import would be a cycle.
+    from posd.daemon import Runtime
 
 STACK_SECTIONS = ("terminal", "card_reader", "qr_scanner", "qr", "ledger", "offline", "api")
 

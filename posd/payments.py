@@ -42,6 +42,7 @@ from posd.journal_model import (
     AUTHORIZING,
     CANCELLED,
     DECLINED,
+    SUCCESS_STATES,
     WAITING_FOR_CARD,
     mask_pan,
 )
@@ -313,7 +314,29 @@ class PaymentEngine:
         }
 
     async def totals(self, date: datetime.date) -> dict[str, object]:
-        return await self._jn().totals(date)
+        raw = await self._jn().totals(date)
+        purchases: dict[str, dict[str, dict[str, int]]] = raw["purchases"]  # type: ignore[assignment]
+        refunds: dict[str, dict[str, dict[str, int]]] = raw["refunds"]  # type: ignore[assignment]
+        approved = {"count": 0, "amount": 0, "charged": 0}
+        for by_state in purchases.values():
+            for state, sums in by_state.items():
+                if state in SUCCESS_STATES:
+                    for key in approved:
+                        approved[key] += sums[key]
+        refunded = {"count": 0, "amount": 0}
+        for by_state in refunds.values():
+            done = by_state.get(APPROVED)
+            if done is not None:
+                refunded["count"] += done["count"]
+                refunded["amount"] += done["charged"]
+        return {
+            "date": date.isoformat(),
+            "currency": raw.get("currency", "KRW"),
+            "by_method": purchases,
+            "approved": approved,
+            "refunded": refunded,
+            "net_charged": approved["charged"] - refunded["amount"],
+        }
 
     async def saf(self) -> list[dict[str, object]]:
         now_ms = round(self._now() * 1000)

@@ -142,7 +142,7 @@ async def running_daemon(
     `usb_backend`, a USB HID scanner through that pyusb backend); see the module doc."""
     issuer = QrIssuer(key_id=PLATFORM_KEY_ID, private_key=platform_key_pair())
     scanner = SimulatedSerialScanner()
-    reader = SimulatedCardReader() if card_reader else None
+    reader = SimulatedCardReader(link=tmp_path / "posd-reader") if card_reader else None
     if reader is not None:
         await reader.start()
     ledger_section: dict[str, object] = {"tls": tls, "timeout_s": 2}

@@ -41,3 +41,25 @@ async def test_card_payments(tmp_path: Path) -> None:
         assert (
             aac["state"] in ("reversing", "reversed") and aac["decline_reason"] == "card_declined"
         )
+
+
+async def test_reader_unplugged_mid_payment_declines_and_replug_serves_again(
+    tmp_path: Path,
+) -> None:
+    async with running_daemon(tmp_path, card_reader=True) as d:
+        assert d.reader is not None
+        created = await d.create(1_000, "card")
+        await d.wait_status(lambda s: s["devices"]["card_reader"]["state"] == "busy")
+        d.reader.unplug()
+        done = await d.wait_final(created["payment_id"])
+        assert (done["state"], done["decline_reason"]) == ("declined", "reader_error")
+        status, body = await d.request(
+            "POST",
+            "/v1/payments",
+            {"amount": 1_000, "method": "card", "idempotency_key": "x", "benefit_plus": False},
+        )
+        assert (status, body["error"]["code"]) == (503, "device_not_ready")
+        d.reader.replug()
+        await d.wait_status(lambda s: s["devices"]["card_reader"]["state"] == "ready")
+        again = await pay_card(d, 1_000, "seoroeum")
+        assert again["state"] == "approved"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 from pathlib import Path
 
 import pytest
@@ -166,3 +167,44 @@ async def test_cancel_at_once_after_create(tmp_path: Path) -> None:
         assert status == 202
         cancel = await d.request("POST", f"/v1/payments/{created['payment_id']}/cancel")
         assert (cancel[0], cancel[1]["state"]) == (200, "cancelled")
+
+
+async def test_status_object_and_totals(tmp_path: Path) -> None:
+    async with running_daemon(tmp_path) as d:
+        paid = await pay_qr(d, 10_000, d.issuer.valid(GOOD_QR_ACCOUNT))
+        status, _ = await d.request(
+            "POST", f"/v1/payments/{paid['payment_id']}/refund", {"amount": 2_500}
+        )
+        assert status in (200, 202)
+        await pay_qr(d, 50_000, d.issuer.valid(POOR_QR_ACCOUNT))  # declined
+        status, state = await d.request("GET", "/v1/status")
+        assert status == 200
+        assert set(state) == {
+            "terminal_id",
+            "merchant_id",
+            "version",
+            "uptime_s",
+            "config_sha256",
+            "ledger",
+            "devices",
+            "saf",
+            "orders",
+            "payments_today",
+        }
+        assert state["terminal_id"] == d.config.terminal.id
+        assert state["config_sha256"] == d.config.sha256
+        assert state["ledger"]["link"] == "up" and state["ledger"]["last_rtt_ms"] is not None
+        assert set(state["devices"]) == {"card_reader", "qr_scanner", "audio"}
+        assert state["devices"]["qr_scanner"] == {"state": "ready", "kind": "serial"}
+        assert state["saf"] == {"pending": 0, "pending_amount": 0, "oldest_age_s": None}
+        assert state["orders"] == {"alerting": 0, "missed_today": 0}
+        assert state["payments_today"] == {"approved": 1, "declined": 1, "amount": 10_000}
+        # Totals are by the shop's local date.
+        created = datetime.datetime.fromisoformat(str(paid["created_at"]).replace("Z", "+00:00"))
+        created_on = created.astimezone().date().isoformat()
+        status, totals = await d.request("GET", f"/v1/totals?date={created_on}")
+        assert status == 200
+        assert totals["approved"] == {"count": 1, "amount": 10_000, "charged": 10_000}
+        assert totals["refunded"] == {"count": 1, "amount": 2_500}
+        assert totals["net_charged"] == 7_500
+        assert totals["by_method"]["qr"]["declined"]["count"] == 1
