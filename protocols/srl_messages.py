@@ -293,3 +293,23 @@ def decode_message(cmd: int, data: bytes) -> Message:
             raise SrlMessageError(cmd, "ERROR needs a code byte")
         return ReaderError(data[0], _utf8(cmd, bytes(data[1:])))
     raise SrlMessageError(cmd, "unknown CMD")
+
+
+def describe(msg: Message) -> str:
+    """One line naming the message for logs and traces: sizes of card data, never its bytes."""
+    match msg:
+        case Pong(model, firmware, serial):
+            return f"PONG model={model!r} firmware={firmware!r} serial={serial!r}"
+        case StartRead(amount, currency, modes, timeout_s):
+            return f"START_READ amount={amount} currency={currency} modes={modes} t={timeout_s}s"
+        case Complete(arc, issuer_data):
+            return f"COMPLETE arc={arc} issuer_data={len(issuer_data)}B"
+        case CompleteResult(approved, tlv):
+            return f"COMPLETE_RESULT {'approved' if approved else 'declined'} tlv={len(tlv)}B"
+        case CardData(entry, tlv):
+            return f"CARD_DATA entry={EntryMode(entry).name.lower()} tlv={len(tlv)}B"
+        case ReadFailed(reason):
+            return f"READ_FAILED {ReadFailReason(reason).name.lower()}"
+        case ReaderError(code, text):
+            return f"ERROR code=0x{code:02X} text={text!r}"
+    return Cmd(_EMPTY_CMD[type(msg)]).name

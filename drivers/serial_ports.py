@@ -1,0 +1,74 @@
+"""Serial port discovery: the candidates `card_reader.port = "auto"` probes, and the
+listing `posd devices` prints.
+
+pyserial's list_ports does the sysfs work; this module only orders and
+labels what it finds. USB-CDC readers (/dev/ttyACM*) come first, then USB
+serial adapters (/dev/ttyUSB*), then built-in UARTs (/dev/ttyS*), since that
+is how likely each is to have a card reader behind it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from serial.tools import list_ports
+
+__all__ = ["STABLE_READER_PATH", "SerialPort", "list_serial_ports", "reader_candidates"]
+
+STABLE_READER_PATH = "/dev/posd-reader"
+"""The name systemd/99-posd.rules gives a known reader; `auto` uses it when it exists."""
+
+_PREFIXES = ("/dev/ttyACM", "/dev/ttyUSB", "/dev/ttyS")
+
+
+@dataclass(frozen=True, slots=True)
+class SerialPort:
+    device: str
+    description: str
+    vid: int | None
+    pid: int | None
+    serial_number: str | None
+
+    @property
+    def is_usb(self) -> bool:
+        return self.vid is not None
+
+    @property
+    def reader_candidate(self) -> bool:
+        """Whether `auto` would PING it looking for a card reader."""
+        return self.device.startswith(_PREFIXES)
+
+    def describe(self) -> str:
+        usb = f" [{self.vid:04x}:{self.pid or 0:04x}]" if self.vid is not None else ""
+        return f"{self.device}: {self.description}{usb}"
+
+
+def _rank(device: str) -> tuple[int, int, str]:
+    for rank, prefix in enumerate(_PREFIXES):
+        if device.startswith(prefix):
+            suffix = device[len(prefix) :]
+            return rank, int(suffix) if suffix.isdigit() else 0, device
+    return len(_PREFIXES), 0, device
+
+
+def list_serial_ports() -> list[SerialPort]:
+    """Every serial port the kernel knows, readers' likely ports first."""
+    ports = [
+        SerialPort(
+            device=info.device,
+            description=info.description if info.description != "n/a" else "serial port",
+            vid=info.vid,
+            pid=info.pid,
+            serial_number=info.serial_number,
+        )
+        for info in list_ports.comports()
+    ]
+    return sorted(ports, key=lambda p: _rank(p.device))
+
+
+def reader_candidates() -> list[str]:
+    """The ports `auto` probes with PING, in order: /dev/posd-reader alone if it exists."""
+    if os.path.exists(STABLE_READER_PATH):
+        return [STABLE_READER_PATH]
+    return [p.device for p in list_serial_ports() if p.reader_candidate]

@@ -1,0 +1,374 @@
+"""A simulated SRL/1 card reader on a pseudo-terminal, for `posd demo` and tests.
+
+posd opens `port` as it would /dev/ttyACM0. The simulator speaks the device
+side of SRL/1 with the same link machine posd uses (protocols.srl_link), so
+framing, ACKs and retransmissions are the real thing.
+
+Script the next card with `present(card)` (a posd.sim.cards name or TestCard),
+or the next failure with `fail_next_read(reason)`. A read with nothing
+presented waits for a card until its timeout, then sends READ_FAILED timeout.
+
+Faults: `drop_next_ack()`, `corrupt_next_frame()`, `go_silent()`/`wake()`,
+`inject(noise)`, and `unplug()`/`replug()`: with `link`, `port` is a symlink
+that unplug removes and replug points at a fresh pty, as udev does with
+/dev/posd-reader.
+
+`transcript` (when `record=True`) holds every chunk each way with its time,
+for tests/replay: see `format_transcript`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import os
+import tty
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+
+from posd.sim.cards import CARDS, TestCard, card_data, complete_result
+from protocols import srl_messages as srl
+from protocols.srl_frame import ACK, STX
+from protocols.srl_link import LinkDown, MessageReceived, MessageRejected, SrlLink
+
+__all__ = ["SimulatedCardReader", "format_transcript"]
+
+log = logging.getLogger("posd.sim.card_reader")
+
+_MODE_BITS = {"chip": srl.Modes.CHIP, "contactless": srl.Modes.CONTACTLESS,
+              "magstripe": srl.Modes.MAGSTRIPE}
+_REASONS = {reason.name.lower(): reason for reason in srl.ReadFailReason}
+
+
+class SimulatedCardReader:
+    def __init__(
+        self,
+        link: Path | None = None,
+        *,
+        model: str = "SIM-R1",
+        firmware: str = "1.0.0",
+        serial: str = "SIM00001",
+        card_delay_s: float = 0.02,
+        today: Callable[[], datetime.date] = datetime.date.today,
+        baudrate: int = 115200,
+        record: bool = False,
+    ) -> None:
+        self._link_path = link
+        self.pong = srl.Pong(model, firmware, serial)
+        self.card_delay_s = card_delay_s
+        self._today = today
+        self.link = SrlLink("device", baudrate=baudrate)
+        self._master: int | None = None
+        self._slave: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._out = bytearray()
+        self._script: deque[TestCard | srl.ReadFailReason] = deque()
+        self._read: srl.StartRead | None = None
+        self._read_timers: list[asyncio.TimerHandle] = []
+        self._card: TestCard | None = None
+        self._card_amount = 0
+        self._atc = 0
+        self._drop_acks = 0
+        self._corrupt_frames = 0
+        self.silent = False
+        self.received: list[srl.Message] = []
+        """Every command posd sent, in order (tests look at amounts and ARCs here)."""
+        self.record = record
+        self.transcript: list[tuple[str, float, bytes]] = []
+        self._t0: float | None = None
+        self._plug()
+
+    # -- the pty ---------------------------------------------------------
+
+    @property
+    def port(self) -> str:
+        """The path posd opens."""
+        if self._link_path is not None:
+            return str(self._link_path)
+        if self._slave is None:
+            raise RuntimeError("the simulated reader is unplugged and has no port")
+        return os.ttyname(self._slave)
+
+    @property
+    def plugged(self) -> bool:
+        return self._master is not None
+
+    def _plug(self) -> None:
+        self._master, self._slave = os.openpty()
+        # Raw, so nothing posd writes is echoed back; the slave stays open here so
+        # the pty lives while posd closes and reopens it.
+        tty.setraw(self._slave)
+        os.set_blocking(self._master, False)
+        if self._link_path is not None:
+            self._link_path.symlink_to(os.ttyname(self._slave))
+
+    async def start(self) -> None:
+        """Start answering (needs the running loop)."""
+        self._loop = asyncio.get_running_loop()
+        if self._master is not None:
+            self._loop.add_reader(self._master, self._readable)
+
+    def unplug(self) -> None:
+        """Pull the cable: posd's reads fail with EIO and the link (if any) disappears."""
+        if self._link_path is not None:
+            self._link_path.unlink(missing_ok=True)
+        self._end_read()
+        self._card = None
+        self._cancel_timer()
+        if self._master is not None and self._loop is not None:
+            self._loop.remove_reader(self._master)
+            self._loop.remove_writer(self._master)
+        for fd in (self._master, self._slave):
+            if fd is not None:
+                os.close(fd)
+        self._master = self._slave = None
+        self._out.clear()
+        self.link.reset()
+
+    def replug(self) -> None:
+        """Plug in again: a fresh pty, and a fresh start of the reader's side."""
+        self.unplug()
+        self.silent = False
+        self._plug()
+        if self._loop is not None and self._master is not None:
+            self._loop.add_reader(self._master, self._readable)
+
+    def close(self) -> None:
+        self.unplug()
+
+    async def __aenter__(self) -> SimulatedCardReader:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- scripting ---------------------------------------------------------
+
+    def present(self, card: TestCard | str) -> None:
+        """The next read finds this card (at once, if a read is waiting)."""
+        self._script.append(CARDS[card] if isinstance(card, str) else card)
+        self._maybe_present()
+
+    def fail_next_read(self, reason: str) -> None:
+        """The next read ends READ_FAILED ``reason`` (timeout, card_error, use_chip, ...)."""
+        self._script.append(_REASONS[reason])
+        self._maybe_present()
+
+    def drop_next_ack(self) -> None:
+        self._drop_acks += 1
+
+    def corrupt_next_frame(self) -> None:
+        self._corrupt_frames += 1
+
+    def go_silent(self) -> None:
+        """Hang: read nothing, answer nothing, until wake()."""
+        self.silent = True
+        self._end_read()
+        self._cancel_timer()
+
+    def wake(self) -> None:
+        """Come back from a hang as after a reset."""
+        self.silent = False
+        self.link.reset()
+
+    def inject(self, noise: bytes) -> None:
+        """Write raw bytes on the line (noise, a hand-made frame)."""
+        self._write(noise)
+
+    def note(self, text: str) -> None:
+        """Add a `!` line (what the host did) to the transcript."""
+        if self.record:
+            self.transcript.append(("!", self._elapsed(), text.encode()))
+
+    # -- I/O -----------------------------------------------------------------
+
+    def _now(self) -> float:
+        assert self._loop is not None
+        return self._loop.time()
+
+    def _elapsed(self) -> float:
+        now = self._now()
+        if self._t0 is None:
+            self._t0 = now
+        return now - self._t0
+
+    def _readable(self) -> None:
+        if self._master is None:
+            return
+        try:
+            data = os.read(self._master, 4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            # EIO: posd has the slave closed; it reopens it later.
+            return
+        if not data or self.silent:
+            return
+        if self.record:
+            self.transcript.append((">", self._elapsed(), data))
+        self.link.receive_data(data, self._now())
+        self._service()
+
+    def _write(self, data: bytes) -> None:
+        if self._master is None or not data:
+            return
+        if self.record:
+            self.transcript.append(("<", self._elapsed(), data))
+        self._out += data
+        self._flush()
+
+    def _flush(self) -> None:
+        if self._master is None or self._loop is None:
+            return
+        try:
+            written = os.write(self._master, self._out)
+        except BlockingIOError:
+            written = 0
+        except OSError:
+            self._out.clear()
+            return
+        del self._out[:written]
+        if self._out:
+            self._loop.add_writer(self._master, self._flush)
+        else:
+            self._loop.remove_writer(self._master)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if not self.silent:
+            self.link.handle_timeout(self._now())
+            self._service()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _send(self, msg: srl.Message) -> None:
+        self.link.send(msg)
+
+    def _service(self) -> None:
+        for event in self.link.events():
+            match event:
+                case MessageReceived(msg):
+                    self.received.append(msg)
+                    self._handle(msg)
+                case MessageRejected(cmd, reason):
+                    log.info("simulated reader: rejected CMD 0x%02X: %s", cmd, reason)
+                case LinkDown():
+                    log.info("simulated reader: link down, dropping what it had queued")
+        out = self.link.data_to_send(self._now())
+        self._write(self._faults(out))
+        self._cancel_timer()
+        deadline = self.link.next_deadline()
+        if deadline is not None and self._loop is not None:
+            self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    def _faults(self, out: bytes) -> bytes:
+        # `out` is ACK/NAK bytes, then at most one frame: its first STX starts the frame.
+        data = bytearray(out)
+        frame_at = data.find(STX)
+        if frame_at < 0:
+            frame_at = len(data)
+        if self._drop_acks:
+            at = data.find(ACK, 0, frame_at)
+            if at >= 0:
+                del data[at]
+                frame_at -= 1
+                self._drop_acks -= 1
+        if self._corrupt_frames and frame_at < len(data):
+            data[-1] ^= 0x5A
+            self._corrupt_frames -= 1
+        return bytes(data)
+
+    # -- the reader ------------------------------------------------------
+
+    def _handle(self, msg: srl.Message) -> None:
+        match msg:
+            case srl.Ping():
+                self._send(self.pong)
+            case srl.StartRead():
+                if self._read is not None:
+                    self._send(srl.ReaderError(0x01, "a read is already in progress"))
+                    return
+                self._read = msg
+                self._card = None
+                self._send(srl.ReadStarted())
+                assert self._loop is not None
+                self._read_timers.append(
+                    self._loop.call_later(msg.timeout_s, self._read_timed_out)
+                )
+                self._maybe_present()
+            case srl.Cancel():
+                self._end_read()
+                self._send(srl.Cancelled())
+            case srl.Complete(arc):
+                card = self._card
+                if card is None:
+                    self._send(srl.ReaderError(0x02, "no card transaction to complete"))
+                    return
+                self._send(complete_result(card, arc, self._card_amount, self._atc))
+                self._card = None
+                self._send(srl.CardRemoved())
+
+    def _maybe_present(self) -> None:
+        if self._read is None or not self._script or self._loop is None:
+            return
+        outcome = self._script.popleft()
+        self._read_timers.append(
+            self._loop.call_later(self.card_delay_s, self._present, self._read, outcome)
+        )
+
+    def _present(self, read: srl.StartRead, outcome: TestCard | srl.ReadFailReason) -> None:
+        if read is not self._read or self.silent:
+            return
+        self._end_read()
+        if isinstance(outcome, srl.ReadFailReason):
+            if outcome is srl.ReadFailReason.CARD_REMOVED:
+                self._send(srl.CardInserted())
+            self._send(srl.ReadFailed(outcome))
+        elif not read.modes & _MODE_BITS[outcome.entry]:
+            self._send(srl.ReadFailed(srl.ReadFailReason.UNSUPPORTED_CARD))
+        else:
+            self._atc = (self._atc + 1) & 0xFFFF
+            if outcome.entry == "chip":
+                self._send(srl.CardInserted())
+                self._card = outcome
+                self._card_amount = read.amount
+            self._send(card_data(outcome, read.amount, self._today(), self._atc))
+        self._service()
+
+    def _read_timed_out(self) -> None:
+        if self._read is None or self.silent:
+            return
+        self._end_read()
+        self._send(srl.ReadFailed(srl.ReadFailReason.TIMEOUT))
+        self._service()
+
+    def _end_read(self) -> None:
+        self._read = None
+        for timer in self._read_timers:
+            timer.cancel()
+        self._read_timers.clear()
+
+
+def format_transcript(
+    transcript: list[tuple[str, float, bytes]], comments: list[str] | None = None
+) -> str:
+    """The tests/replay session format: `<` reader to host, `>` host to reader, `!` what
+    the host did; then milliseconds since the start, then hex (or the action's text)."""
+    lines = [f"# {c}" for c in comments or []]
+    for direction, t, data in transcript:
+        body = data.decode() if direction == "!" else data.hex()
+        lines.append(f"{direction} {round(t * 1000)} {body}")
+    return "\n".join(lines) + "\n"

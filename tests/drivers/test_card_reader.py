@@ -1,0 +1,374 @@
+"""The card reader driver against the simulated SRL/1 reader, through real ptys."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import tty
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from drivers.card_reader import (
+    CardDataError,
+    CardRead,
+    CardReader,
+    ReaderUnavailable,
+    ReadFailed,
+    card_read_from,
+    ping_port,
+)
+from posd.sim.card_reader import SimulatedCardReader
+from posd.sim.cards import CARDS, FOREIGN_CARD
+from posd.sim.cards import TestCard as Card
+from posd.sim.ledger_accounts import GOOD_CARD
+from protocols import srl_messages as srl
+from protocols.srl_frame import encode_frame
+
+ALL = 0b111
+WAIT_S = 5.0
+
+
+@pytest.fixture
+async def sim(tmp_path: Path) -> AsyncIterator[SimulatedCardReader]:
+    async with SimulatedCardReader(tmp_path / "posd-reader") as reader:
+        yield reader
+
+
+@contextlib.asynccontextmanager
+async def running(reader: CardReader) -> AsyncIterator[CardReader]:
+    started = asyncio.Event()
+    task = asyncio.create_task(reader.run(started.set))
+    await asyncio.wait_for(started.wait(), WAIT_S)
+    try:
+        yield reader
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Wait, bounded, for something the driver or simulator does on its own time."""
+    async with asyncio.timeout(WAIT_S):
+        while not condition():  # noqa: ASYNC110 - nothing here has an event to wait on
+            await asyncio.sleep(0.005)
+
+
+async def wait_state(reader: CardReader, state: str) -> None:
+    await until(lambda: reader.state == state)
+
+
+def make_reader(port: str | None, **kwargs: object) -> CardReader:
+    return CardReader(port, reconnect_initial_s=0.02, reconnect_max_s=0.1, **kwargs)  # type: ignore[arg-type]
+
+
+@contextlib.asynccontextmanager
+async def ready_reader(sim: SimulatedCardReader, **kwargs: object) -> AsyncIterator[CardReader]:
+    async with running(make_reader(sim.port, **kwargs)) as reader:
+        await wait_state(reader, "ready")
+        yield reader
+
+
+@pytest.fixture
+def silent_ptys() -> Iterator[list[str]]:
+    """Serial ports with nothing behind them: opened fine, never answer."""
+    fds: list[int] = []
+    paths: list[str] = []
+    for _ in range(2):
+        master, slave = os.openpty()
+        tty.setraw(slave)
+        fds += [master, slave]
+        paths.append(os.ttyname(slave))
+    yield paths
+    for fd in fds:
+        os.close(fd)
+
+
+async def test_ping_pong_gives_reader_info(sim: SimulatedCardReader) -> None:
+    async with ready_reader(sim) as reader:
+        assert reader.info is not None
+        assert (reader.info.model, reader.info.firmware, reader.info.serial) == (
+            "SIM-R1", "1.0.0", "SIM00001",
+        )
+        assert reader.port == sim.port
+        info = await reader.ping()
+        assert info == reader.info
+        assert reader.stats.frames_out == 2 and reader.stats.frames_in == 2
+
+
+async def test_chip_read_then_complete(sim: SimulatedCardReader) -> None:
+    async with ready_reader(sim) as reader:
+        sim.present("seoroeum")
+        read = await reader.read_card(12000, ALL, 30)
+        assert isinstance(read, CardRead)
+        assert read.entry_mode == "chip"
+        assert read.pan == GOOD_CARD
+        assert read.expiry == "3012"
+        assert read.pan_sequence == 1
+        assert read.track2 is not None and read.track2.startswith(GOOD_CARD + "=3012201")
+        assert b"\x9f\x26\x08" in read.tlv
+        assert sim.received[-1] == srl.StartRead(12000, 410, ALL, 30)
+        assert reader.state == "ready"
+        result = await reader.complete("00", bytes.fromhex("910a00112233445566773030"))
+        assert result.approved
+        assert sim.received[-1] == srl.Complete("00", bytes.fromhex("910a00112233445566773030"))
+
+
+async def test_card_declines_at_complete(sim: SimulatedCardReader) -> None:
+    async with ready_reader(sim) as reader:
+        sim.present("declines-at-complete")
+        assert isinstance(await reader.read_card(5000, ALL, 30), CardRead)
+        assert not (await reader.complete("00", b"")).approved
+
+
+async def test_ledger_not_reached_is_declined_by_the_card(sim: SimulatedCardReader) -> None:
+    async with ready_reader(sim) as reader:
+        sim.present("seoroeum")
+        await reader.read_card(5000, ALL, 30)
+        assert not (await reader.complete("Z3", b"")).approved
+
+
+async def test_contactless_read(sim: SimulatedCardReader) -> None:
+    async with ready_reader(sim) as reader:
+        sim.present("seoroeum-contactless")
+        read = await reader.read_card(3000, ALL, 30)
+        assert isinstance(read, CardRead)
+        assert (read.entry_mode, read.pan, read.expiry) == ("contactless", GOOD_CARD, "3012")
+
+
+async def test_magstripe_read(sim: SimulatedCardReader) -> None:
+    async with ready_reader(sim) as reader:
+        sim.present("seoroeum-magstripe")
+        read = await reader.read_card(3000, ALL, 30)
+        assert isinstance(read, CardRead)
+        assert read.entry_mode == "magstripe"
+        assert read.pan == GOOD_CARD and read.expiry == "3012" and read.pan_sequence is None
+        assert read.track2 == f"{GOOD_CARD}=301210100000"
+
+
+async def test_card_not_in_the_requested_modes(sim: SimulatedCardReader) -> None:
+    async with ready_reader(sim) as reader:
+        sim.present("seoroeum-magstripe")
+        assert await reader.read_card(3000, int(srl.Modes.CHIP), 30) == ReadFailed(
+            "unsupported_card"
+        )
+
+
+@pytest.mark.parametrize("reason", ["use_chip", "card_removed", "card_error", "unsupported_card"])
+async def test_read_failures_are_named(sim: SimulatedCardReader, reason: str) -> None:
+    async with ready_reader(sim) as reader:
+        sim.fail_next_read(reason)
+        assert await reader.read_card(1000, ALL, 30) == ReadFailed(reason)
+        assert reader.state == "ready"
+
+
+async def test_reader_timeout(sim: SimulatedCardReader) -> None:
+    async with ready_reader(sim) as reader:
+        assert await reader.read_card(1000, ALL, 1) == ReadFailed("timeout")
+        assert reader.state == "ready"
+
+
+async def test_cancel_while_waiting_sends_cancel_and_waits_for_cancelled(
+    sim: SimulatedCardReader,
+) -> None:
+    async with ready_reader(sim) as reader:
+        read = asyncio.create_task(reader.read_card(1000, ALL, 30))
+        await until(lambda: srl.StartRead(1000, 410, ALL, 30) in sim.received)
+        read.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await read
+        assert sim.received[-1] == srl.Cancel()
+        assert reader.state == "ready"
+        sim.present("seoroeum")
+        assert isinstance(await reader.read_card(1000, ALL, 30), CardRead)
+
+
+async def test_second_operation_while_busy_is_refused(sim: SimulatedCardReader) -> None:
+    async with ready_reader(sim) as reader:
+        read = asyncio.create_task(reader.read_card(1000, ALL, 30))
+        await wait_state(reader, "busy")
+        with pytest.raises(ReaderUnavailable, match="busy"):
+            await reader.read_card(1000, ALL, 30)
+        sim.present("seoroeum")
+        assert isinstance(await read, CardRead)
+
+
+async def test_not_connected_is_unavailable(tmp_path: Path) -> None:
+    async with running(make_reader(str(tmp_path / "nothing-here"))) as reader:
+        with pytest.raises(ReaderUnavailable, match="disconnected"):
+            await reader.read_card(1000, ALL, 30)
+        await until(lambda: reader.last_error is not None)
+        assert reader.last_error is not None and "not there" in reader.last_error
+
+
+async def test_a_file_that_is_not_a_tty_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "not-a-tty"
+    path.write_bytes(b"")
+    async with running(make_reader(str(path))) as reader:
+        await wait_state(reader, "error")
+        assert reader.last_error is not None and str(path) in reader.last_error
+
+
+async def test_bad_request_values_are_refused_before_sending(sim: SimulatedCardReader) -> None:
+    async with ready_reader(sim) as reader:
+        sent = len(sim.received)
+        with pytest.raises(srl.SrlMessageError):
+            await reader.read_card(-5, ALL, 30)
+        with pytest.raises(srl.SrlMessageError):
+            await reader.read_card(1000, 0, 30)
+        with pytest.raises(srl.SrlMessageError):
+            await reader.complete("0", b"")
+        assert len(sim.received) == sent and reader.state == "ready"
+
+
+async def test_unplug_mid_read_then_replug(sim: SimulatedCardReader) -> None:
+    async with ready_reader(sim) as reader:
+        read = asyncio.create_task(reader.read_card(1000, ALL, 30))
+        await wait_state(reader, "busy")
+        await until(lambda: any(isinstance(m, srl.StartRead) for m in sim.received))
+        sim.unplug()
+        with pytest.raises(ReaderUnavailable, match="lost"):
+            await read
+        await wait_state(reader, "disconnected")
+        with pytest.raises(ReaderUnavailable):
+            await reader.read_card(1000, ALL, 30)
+        sim.replug()
+        await wait_state(reader, "ready")
+        sim.present("seoroeum")
+        assert isinstance(await reader.read_card(1000, ALL, 30), CardRead)
+
+
+async def test_link_down_after_retransmissions_and_recovery(
+    sim: SimulatedCardReader, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with ready_reader(sim) as reader:
+        sim.go_silent()
+        with pytest.raises(ReaderUnavailable):
+            await reader.read_card(1000, ALL, 30)
+        assert reader.stats.retransmits == 3 and reader.stats.link_downs == 1
+        assert "link stats" in caplog.text and "'retransmits': 3" in caplog.text
+        await wait_state(reader, "disconnected")
+        sim.wake()
+        await wait_state(reader, "ready")
+        sim.present("seoroeum")
+        assert isinstance(await reader.read_card(1000, ALL, 30), CardRead)
+
+
+async def test_noise_between_frames_is_skipped(sim: SimulatedCardReader) -> None:
+    async with ready_reader(sim) as reader:
+        sim.inject(b"\x00\xff\x41garbage")
+        sim.present("seoroeum")
+        read = await reader.read_card(1000, ALL, 30)
+        assert isinstance(read, CardRead) and read.pan == GOOD_CARD
+        assert reader.stats.noise_bytes == 10
+
+
+async def test_corrupted_frame_is_naked_and_repeated(sim: SimulatedCardReader) -> None:
+    async with ready_reader(sim) as reader:
+        sim.corrupt_next_frame()  # READ_STARTED arrives damaged
+        sim.present("seoroeum")
+        read = await reader.read_card(1000, ALL, 30)
+        assert isinstance(read, CardRead) and read.pan == GOOD_CARD
+        assert reader.stats.bad_crc == 1 and reader.stats.naks_sent == 1
+        assert sim.link.stats.naks_received == 1 and sim.link.stats.retransmits == 1
+
+
+async def test_lost_ack_makes_a_repeat_that_is_not_delivered_twice(
+    sim: SimulatedCardReader,
+) -> None:
+    async with ready_reader(sim) as reader:
+        sim.drop_next_ack()
+        await reader.ping()  # the PONG comes; the ACK of the PING did not
+        sim.present("seoroeum")
+        assert isinstance(await reader.read_card(1000, ALL, 30), CardRead)
+        assert reader.stats.retransmits == 1
+        assert sim.link.stats.duplicates == 1
+        assert sim.received.count(srl.Ping()) == 2  # the handshake's and ours, not the repeat
+
+
+async def test_reader_error_during_a_read_is_unavailable(sim: SimulatedCardReader) -> None:
+    async with ready_reader(sim) as reader:
+        read = asyncio.create_task(reader.read_card(1000, ALL, 30))
+        await wait_state(reader, "busy")
+        await until(lambda: any(isinstance(m, srl.StartRead) for m in sim.received))
+        cmd, data = srl.encode_message(srl.ReaderError(0x42, "antenna fault"))
+        sim.inject(encode_frame(200, cmd, data))
+        with pytest.raises(ReaderUnavailable, match=r"0x42.*antenna fault"):
+            await read
+        assert reader.state == "ready"
+
+
+async def test_unusable_card_data_is_a_card_error_without_the_pan(
+    sim: SimulatedCardReader, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    broken = Card("broken", "94100000000000A1", "3012", "chip")
+    async with ready_reader(sim) as reader:
+        sim.present(broken)
+        assert await reader.read_card(1000, ALL, 30) == ReadFailed("card_error")
+    assert "unusable card data" in caplog.text
+    assert "94100000000000A1" not in caplog.text and "9410000000" not in caplog.text
+
+
+async def test_no_pan_in_logs_traces_or_reprs(
+    sim: SimulatedCardReader, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    trace: list[str] = []
+    async with ready_reader(sim, trace=trace.append) as reader:
+        sim.present("seoroeum")
+        read = await reader.read_card(1000, ALL, 30)
+        await reader.complete("00", b"")
+        sim.present("seoroeum-magstripe")
+        swipe = await reader.read_card(1000, ALL, 30)
+    text = caplog.text + "\n".join(trace) + repr(read) + str(read) + repr(swipe)
+    assert GOOD_CARD not in text
+    assert "941000******0001" in "\n".join(trace)
+
+
+def test_card_read_from_refuses_card_data_without_a_pan() -> None:
+    with pytest.raises(CardDataError, match="without a PAN"):
+        card_read_from(srl.CardData(srl.EntryMode.CHIP, bytes.fromhex("9f360200 01")))
+    with pytest.raises(CardDataError, match="track 2"):
+        card_read_from(srl.CardData(srl.EntryMode.MAGSTRIPE, bytes.fromhex("5a021234")))
+    with pytest.raises(CardDataError, match="offset"):
+        card_read_from(srl.CardData(srl.EntryMode.CHIP, bytes.fromhex("5a09941000")))
+
+
+def test_foreign_card_reads_like_any_other() -> None:
+    # The reader does not judge BINs; posd declines the card after reading it.
+    import datetime
+
+    from posd.sim.cards import card_data
+
+    msg = card_data(CARDS["foreign"], 1000, datetime.date(2026, 11, 25), 1)
+    assert card_read_from(msg).pan == FOREIGN_CARD
+
+
+async def test_auto_probes_candidates_and_takes_the_one_that_pongs(
+    sim: SimulatedCardReader, silent_ptys: list[str]
+) -> None:
+    candidates = [silent_ptys[0], sim.port, silent_ptys[1]]
+    async with running(make_reader("auto", candidates=lambda: candidates)) as reader:
+        await wait_state(reader, "ready")
+        assert reader.port == sim.port
+        sim.present("seoroeum")
+        assert isinstance(await reader.read_card(1000, ALL, 30), CardRead)
+
+
+async def test_auto_with_no_reader_anywhere_stays_disconnected(silent_ptys: list[str]) -> None:
+    async with running(make_reader(None, candidates=lambda: silent_ptys)) as reader:
+        await until(lambda: reader.last_error is not None)
+        assert reader.state == "disconnected"
+        assert "no card reader answered" in reader.last_error
+
+
+async def test_ping_port_for_posd_devices(sim: SimulatedCardReader, silent_ptys: list[str]) -> None:
+    info = await ping_port(sim.port)
+    assert info.model == "SIM-R1"
+    with pytest.raises(ReaderUnavailable, match="PONG"):
+        await ping_port(silent_ptys[0])
