@@ -3,9 +3,10 @@
 - TLS 1.2+ with the terminal's client certificate, the ledger checked against the configured
   CA and host name; plain TCP only when `ledger.tls = false`.
 - Sign-on (0800/001) after every connect; `link` is "up" only after its 0810 39=00, so no
-  financial message goes out before. An echo (0800/301) follows 60 s without traffic; no answer
-  in 10 s, a closed socket or a framing error takes the link down, and it is rebuilt with capped,
-  jittered exponential backoff. Sign-off (0800/002) on an orderly stop.
+  financial message goes out before. An echo (0800/301) follows 60 s without traffic from the
+  ledger, and comes at once after a request timed out; no answer in 10 s, a closed socket or a
+  framing error takes the link down, and it is rebuilt with capped, jittered exponential
+  backoff. Sign-off (0800/002) on an orderly stop.
 - `send` MACs a request, writes it, and waits for the answer with the same MTI class and STAN
   (answers may come out of order). What went wrong decides what the caller must do:
   LedgerUnavailable (nothing went out), LedgerTimeout and its subclasses (it went out and no
@@ -119,9 +120,10 @@ class _LinkDown(Exception):
 class _Session:
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
-    last_traffic: float
+    last_traffic: float  # when the ledger last sent a byte (or the connection was made)
     pending: dict[tuple[str, int], asyncio.Future[_Answer]] = field(default_factory=dict)
     drain_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    probe: asyncio.Event = field(default_factory=asyncio.Event)  # echo now, don't wait for idle
     signed_on: bool = False
     dead: bool = False
 
@@ -331,14 +333,23 @@ class LedgerClient:
                 log.info("ledger: signed off")
 
     async def _keepalive(self, session: _Session, reader_task: asyncio.Task[str]) -> None:
+        """Echo after echo_idle_s without a byte from the ledger, or at once after a request
+        timed out: a link that swallows requests is found out before the next payment waits."""
         loop = asyncio.get_running_loop()
         while True:
             idle_left = self._timings.echo_idle_s - (loop.time() - session.last_traffic)
-            if idle_left > 0:
-                done, _ = await asyncio.wait({reader_task}, timeout=idle_left)
-                if done:
+            if idle_left > 0 and not session.probe.is_set():
+                probe = asyncio.ensure_future(session.probe.wait())
+                try:
+                    done, _ = await asyncio.wait(
+                        {reader_task, probe}, timeout=idle_left, return_when=asyncio.FIRST_COMPLETED
+                    )
+                finally:
+                    probe.cancel()
+                if reader_task in done:
                     raise _LinkDown(reader_task.result())
                 continue
+            session.probe.clear()
             answer = await self._network(session, ECHO, self._timings.echo_timeout_s, reader_task)
             if not answer.approved:
                 raise _LinkDown(f"echo refused by the ledger (39={answer.response_code})")
@@ -383,9 +394,11 @@ class LedgerClient:
         future: asyncio.Future[_Answer] = loop.create_future()
         session.pending[key] = future
         try:
+            # No await between this check and the write: what passes it goes out.
+            if session.dead or session.writer.is_closing():
+                raise LedgerUnavailable(f"{what}: the ledger link went down before sending")
             started = loop.time()
             session.writer.write(frame(message))
-            session.last_traffic = started
             try:
                 async with session.drain_lock:
                     await session.writer.drain()
@@ -395,6 +408,7 @@ class LedgerClient:
                 async with asyncio.timeout(timeout_s):
                     answer = await future
             except TimeoutError:
+                session.probe.set()
                 raise LedgerTimeout(f"{what}: no answer in {timeout_s:g} s") from None
             self.last_rtt_ms = (loop.time() - started) * 1000.0
             return answer

@@ -398,6 +398,26 @@ async def test_no_answer_is_a_timeout_and_the_reversal_repairs_it(pki: Pki) -> N
         assert sim.rules.balance(GOOD_CARD) == 1_000_000
 
 
+async def test_a_timeout_makes_the_link_probe_at_once(pki: Pki) -> None:
+    async with linked(pki) as (sim, client):  # echo_idle_s is 30 s here
+        sim.faults.no_answer = True
+        with pytest.raises(LedgerTimeout):
+            await client.send(purchase(), 0.2)
+        await sim.wait_seen(lambda s: s.network_code == "301")
+        assert client.is_up()  # the echo was answered: only that request was lost
+
+
+async def test_a_link_that_swallows_everything_is_down_after_one_timeout(pki: Pki) -> None:
+    async with linked(pki) as (sim, client):
+        sim.faults.no_answer = sim.faults.no_network_answer = True
+        with pytest.raises(LedgerTimeout):
+            await client.send(purchase(), 0.2)
+        await wait_until(lambda: not client.is_up())
+        assert "0800/301" in (client.last_error or "")
+        with pytest.raises(LedgerUnavailable):
+            await client.send(purchase(), 5)
+
+
 async def test_slow_answer_times_out_and_the_late_answer_is_dropped(pki: Pki) -> None:
     async with linked(pki) as (sim, client):
         sim.faults.delay_s = 0.4
