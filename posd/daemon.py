@@ -412,6 +412,7 @@ class Daemon:
             set_level(new.logging.level)
         self.runtime.config = new
         self._fingerprints = prints
+        await self.supervisor.wait_running()
         restarted = await self._apply_components(components, changed)
         log.info(
             "configuration reloaded (sha256 %s); changed sections: %s; restarted: %s",

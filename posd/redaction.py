@@ -261,6 +261,14 @@ class _PrefixIndex:
                     break
 
 
+def _compile_forms(entries: Iterable[_Forms]) -> re.Pattern[str] | None:
+    exact = {f for e in entries for f in e.exact}
+    anycase = {f for e in entries for f in e.anycase}
+    alternatives = [re.escape(f) for f in sorted(exact, key=len, reverse=True)]
+    alternatives += [f"(?i:{re.escape(f)})" for f in sorted(anycase, key=len, reverse=True)]
+    return re.compile("|".join(alternatives)) if alternatives else None
+
+
 class Redactor:
     """Card-data masking plus a set of secrets registered at run time. Thread-safe.
 
@@ -272,6 +280,9 @@ class Redactor:
         self._lock = threading.Lock()
         self._permanent: dict[str | bytes, _Forms] = {}
         self._transient: OrderedDict[str | bytes, _Forms] = OrderedDict()
+        # Permanent secrets are few (keys, tokens) and set at start: one compiled regex, C speed.
+        # Transient ones come and go with every payment: a prefix index, nothing to recompile.
+        self._pattern: re.Pattern[str] | None = None
         self._exact = _PrefixIndex()
         self._anycase = _PrefixIndex()
         self._raws: tuple[bytes, ...] = ()
@@ -297,12 +308,13 @@ class Redactor:
                 self._drop(self._transient.pop(value))
             if transient:
                 self._transient[value] = forms
+                self._exact.add(forms.exact)
+                self._anycase.add(forms.anycase)
                 while len(self._transient) > TRANSIENT_SECRETS_KEPT:
                     self._drop(self._transient.popitem(last=False)[1])
             else:
                 self._permanent[value] = forms
-            self._exact.add(forms.exact)
-            self._anycase.add(forms.anycase)
+                self._pattern = _compile_forms(self._permanent.values())
             self._raws = tuple(
                 raw
                 for f in (*self._permanent.values(), *self._transient.values())
@@ -315,6 +327,9 @@ class Redactor:
 
     def _mask_secrets(self, text: str) -> str:
         found: list[tuple[int, int]] = []
+        pattern = self._pattern
+        if pattern is not None:
+            found += (m.span() for m in pattern.finditer(text))
         self._exact.spans(text, found)
         if self._anycase.by_prefix:
             self._anycase.spans(text.translate(_ASCII_LOWER), found)
