@@ -71,14 +71,12 @@ def _build_layout() -> tuple[dict[int, str], dict[int, str]]:
 
 
 _PLAIN, _SHIFTED = _build_layout()
-# For typing text: the main-block key for each character (keypad keys are input only).
-_KEY_FOR_CHAR: dict[str, tuple[int, bool]] = {}
-for _usage, _c in _SHIFTED.items():
-    if _usage < 0x54 and _c != _PLAIN[_usage]:
-        _KEY_FOR_CHAR[_c] = (_usage, True)
-for _usage, _c in _PLAIN.items():
-    if _usage < 0x54:
-        _KEY_FOR_CHAR[_c] = (_usage, False)
+# For typing text: (usage, shifted) of the main-block key for each character; the keypad
+# keys are only ever read.
+_KEY_FOR_CHAR: dict[str, tuple[int, bool]] = {
+    **{c: (u, True) for u, c in _SHIFTED.items() if u < 0x54 and c != _PLAIN[u]},
+    **{c: (u, False) for u, c in _PLAIN.items() if u < 0x54},
+}
 
 
 class HidKeyboardDecoder:
