@@ -92,4 +92,6 @@ def payment_components(
     components += [engine, api]
     for component in components[1:]:
         component.config_sections = STACK_SECTIONS
-    return components
+    # These use the journal while they stop (sign-off STAN, last payment writes).
+    users = (ledger, forwarder, engine)
+    return [journal.outlived_by(c) if c in users else c for c in components]

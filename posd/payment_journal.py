@@ -1,14 +1,26 @@
 """The journal as a component: opened in `run` (no I/O at build time), shared by the payment
-engine and the store-and-forward sender, closed when posd stops."""
+engine, the store-and-forward sender and the ledger link's STAN source, closed when posd stops.
+
+At shutdown every component is cancelled at once, and some still need the journal while they
+stop (the ledger's sign-off takes a STAN). The holder therefore closes the journal only once
+the components it was asked to outlive (`outlived_by`) have finished, within CLOSE_WAIT_S.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+import logging
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 
+from posd.component import Component
 from posd.journal import Journal
 from posd.payment_service import DeviceNotReady
+
+log = logging.getLogger(__name__)
+
+CLOSE_WAIT_S = 3.0
 
 
 class JournalHolder:
@@ -20,6 +32,9 @@ class JournalHolder:
         self._state_dir = state_dir
         self._journal: Journal | None = None
         self._open = asyncio.Event()
+        self._users = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     def __call__(self) -> Journal:
         if self._journal is None:
@@ -30,6 +45,21 @@ class JournalHolder:
         await self._open.wait()
         return self()
 
+    def outlived_by(self, component: Component) -> Component:
+        """`component`, such that the journal stays open until its run has ended."""
+        return _KeepsJournalOpen(component, self)
+
+    @contextlib.contextmanager
+    def _in_use(self) -> Iterator[None]:
+        self._users += 1
+        self._idle.clear()
+        try:
+            yield None
+        finally:
+            self._users -= 1
+            if self._users == 0:
+                self._idle.set()
+
     async def run(self, started: Callable[[], None]) -> None:
         journal = await Journal.open(self._state_dir)
         self._journal = journal
@@ -38,9 +68,17 @@ class JournalHolder:
         try:
             await asyncio.Event().wait()
         finally:
-            self._open.clear()
-            self._journal = None
-            await asyncio.shield(journal.close())
+            await asyncio.shield(self._close(journal))
+
+    async def _close(self, journal: Journal) -> None:
+        try:
+            async with asyncio.timeout(CLOSE_WAIT_S):
+                await self._idle.wait()
+        except TimeoutError:
+            log.warning("closing the journal while %d component(s) still run", self._users)
+        self._open.clear()
+        self._journal = None
+        await journal.close()
 
     @classmethod
     def of(cls, journal: Journal) -> JournalHolder:
@@ -49,3 +87,19 @@ class JournalHolder:
         holder._journal = journal
         holder._open.set()
         return holder
+
+
+class _KeepsJournalOpen:
+    def __init__(self, component: Component, holder: JournalHolder) -> None:
+        self.inner = component
+        self.name = component.name
+        self._holder = holder
+
+    @property
+    def config_sections(self) -> Collection[str] | None:
+        sections: Collection[str] | None = getattr(self.inner, "config_sections", None)
+        return sections
+
+    async def run(self, started: Callable[[], None]) -> None:
+        with self._holder._in_use():
+            await self.inner.run(started)

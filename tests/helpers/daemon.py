@@ -17,9 +17,9 @@ import asyncio
 import contextlib
 import functools
 import json
+import sys
 import uuid
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ import aiohttp
 from posd.config import Config, load_config
 from posd.daemon import Daemon, prepare_state_dir
 from posd.ledger_client import LedgerTimings
+from posd.logs import setup_logging
 from posd.payment_components import payment_components
 from posd.payments import PaymentEngine
 from posd.sim.card_reader import SimulatedCardReader
@@ -46,30 +47,18 @@ FINAL_STATES = frozenset(
     {"approved", "declined", "approved_offline", "forwarded", "cancelled", "reversed"}
 )
 WAIT_S = 10.0
+REPO_ROOT = Path(__file__).resolve().parents[2]
 FAST_LINK = LedgerTimings(backoff_initial_s=0.05, backoff_max_s=0.2, connect_timeout_s=2.0)
 
 
-@dataclass
-class RunningDaemon:
-    tmp_path: Path
-    config_path: Path
-    config: Config
-    daemon: Daemon
-    ledger: LedgerSimulator
-    scanner: SimulatedSerialScanner
-    issuer: QrIssuer
-    session: aiohttp.ClientSession
-    reader: SimulatedCardReader | None = None
+class PosClient:
+    """The POS app's side of the local API, over the daemon's Unix socket."""
 
-    @property
-    def engine(self) -> PaymentEngine:
-        component = self.daemon.supervisor.component("payments")
-        assert isinstance(component, PaymentEngine)
-        return component
-
-    @property
-    def state_dir(self) -> Path:
-        return self.config.storage.state_dir
+    def __init__(self, socket: Path) -> None:
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.UnixConnector(path=str(socket)),
+            timeout=aiohttp.ClientTimeout(total=20),
+        )
 
     async def request(
         self, method: str, path: str, body: Mapping[str, object] | None = None
@@ -117,12 +106,49 @@ class RunningDaemon:
         return await self.wait_state(payment_id, FINAL_STATES | {"reversing"}, timeout_s)
 
     async def wait_status(self, predicate: Any, timeout_s: float = WAIT_S) -> dict[str, Any]:
+        """The status once `predicate` holds; waits for the API socket to answer too."""
         async with asyncio.timeout(timeout_s):
             while True:
-                status, body = await self.request("GET", "/v1/status")
+                try:
+                    status, body = await self.request("GET", "/v1/status")
+                except aiohttp.ClientConnectionError:
+                    status, body = 0, None
                 if status == 200 and predicate(body):
                     return dict(body)
                 await asyncio.sleep(0.02)
+
+
+class RunningDaemon(PosClient):
+    def __init__(
+        self,
+        tmp_path: Path,
+        config_path: Path,
+        config: Config,
+        daemon: Daemon,
+        ledger: LedgerSimulator,
+        scanner: SimulatedSerialScanner,
+        issuer: QrIssuer,
+        reader: SimulatedCardReader | None,
+    ) -> None:
+        super().__init__(config.api.socket)
+        self.tmp_path = tmp_path
+        self.config_path = config_path
+        self.config = config
+        self.daemon = daemon
+        self.ledger = ledger
+        self.scanner = scanner
+        self.issuer = issuer
+        self.reader = reader
+
+    @property
+    def engine(self) -> PaymentEngine:
+        component = getattr(self.daemon.supervisor.component("payments"), "inner", None)
+        assert isinstance(component, PaymentEngine)
+        return component
+
+    @property
+    def state_dir(self) -> Path:
+        return self.config.storage.state_dir
 
 
 @contextlib.asynccontextmanager
@@ -188,16 +214,12 @@ async def running_daemon(
     )
     daemon = Daemon(config, config_path, prepare_state_dir(config.storage.state_dir), build=build)
     serving = asyncio.create_task(daemon.serve())
-    connector = aiohttp.UnixConnector(path=str(config.api.socket))
-    session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=20))
-    running = RunningDaemon(
-        tmp_path, config_path, config, daemon, ledger, scanner, issuer, session, reader
-    )
+    running = RunningDaemon(tmp_path, config_path, config, daemon, ledger, scanner, issuer, reader)
     try:
         await _wait_ready(running, serving, ledger_up if expect_link is None else expect_link)
         yield running
     finally:
-        await session.close()
+        await running.session.close()
         daemon.request_stop()
         async with asyncio.timeout(10):
             await serving
@@ -232,3 +254,41 @@ def sse_lines(raw: bytes) -> list[dict[str, Any]]:
         for line in raw.splitlines()
         if line.startswith(b"data: ")
     ]
+
+
+def serve_main() -> None:
+    """posd's daemon in a process of its own (what `posd run` does, with this module's short
+    link timings): `python -c "from tests.helpers.daemon import serve_main; serve_main()" CFG`."""
+    config_path = Path(sys.argv[1])
+    config = load_config(config_path)
+    setup_logging(config.logging.level, config.logging.format)
+    build = functools.partial(
+        payment_components,
+        ledger_timings=FAST_LINK,
+        saf_retry_interval_s=0.3,
+        api_group=None,
+        card_reader=False,
+    )
+    daemon = Daemon(config, config_path, prepare_state_dir(config.storage.state_dir), build=build)
+    sys.exit(asyncio.run(daemon.serve()))
+
+
+@contextlib.asynccontextmanager
+async def daemon_process(config_path: Path) -> AsyncIterator[asyncio.subprocess.Process]:
+    """`serve_main` as a child process; killed at the end if the test did not stop it."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "from tests.helpers.daemon import serve_main; serve_main()",
+        str(config_path),
+        cwd=REPO_ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        yield process
+    finally:
+        if process.returncode is None:
+            process.kill()
+        async with asyncio.timeout(10):
+            await process.wait()
