@@ -43,6 +43,7 @@ from posd.config import (
     read_mqtt_password,
 )
 from posd.logs import register_secret, set_level, setup_logging
+from posd.payment_components import payment_components
 from posd.sdnotify import Notifier
 from posd.supervisor import Backoff, ComponentStatus, Supervisor
 
@@ -94,6 +95,7 @@ def build_components(config: Config, runtime: Runtime) -> list[Component]:
     instances whose config sections did not change are then discarded unused.
     """
     components: list[Component] = []
+    components += payment_components(config, runtime)
     return components
 
 

@@ -231,11 +231,11 @@ class Supervisor:
                 if not attempt.live or attempt.started_at is not None:
                     return
                 attempt.started_at = self._clock()
+                log.info("component %s is running", component.name)
                 self._set(
                     entry,
                     replace(entry.status, state="running", ever_started=True, since=time.time()),
                 )
-                log.info("component %s is running", component.name)
 
             if not first:
                 self._set(entry, replace(entry.status, state="starting", since=time.time()))

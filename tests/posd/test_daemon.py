@@ -111,6 +111,12 @@ class Posd:
         return "\n".join(self.lines)
 
 
+def posd_config(tmp_path: Path, **overrides: dict[str, object]) -> Path:
+    """write_config, with a reader port that does not exist: no probing of the host's ports."""
+    reader = {"port": str(tmp_path / "no-reader"), **overrides.pop("card_reader", {})}
+    return write_config(tmp_path, card_reader=reader, **overrides)
+
+
 async def start_posd(config: Path, **env: str) -> Posd:
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("NOTIFY_", "WATCHDOG_"))}
     environ.update(env)
@@ -154,7 +160,7 @@ def listener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[NotifyL
 async def test_ready_after_start_then_orderly_stop_on_sigterm(
     tmp_path: Path, listener: NotifyListener, running: list[Posd]
 ) -> None:
-    config = write_config(tmp_path)
+    config = posd_config(tmp_path)
     posd = await start_posd(config, NOTIFY_SOCKET=listener.name)
     running.append(posd)
     first = await listener.next()
@@ -173,7 +179,7 @@ async def test_ready_after_start_then_orderly_stop_on_sigterm(
 async def test_watchdog_pings_at_half_the_interval(
     tmp_path: Path, listener: NotifyListener, running: list[Posd]
 ) -> None:
-    config = write_config(tmp_path)
+    config = posd_config(tmp_path)
     posd = await start_posd(config, NOTIFY_SOCKET=listener.name, WATCHDOG_USEC="100000")
     running.append(posd)
     for _ in range(3):
@@ -185,7 +191,7 @@ async def test_watchdog_pings_at_half_the_interval(
 async def test_sighup_with_broken_config_keeps_running(
     tmp_path: Path, listener: NotifyListener, running: list[Posd]
 ) -> None:
-    config = write_config(tmp_path)
+    config = posd_config(tmp_path)
     posd = await start_posd(config, NOTIFY_SOCKET=listener.name)
     running.append(posd)
     await listener.until(lambda m: "READY" in m)
@@ -210,11 +216,11 @@ async def test_sighup_with_broken_config_keeps_running(
 async def test_sighup_with_valid_changed_config_reloads(
     tmp_path: Path, listener: NotifyListener, running: list[Posd]
 ) -> None:
-    config = write_config(tmp_path)
+    config = posd_config(tmp_path)
     posd = await start_posd(config, NOTIFY_SOCKET=listener.name)
     running.append(posd)
     await listener.until(lambda m: "READY" in m)
-    write_config(tmp_path, logging={"format": "json", "level": "info"})
+    posd_config(tmp_path, logging={"format": "json", "level": "info"})
     posd.signal(signal.SIGHUP)
     await listener.until(lambda m: "RELOADING" in m)
     done = await listener.until(lambda m: "READY" in m)
@@ -230,7 +236,7 @@ async def test_sighup_with_valid_changed_config_reloads(
 async def test_invalid_config_exits_78_listing_every_problem(
     tmp_path: Path, running: list[Posd]
 ) -> None:
-    config = write_config(tmp_path, terminal={"id": 7}, offline={"max_count": "many"})
+    config = posd_config(tmp_path, terminal={"id": 7}, offline={"max_count": "many"})
     posd = await start_posd(config)
     running.append(posd)
     assert await posd.exit_code() == EX_CONFIG
@@ -259,7 +265,7 @@ async def test_unusable_state_dir_exits_73(tmp_path: Path, running: list[Posd]) 
         parent.mkdir(mode=0o500)
         state = parent / "state"
         expected = "cannot create state directory"
-    config = write_config(tmp_path, storage={"state_dir": str(state)})
+    config = posd_config(tmp_path, storage={"state_dir": str(state)})
     posd = await start_posd(config)
     running.append(posd)
     assert await posd.exit_code() == EX_CANTCREAT
