@@ -12,6 +12,8 @@ import socket
 import stat
 import subprocess
 import sys
+import textwrap
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
@@ -480,6 +482,80 @@ async def test_components_that_cannot_be_built_stop_the_start(tmp_path: Path) ->
     assert await make_daemon(config_path, config_problem).serve(handle_signals=False) == EX_CONFIG
     for build in (unknown_section, duplicate):
         assert await make_daemon(config_path, build).serve(handle_signals=False) == EX_SOFTWARE
+
+
+async def test_blocked_event_loop_stops_the_watchdog_pings(
+    tmp_path: Path, listener: NotifyListener
+) -> None:
+    config_path = write_config(tmp_path)
+    address = listener.name
+    # 10 ms between pings.
+    notifier = Notifier(
+        b"\0" + address[1:].encode() if address.startswith("@") else address,
+        watchdog_usec=20_000,
+    )
+    daemon = make_daemon(config_path, lambda config, runtime: [], notifier=notifier)
+
+    def drain() -> list[bytes]:
+        got = []
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                got.append(listener.sock.recv(4096))
+        return got
+
+    async with serving(daemon):
+        await listener.until(lambda m: m.get("WATCHDOG") == "1")
+        drain()
+        # No await from here to the second drain: the loop is blocked for 20 ping intervals.
+        time.sleep(0.2)  # noqa: ASYNC251 (blocking the loop is the point)
+        assert drain() == []
+        await listener.until(lambda m: m.get("WATCHDOG") == "1")
+    notifier.close()
+
+
+def test_component_that_will_not_stop_cannot_hold_up_the_exit(tmp_path: Path) -> None:
+    config_path = write_config(tmp_path)
+    script = textwrap.dedent(
+        f"""
+        import asyncio, sys
+        from pathlib import Path
+        from posd.config import load_config
+        from posd.daemon import Daemon, prepare_state_dir
+        from posd.logs import setup_logging
+
+        class Stubborn:
+            name = "stubborn"
+            async def run(self, started):
+                started()
+                while True:
+                    try:
+                        await asyncio.sleep(3600)
+                    except asyncio.CancelledError:
+                        pass
+
+        async def main():
+            path = Path({str(config_path)!r})
+            config = load_config(path)
+            daemon = Daemon(config, path, prepare_state_dir(config.storage.state_dir),
+                            build=lambda c, r: [Stubborn()], stop_timeout_s=0.3)
+            asyncio.get_running_loop().call_later(0.2, daemon.request_stop)
+            return await daemon.serve(handle_signals=False)
+
+        setup_logging("info", "text")
+        sys.exit(asyncio.run(main()))
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S,
+        check=False,
+        cwd=ROOT,
+    )
+    assert proc.returncode == EX_SOFTWARE, proc.stderr
+    assert "did not stop" in proc.stderr
+    assert "stubborn" in proc.stderr
 
 
 # -- systemd files -------------------------------------------------------------------------------
