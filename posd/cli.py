@@ -40,6 +40,13 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("file", nargs="?", help=CONFIG_HELP)
     config_sub.add_parser("example", help="print a complete, commented example config")
 
+    demo = sub.add_parser(
+        "demo", help="the scripted demo shift on simulated reader, scanner and reference ledger"
+    )
+    demo.add_argument(
+        "--interactive", action="store_true", help="keep running with the API open after the shift"
+    )
+
     status = sub.add_parser("status", help="ask the running daemon for its state and print it")
     status.add_argument("-c", "--config", help=CONFIG_HELP)
     status.add_argument("--json", action="store_true", help="print the raw state object")
@@ -56,6 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
     from posd.enroll import add_arguments as add_enroll_arguments
 
     add_enroll_arguments(enroll)
+
+    ledger_sim = sub.add_parser(
+        "ledger-sim", help="the reference ledger as a standalone server (labs, integration tests)"
+    )
+    from posd.ledger_sim_cli import add_arguments as add_ledger_sim_arguments
+
+    add_ledger_sim_arguments(ledger_sim)
 
     return parser
 
@@ -79,6 +93,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return config_cli.example()
         print(args.usage(), end="", file=sys.stderr)
         print("posd config: say `check [FILE]` or `example`", file=sys.stderr)
+    if args.command == "demo":
+        from posd import demo
+
+        return demo.main(["--interactive"] if args.interactive else [])
+    if args.command == "ledger-sim":
+        from posd import ledger_sim_cli
+
+        return ledger_sim_cli.run(args)
     if args.command in ("status", "saf"):
         from posd import status_cli
 
