@@ -432,21 +432,35 @@ class Daemon:
         self.notifier.notify(ready=self._ready_sent, status=self._last_status)
 
     async def _apply_components(self, fresh: list[Component], changed: set[str]) -> list[str]:
-        running = self.supervisor.statuses().keys()
+        """Swap in the rebuilt components that need it; the names touched, for the log.
+
+        Components that hold references to each other are replaced as a group: every one to be
+        replaced is stopped first (in reverse start order), then the new ones start in build
+        order, so an old and a new instance of a group never run side by side.
+        """
+        running = list(self.supervisor.statuses())
         wanted = {c.name: c for c in fresh}
+        stop: list[str] = []
+        start: list[Component] = []
         touched: list[str] = []
-        for name in [n for n in running if n not in wanted]:
-            await self.supervisor.remove(name)
-            touched.append(f"{name} (removed)")
+        for name in running:
+            if name not in wanted:
+                stop.append(name)
+                touched.append(f"{name} (removed)")
         for name, component in wanted.items():
             if name not in running:
-                self.supervisor.add(component)
+                start.append(component)
                 touched.append(f"{name} (added)")
                 continue
             depends = config_sections(component)
             if (depends is None and changed) or (depends is not None and depends & changed):
-                await self.supervisor.replace(component)
+                stop.append(name)
+                start.append(component)
                 touched.append(name)
+        for name in sorted(stop, key=running.index, reverse=True):
+            await self.supervisor.remove(name)
+        for component in start:
+            self.supervisor.add(component)
         return touched
 
 

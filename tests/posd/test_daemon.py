@@ -422,6 +422,49 @@ async def test_reload_restarts_only_components_whose_sections_changed(tmp_path: 
         assert starts == []
 
 
+class Member:
+    """One of a group of components that hold references to each other."""
+
+    config_sections = ("ledger",)
+
+    def __init__(self, name: str, events: list[str]) -> None:
+        self.name = name
+        self._events = events
+
+    async def run(self, started: Callable[[], None]) -> None:
+        self._events.append(f"start {self.name}")
+        started()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            self._events.append(f"stop {self.name}")
+
+
+async def test_reload_swaps_a_group_stopping_all_before_starting_any(tmp_path: Path) -> None:
+    config_path = write_config(tmp_path)
+    events: list[str] = []
+
+    def build(config: Config, runtime: Runtime) -> list[Component]:
+        return [Member("journal", events), Member("ledger", events), Member("payments", events)]
+
+    daemon = make_daemon(config_path, build)
+    names = {"journal", "ledger", "payments"}
+    async with serving(daemon):
+        await until_started(daemon, names)
+        events.clear()
+        write_config(tmp_path, ledger={"timeout_s": 20})
+        assert await daemon.reload()
+        await until_started(daemon, names)
+        assert events == [
+            "stop payments",
+            "stop ledger",
+            "stop journal",
+            "start journal",
+            "start ledger",
+            "start payments",
+        ]
+
+
 async def test_reload_adds_and_removes_components(tmp_path: Path) -> None:
     config_path = write_config(tmp_path)
     starts: list[str] = []
