@@ -46,7 +46,8 @@ async def test_killed_while_authorizing_is_reversed_after_restart_and_sigterm_st
                 try:
                     await wait_serving(client)
                     created = await client.create(4_000, "qr")
-                    await scanner.scan(issuer.valid(GOOD_QR_ACCOUNT))
+                    token = issuer.valid(GOOD_QR_ACCOUNT)
+                    await scanner.scan(token)
                     await client.wait_state(created["payment_id"], {"authorizing"})
                     await ledger.wait_seen(lambda s: s.mti == "0200")
                 finally:
@@ -69,3 +70,8 @@ async def test_killed_while_authorizing_is_reversed_after_restart_and_sigterm_st
                 async with asyncio.timeout(15):
                     assert await process.wait() == 0
                 await ledger.wait_seen(lambda s: s.network_code == "002")  # signed off
+    # The daemon's own log lines, as journald would get them.
+    logged = (tmp_path / "posd-process.log").read_bytes()
+    assert b"reversal" in logged
+    for secret in (GOOD_QR_ACCOUNT.encode(), token.encode(), MAC_KEY_HEX.encode()):
+        assert secret not in logged
