@@ -141,9 +141,15 @@ class RedactingFormatter(logging.Formatter):
         else:
             fields = [_timestamp(record.created), record.levelname, record.name, message]
             for key, value in extras.items():
-                text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-                if not text or any(c in text for c in ' "=\\') or not text.isprintable():
-                    text = json.dumps(text, ensure_ascii=False)
+                if isinstance(value, str):
+                    text = value
+                    if not text or any(c in text for c in ' "=\\') or not text.isprintable():
+                        text = json.dumps(text, ensure_ascii=False)
+                else:
+                    # Compact JSON is one token unless a string inside it holds a space.
+                    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+                    if " " in text:
+                        text = json.dumps(text, ensure_ascii=False)
                 fields.append(f"{self.redactor.redact(key)}={text}")
             if trace:
                 fields.append(f"exc={json.dumps(trace, ensure_ascii=False)}")

@@ -83,7 +83,11 @@ else
 fi
 
 echo "== systemd unit and udev rules"
-install -D -m 0644 "$here/posd.service" /etc/systemd/system/posd.service
+# The unit names /opt/posd; another POSD_PREFIX is written into the installed copy.
+sed "s#/opt/posd/#$prefix/#g" "$here/posd.service" >/etc/systemd/system/posd.service.new
+chmod 0644 /etc/systemd/system/posd.service.new
+mv /etc/systemd/system/posd.service.new /etc/systemd/system/posd.service
+[[ -f $here/../README.md ]] && install -m 0644 "$here/../README.md" "$prefix/README.md"
 install -D -m 0644 "$here/99-posd.rules" /etc/udev/rules.d/99-posd.rules
 if command -v udevadm >/dev/null && [[ -d /run/udev ]]; then
     udevadm control --reload-rules
