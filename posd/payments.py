@@ -21,6 +21,7 @@ Decisions taken here where the specs are silent:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import logging
 import time
@@ -90,6 +91,8 @@ _SHORTEST_SECRET = 6
 # The reader ends its own read at timeout_s (READ_FAILED timeout); this only bounds a reader
 # that never answers, and a QR-only wait.
 _READER_TIMEOUT_GRACE_S = 2
+# How long a new payment waits for the previous one's last reader exchange.
+FINISHING_S = 5.0
 
 
 class ReaderMissing(Exception):
@@ -189,6 +192,7 @@ class PaymentEngine:
         async with self._create_lock:
             known = await self._jn().by_idempotency_key(idempotency_key)
             if known is None:
+                await self._previous_finished()
                 self._check_ready(method)
             try:
                 rec, created = await self._jn().create_payment(
@@ -658,6 +662,18 @@ class PaymentEngine:
             benefit_rate_bps=rec.benefit_plus_rate_bps or None,
             discount=rec.discount or None,
         )
+
+    async def _previous_finished(self) -> None:
+        """A payment the customer has their answer for may still be ending the card's
+        transaction (COMPLETE); the next payment waits for that rather than get a 409."""
+        waiting = self._waiting
+        if waiting is None:
+            return
+        current = await self._jn().get(waiting.payment_id)
+        if current is not None and current.state not in (WAITING_FOR_CARD, AUTHORIZING):
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(FINISHING_S):
+                    await waiting.settled.wait()
 
     def _check_ready(self, method: str) -> None:
         if self._tasks is None:

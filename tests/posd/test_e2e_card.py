@@ -6,13 +6,16 @@ from pathlib import Path
 
 import pytest
 
+from posd.sim.ledger_accounts import GOOD_QR_ACCOUNT
 from tests.helpers.daemon import RunningDaemon, running_daemon
 
 pytestmark = pytest.mark.timeout(60)
 
 
-async def pay_card(d: RunningDaemon, amount: int, card: str, **kw: bool) -> dict[str, object]:
-    created = await d.create(amount, "card", **kw)  # type: ignore[arg-type]
+async def pay_card(
+    d: RunningDaemon, amount: int, card: str, method: str = "card", benefit_plus: bool = False
+) -> dict[str, object]:
+    created = await d.create(amount, method, benefit_plus=benefit_plus)
     assert d.reader is not None
     d.reader.present(card)
     return await d.wait_final(str(created["payment_id"]))
@@ -63,3 +66,17 @@ async def test_reader_unplugged_mid_payment_declines_and_replug_serves_again(
         await d.wait_status(lambda s: s["devices"]["card_reader"]["state"] == "ready")
         again = await pay_card(d, 1_000, "seoroeum")
         assert again["state"] == "approved"
+
+
+async def test_method_any_first_wins_and_the_other_is_cancelled(tmp_path: Path) -> None:
+    async with running_daemon(tmp_path, card_reader=True) as d:
+        assert d.reader is not None
+        created = await d.create(1_500, "any")
+        await d.wait_status(lambda s: s["devices"]["card_reader"]["state"] == "busy")
+        await d.scanner.scan(d.issuer.valid(GOOD_QR_ACCOUNT))
+        by_qr = await d.wait_final(created["payment_id"])
+        assert (by_qr["state"], by_qr["method"], by_qr["entry_mode"]) == ("approved", "qr", "qr")
+        # The card read was cancelled at the reader: it is free for the next payment.
+        await d.wait_status(lambda s: s["devices"]["card_reader"]["state"] == "ready")
+        by_card = await pay_card(d, 1_500, "seoroeum-contactless", method="any")
+        assert (by_card["state"], by_card["method"]) == ("approved", "card")
