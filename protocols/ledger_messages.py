@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import re
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import ClassVar, Final, Generic, Literal, TypeVar
@@ -154,6 +155,9 @@ def field7(at: dt.datetime) -> str:
 def local_fields(local: dt.datetime) -> tuple[str, str]:
     """Fields 12 (hhmmss) and 13 (MMDD) from the shop's local time."""
     return local.strftime("%H%M%S"), local.strftime("%m%d")
+
+
+_OFFLINE_AUTH: Final = re.compile(r"Y1[0-9]{4}")
 
 
 def offline_auth_code(serial: int) -> str:
@@ -465,6 +469,8 @@ class LedgerRequest:
         _check_mmdd(self.local_date, "13")
         if self.expiry is not None:
             _check_yymm(self.expiry, "14")
+        if self.mti in ("0220", "0221") and not _OFFLINE_AUTH.fullmatch(self.auth_code or ""):
+            raise LedgerFormatError("38", "an advice carries posd's own code, Y1 and 4 digits")
         if self.entry_mode == "qr" and (self.track2 or self.icc or self.expiry):
             raise LedgerFormatError("22", "a QR payment carries no card data")
         return fields

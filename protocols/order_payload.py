@@ -11,6 +11,8 @@ Decisions where mqtt.md is silent, made so that no real order is lost to a pedan
 - `order_id` goes into MQTT topics (`{topic}/{order_id}/status`), so it may not hold
   `/`, `+`, `#` or control characters.
 - A key given twice in one object is refused: which value counts would be a guess.
+- `placed_at` takes every RFC 3339 form, lower-case `t`/`z` and a leap second (`:60`, read
+  as `:59`) included.
 """
 
 from __future__ import annotations
@@ -94,9 +96,11 @@ def _is_int(value: object) -> bool:
 def _parse_placed_at(value: object) -> dt.datetime:
     if not isinstance(value, str) or not _RFC3339.fullmatch(value):
         raise OrderPayloadError("placed_at", "must be an RFC 3339 date-time with an offset")
+    # fromisoformat takes at most 6 fraction digits, upper-case T and Z, and no leap second;
+    # RFC 3339 allows more digits, lower case, and :60 (read as :59 rather than lose the order).
+    text = re.sub(r"(\.\d{6})\d+", r"\1", value.upper())
+    text = re.sub(r"^(.{10}.\d{2}:\d{2}):60", r"\1:59", text)
     try:
-        # fromisoformat takes at most 6 fraction digits; RFC 3339 allows more.
-        text = re.sub(r"(\.\d{6})\d+", r"\1", value)
         return dt.datetime.fromisoformat(text)
     except ValueError:
         raise OrderPayloadError("placed_at", "is not a real date and time") from None

@@ -374,6 +374,7 @@ REQUEST_CASES: list[tuple[str, dict[int, FieldValue | None], str]] = [
     ("0200", {49: "840"}, "49"),
     ("0200", {90: "0" * 42}, "90"),
     ("0220", {}, "38"),  # an advice needs its approval code
+    ("0220", {38: "A12345"}, "38"),  # posd's own: Y1 and 4 digits
     ("0400", {}, "90"),  # a reversal names its original
 ]
 

@@ -72,6 +72,12 @@ def test_rfc3339_forms() -> None:
     )
     nano = parse_order(_payload(placed_at="2026-11-25T03:03:00.123456789+00:00"))
     assert nano.placed_at.microsecond == 123456
+    lower = parse_order(_payload(placed_at="2026-11-25t03:03:00z")).placed_at
+    assert lower == dt.datetime(2026, 11, 25, 3, 3, tzinfo=dt.UTC)
+    leap = parse_order(_payload(placed_at="2016-12-31T23:59:60Z")).placed_at
+    assert leap == dt.datetime(2016, 12, 31, 23, 59, 59, tzinfo=dt.UTC)
+    spaced = parse_order(_payload(placed_at="2026-11-25 12:03:00+09:00")).placed_at
+    assert spaced == dt.datetime(2026, 11, 25, 3, 3, tzinfo=dt.UTC)
 
 
 @pytest.mark.parametrize(
@@ -95,6 +101,7 @@ def test_rfc3339_forms() -> None:
         (_payload(placed_at="2026-11-25 12:03"), "placed_at: must be an RFC 3339"),
         (_payload(placed_at="2026-11-25T12:03:00"), "placed_at: must be an RFC 3339"),
         (_payload(placed_at="2026-02-30T12:03:00Z"), "placed_at: is not a real date"),
+        (_payload(placed_at="2026-11-25T24:00:00Z"), "placed_at: is not a real date"),
         (_payload(placed_at=1764039780), "placed_at: must be an RFC 3339"),
         (_payload(items=[]), "items: must be a non-empty list"),
         (_payload(items={"name": "a"}), "items: must be a non-empty list"),
