@@ -1,9 +1,25 @@
 """The reference ledger: a server speaking ledger-iso8583.md, for the demo, labs and tests.
 
-`LedgerRules` decides answers (no I/O): balances, the profile's response codes, MAC checks,
-first answers to repeats, reversals, advices and refunds. `LedgerSimulator` serves it over
-TCP or mutual TLS with 2-byte framing, and has fault modes a test can set while it runs.
-Log lines name messages by MTI, STAN and masked account only.
+`LedgerRules` decides answers (no I/O); `LedgerSimulator` serves it over TCP or mutual TLS
+with 2-byte framing, and has fault modes (`Faults`) a test can set while it runs. Log lines
+name messages by MTI, STAN and masked account only.
+
+The answers, in the order they are decided:
+- bad MAC: 63, not acted on and not remembered; before this connection's sign-on: 91; a
+  terminal other than the one that signed on here, or outside `terminals`: 58;
+- same terminal, STAN and field 7 as a message already answered: that first answer if the
+  message is the same (a repeat differs only in its MTI's last digit), else 94;
+- purchase: unknown account 14; a card used as a QR account or the reverse 57; QR without
+  QT 30; blocked 05; expired (by the ledger's record and clock) 54; 혜택플러스 field 48 whose
+  DA is not floor((amount + DA) * BP / 10000) with BP 300-700: 13; over the account's single
+  payment limit 61; over the balance 51; else 00 with a new RRN and approval code;
+- refund (3=200000): the payment named by 37 and 90 must exist, be approved, not reversed
+  and not a refund itself (else 12); refunds totalling more than it: 13;
+- advice (0220/0221): booked even below zero (posd approved it within its offline limits),
+  with posd's approval code; unknown account 14;
+- reversal: of a payment never seen, 00 (and that payment is refused 12 should it come);
+  of a declined one, 00; amount not the original's, 13; else the money moves back, 00;
+- the rules raising (a bug): 96.
 """
 
 from __future__ import annotations
@@ -67,6 +83,7 @@ class LedgerRules:
         default_factory=dict
     )
     _by_rrn: dict[str, _Payment] = field(default_factory=dict)
+    _reversed_unseen: set[tuple[str, int, str]] = field(default_factory=set)
     _serial: int = 0
 
     def process(self, request: LedgerRequest, mac_valid: bool) -> LedgerResponse:
@@ -81,6 +98,8 @@ class LedgerRules:
             return respond(request, "94")  # same STAN and field 7, different message
         if self.terminals is not None and request.terminal_id not in self.terminals:
             response = respond(request, "58")
+        elif key in self._reversed_unseen:
+            response = respond(request, "12")  # reversed before it arrived: never booked
         elif request.mti == "0200" and request.kind == "purchase":
             response = self._purchase(request)
         elif request.mti == "0200":
@@ -168,8 +187,11 @@ class LedgerRules:
         original = request.original
         assert original is not None  # the profile requires field 90 in a reversal
         prior = self._answers.get((request.terminal_id, original.stan, original.transmission))
-        if prior is None or not prior[1].approved:
-            return respond(request, "00")  # never seen, or nothing moved: nothing to undo
+        if prior is None:
+            self._reversed_unseen.add((request.terminal_id, original.stan, original.transmission))
+            return respond(request, "00")  # never seen: nothing to undo, and it never will be
+        if not prior[1].approved:
+            return respond(request, "00")  # declined: nothing moved
         if prior[0].amount != request.amount:
             return respond(request, "13")
         payment = self._original_payment(request)
@@ -385,6 +407,8 @@ class LedgerSimulator:
         )
         if not connection.signed_on:
             response = respond(message, "91")  # no payment before sign-on; not acted on
+        elif message.terminal_id != connection.terminal_id:
+            response = respond(message, "58")  # not the terminal that signed on here
         elif self.faults.respond_with is not None:
             response = respond(message, self.faults.respond_with)
         else:

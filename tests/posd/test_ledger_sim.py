@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from posd import ledger_sim_cli
-from posd.sim.ledger import LedgerRules
+from posd.sim.ledger import LedgerRules, LedgerSimulator
 from posd.sim.ledger_accounts import (
     BLOCKED_CARD,
     GOOD_CARD,
@@ -146,6 +146,14 @@ def test_refund_rules() -> None:
     assert ledger.process(refund(other, other_rrn, 1_000), True).response_code == "12"
 
 
+def test_a_payment_reversed_before_it_arrived_is_never_booked() -> None:
+    ledger = rules()
+    original = purchase(amount=3_000)
+    assert ledger.process(reversal(original), True).approved
+    assert ledger.process(original, True).response_code == "12"
+    assert ledger.balance(GOOD_CARD) == 1_000_000
+
+
 def test_reversal_rules() -> None:
     ledger = rules()
     declined = purchase(BLOCKED_CARD)
@@ -180,6 +188,29 @@ def test_expiry_is_judged_by_the_ledger_clock() -> None:
     assert november.process(purchase("9410000000000099", 1_000), True).approved
     december = LedgerRules(book, lambda: NOW.replace(month=12))
     assert december.process(purchase("9410000000000099", 1_000), True).response_code == "54"
+
+
+async def test_server_answers_only_the_terminal_that_signed_on() -> None:
+    async with LedgerSimulator(mac_key=MAC_KEY) as sim:
+        reader, writer = await asyncio.open_connection("127.0.0.1", sim.port)
+        decoder = LengthPrefixDecoder()
+
+        async def exchange(message: bytes) -> bytes:
+            writer.write(frame(message))
+            async with asyncio.timeout(5):
+                while not (answers := decoder.feed(await reader.read(4096))):
+                    pass
+            return answers[0]
+
+        before = await exchange(encode(purchase(amount=1_000), MAC_KEY))
+        assert decode_response(before, MAC_KEY).message.response_code == "91"
+        sign_on = network_request("001", stan=1, transmitted_at=NOW, terminal_id=TERMINAL)
+        await exchange(encode(sign_on, MAC_KEY))
+        other = replace(purchase(amount=1_000), terminal_id="T0000002")
+        answer = decode_response(await exchange(encode(other, MAC_KEY)), MAC_KEY).message
+        assert answer.response_code == "58"
+        assert sim.rules.balance(GOOD_CARD) == 1_000_000
+        writer.close()
 
 
 # ---- accounts file ---------------------------------------------------------------------
