@@ -343,8 +343,25 @@ class PaymentEngine:
         }
 
     async def saf(self) -> list[dict[str, object]]:
-        now_ms = round(self._now() * 1000)
-        return [entry.to_json(now_ms) for entry in await self._jn().saf_pending()]
+        queue: list[dict[str, object]] = []
+        for entry in await self._jn().saf_pending():
+            full = entry.to_json()
+            # A QR payment has no masked card number: what it names is an account.
+            shown = "account_last4" if entry.masked_pan is None else "card_last4"
+            queue.append(
+                {
+                    "payment_id": entry.payment_id,
+                    "kind": entry.kind,
+                    "mti": entry.mti,
+                    "amount": entry.amount,
+                    "stan": full["stan"],
+                    shown: entry.last4,
+                    "queued_at": full["created_at"],
+                    "attempts": entry.attempts,
+                    "last_error": entry.last_error,
+                }
+            )
+        return queue
 
     async def saf_flush(self) -> dict[str, object]:
         if not self._ledger.is_up():

@@ -3,6 +3,7 @@ timeouts and wrong MACs reversed, crash recovery, mutual TLS."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -103,3 +104,32 @@ async def test_ledger_with_a_certificate_of_another_ca_is_refused(tmp_path: Path
         assert status["ledger"]["link"] != "up"
         assert "certificate" in status["ledger"]["last_error"].lower()
         assert not [s for s in d.ledger.seen if s.mti == "0800"]
+
+
+async def test_saf_flush_forwards_now_and_is_refused_while_the_link_is_down(
+    tmp_path: Path,
+) -> None:
+    async with running_daemon(tmp_path, saf_retry_interval_s=600) as d:
+        d.ledger.faults.no_answer = True
+        pid = await start_qr(d, 5_000)
+        await d.wait_state(pid, {"reversing"})
+        await d.wait_status(lambda s: s["saf"]["pending"] == 1)
+        async with asyncio.timeout(10):  # until the 0400's try has timed out
+            while True:
+                status, body = await d.request("GET", "/v1/saf")
+                queue = body["queue"]
+                if queue and queue[0]["last_error"]:
+                    break
+                await asyncio.sleep(0.05)
+        assert status == 200 and [e["kind"] for e in queue] == ["reversal"]
+        assert queue[0]["payment_id"] == pid and queue[0]["amount"] == 5_000
+        assert queue[0]["account_last4"] == GOOD_QR_ACCOUNT[-4:]
+        assert queue[0]["attempts"] >= 1 and queue[0]["last_error"]
+        d.ledger.faults.no_answer = False
+        status, flushed = await d.request("POST", "/v1/saf/flush")
+        assert (status, flushed) == (200, {"forwarded": 1, "pending": 0})
+        assert (await d.payment(pid))["state"] == "reversed"
+        await d.ledger.refuse_connections(True)
+        await d.wait_status(lambda s: s["ledger"]["link"] != "up")
+        status, body = await d.request("POST", "/v1/saf/flush")
+        assert (status, body["error"]["code"]) == (503, "device_not_ready")
