@@ -60,6 +60,7 @@ from posd.journal_model import (
     mask_pan,
 )
 from posd.journal_schema import DB_FILE_NAME, connect
+from posd.logs import register_secret
 
 STAN_MAX = 999_999
 DAY_MS = 86_400_000
@@ -114,7 +115,10 @@ class JournalCore:
 
     def _open_cipher(self, state_dir: Path) -> JournalCipher:
         row = self._conn.execute("SELECT value FROM meta WHERE key = 'key_check'").fetchone()
-        cipher = JournalCipher(load_or_create_key(state_dir, create=row is None))
+        key = load_or_create_key(state_dir, create=row is None)
+        # The key must never reach a log line, in any encoding.
+        register_secret(key)
+        cipher = JournalCipher(key)
         if row is None:
             with self._tx():
                 self._conn.execute(

@@ -5,6 +5,8 @@ set -euo pipefail
 missing=()
 command -v mosquitto >/dev/null 2>&1 || [[ -x /usr/sbin/mosquitto ]] || missing+=(mosquitto)
 command -v aplay >/dev/null 2>&1 || missing+=(alsa-utils)
+# systemd-analyze, -sysusers and -tmpfiles check the shipped unit files.
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 ((${#missing[@]})) || exit 0
 if [[ $(id -u) -ne 0 ]]; then
     echo "posd tests need these Debian packages: ${missing[*]}" >&2
