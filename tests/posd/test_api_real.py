@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 
 from posd.api_client import ApiClient, ApiRequestError
 from posd.sim.ledger_accounts import GOOD_QR_ACCOUNT
+from posd.status_cli import render_status
 from tests.helpers.daemon import RunningDaemon, running_daemon
 
 pytestmark = pytest.mark.timeout(60)
@@ -146,6 +148,9 @@ async def test_refund_status_totals_and_saf_on_the_real_service(tmp_path: Path) 
         assert state.keys() >= STATE_KEYS
         assert state["ledger"]["link"] == "up"
         assert state["devices"]["qr_scanner"]["state"] == "ready"
+        shown = render_status(state)
+        assert "  ledger       up" in shown
+        assert re.search(r"^  today +\d+ approved, \d+ declined, [\d,]+ won$", shown, re.M)
         totals = await api.totals(datetime.date.today())
         assert totals["date"] == datetime.date.today().isoformat()
         assert await api.saf() == []
