@@ -408,12 +408,16 @@ class PaymentEngine:
             if rec.state == WAITING_FOR_CARD:
                 await self._decline_here(rec, "reader_error")
         except Exception:
-            # A bug here must not leave the reader held; the journal keeps the payment's
-            # last durable state and recovery settles it at the next start.
+            # A bug here must not leave the reader held nor a 0200 without its answer: the
+            # payment is settled the way start-up recovery would settle it.
             log.exception("payment %s failed", rec.payment_id)
             rec = await self._refresh(rec)
             if rec.state == WAITING_FOR_CARD:
                 await self._decline_here(rec, "internal_error")
+            elif rec.state == AUTHORIZING:
+                await self._reverse(
+                    rec, await self._original_request(rec), "internal_error", publish=True
+                )
         finally:
             if self._waiting is waiting:
                 self._waiting = None
@@ -650,7 +654,10 @@ class PaymentEngine:
                 amount=rec.charged,
                 terminal_id=terminal.id,
                 merchant_id=terminal.merchant_id,
-                original=OriginalData("0200", original.stan, original.field7),
+                # An offline approval reached the ledger as its 0220 advice.
+                original=OriginalData(
+                    "0220" if original.offline else "0200", original.stan, original.field7
+                ),
                 rrn=original.rrn,
             )
         if secrets is None:

@@ -39,6 +39,9 @@ async def test_ledger_down_offline_approval_then_forwarded(tmp_path: Path) -> No
         assert forwarded["offline"] is True
         assert any(s.mti == "0220" for s in d.ledger.seen)
         await d.wait_status(lambda s: s["saf"]["pending"] == 0)
+        # Forwarded, it can be refunded like any approved payment (90 names the 0220).
+        status, refund = await d.request("POST", f"/v1/payments/{pid}/refund", {"amount": 4_000})
+        assert (status, refund["state"]) == (202, "approved"), refund
 
 
 async def test_no_answer_to_the_0200_is_reversed_never_resent(tmp_path: Path) -> None:
