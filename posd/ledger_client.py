@@ -105,6 +105,13 @@ class LedgerTimings:
     backoff_initial_s: float = 1.0
     backoff_max_s: float = 60.0
 
+    def __post_init__(self) -> None:
+        for name, value in vars(self).items():
+            if not value > 0:
+                raise ValueError(f"ledger timing {name} must be positive")
+        if self.backoff_initial_s > self.backoff_max_s:
+            raise ValueError("ledger timing backoff_initial_s must not exceed backoff_max_s")
+
     def backoff(self, failures: int) -> float:
         """Delay before reconnect attempt after `failures` consecutive failures, jittered so a
         fleet of terminals does not reconnect in step after a ledger outage."""

@@ -28,9 +28,14 @@ from protocols.iso8583_profile import (
 from protocols.ledger_mac import MAC_LEN, verify_mac
 
 __all__ = [
+    "CURRENCY_KRW",
     "DECLINE_REASONS",
+    "ECHO",
     "ENTRY_MODE_CODES",
+    "PROCESSING_CODES",
     "RESPONSE_CODES",
+    "SIGN_OFF",
+    "SIGN_ON",
     "STAN_MAX",
     "STAN_MIN",
     "AdditionalData",
@@ -44,6 +49,7 @@ __all__ = [
     "OriginalData",
     "QrPayer",
     "build_advice",
+    "build_field48",
     "build_purchase",
     "build_refund",
     "build_reversal",
@@ -56,6 +62,7 @@ __all__ = [
     "network_request",
     "next_stan",
     "offline_auth_code",
+    "parse_field48",
     "repeat_of",
     "request_from_fields",
     "respond",

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from posd.config import load_config
-from posd.ledger_client import LedgerBadResponse, LedgerClient, LedgerTimeout
+from posd.ledger_client import LedgerBadResponse, LedgerClient, LedgerTimeout, LedgerTimings
 from posd.sim.ledger import LedgerSimulator, server_ssl_context
 from protocols.iso8583_profile import encode_message
 from protocols.ledger_messages import (
@@ -142,6 +142,16 @@ async def test_zero_length_frame_takes_the_link_down() -> None:
         with pytest.raises(LedgerTimeout):  # LedgerLinkLost: it went out, then the link broke
             await client.send(purchase(), 5)
         await wait_until(lambda: (client.last_error or "").startswith("framing error"))
+
+
+def test_timings_are_checked() -> None:
+    with pytest.raises(ValueError, match="echo_idle_s"):
+        LedgerTimings(echo_idle_s=0)
+    with pytest.raises(ValueError, match="backoff_initial_s"):
+        LedgerTimings(backoff_initial_s=5, backoff_max_s=1)
+    timings = LedgerTimings(backoff_initial_s=1, backoff_max_s=8)
+    for failures, ceiling in [(1, 1), (2, 2), (4, 8), (50, 8)]:
+        assert ceiling / 2 <= timings.backoff(failures) <= ceiling
 
 
 async def test_from_config_over_tls(tmp_path: Path) -> None:
