@@ -1,11 +1,21 @@
-"""ISO 8583 ledger messages: 0200 build+encode+MAC and 0210 decode+MAC check, single core."""
+"""ISO 8583 ledger messages: 0200 build+encode+MAC and 0210 decode+MAC check, single core;
+then whole 0200→0210 round trips through the ledger client and the reference ledger over
+loopback mutual TLS (client and server in one process, so both sides' work is counted)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
+import itertools
+import statistics
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
+from posd.ledger_client import LedgerClient, LedgerTls
+from posd.sim.ledger import LedgerSimulator, server_ssl_context
 from protocols.ledger_messages import (
     CardPayer,
     LedgerRequest,
@@ -16,6 +26,7 @@ from protocols.ledger_messages import (
 )
 
 KEY = bytes(range(32))
+ROUND_TRIPS = 300
 NOW = dt.datetime(2026, 11, 25, 3, 4, 5, tzinfo=dt.UTC)
 SECONDS = 1.0
 ICC = bytes.fromhex("9F2608" + "00" * 8 + "9F2701809F360200019F02060000000120009F1A020410")
@@ -32,9 +43,9 @@ def _rate(fn: Callable[[], object], seconds: float = SECONDS) -> float:
     return calls / elapsed
 
 
-def _purchase() -> LedgerRequest:
+def _purchase(stan: int = 1) -> LedgerRequest:
     return build_purchase(
-        stan=1,
+        stan=stan,
         transmitted_at=NOW,
         local_now=NOW,
         amount=12000,
@@ -58,6 +69,47 @@ def main() -> None:
     # The link carries a few messages a minute; thousands a second is ample headroom.
     print(f"iso8583: 0200 encode+MAC/s: {encode_rate:.0f}")
     print(f"iso8583: 0210 decode+verify/s: {decode_rate:.0f}")
+    with tempfile.TemporaryDirectory() as directory:
+        latencies = asyncio.run(_round_trips(Path(directory)))
+    median = statistics.median(latencies)
+    p99 = statistics.quantiles(latencies, n=100)[98]
+    print(f"iso8583: 0200->0210 over TLS, median ms: {median:.2f}, p99 ms: {p99:.2f}")
+
+
+async def _round_trips(directory: Path) -> list[float]:
+    from tests.helpers.tls import make_pki  # a dev tool: the test PKI is what it needs
+
+    pki = make_pki(directory)
+    context = server_ssl_context(pki.server_cert, pki.server_key, pki.ca_file)
+    stans = itertools.count(1)
+
+    async def next_stan() -> int:
+        return next(stans)
+
+    async with LedgerSimulator(mac_key=KEY, ssl_context=context) as sim:
+        client = LedgerClient(
+            host="localhost",
+            port=sim.port,
+            terminal_id="T0000001",
+            mac_key=KEY,
+            stan_source=next_stan,
+            tls=LedgerTls(pki.ca_file, pki.client_cert, pki.client_key),
+        )
+        task = asyncio.create_task(client.run(lambda: None))
+        try:
+            async with asyncio.timeout(10):
+                await client.wait_up()
+            latencies = []
+            for _ in range(ROUND_TRIPS):
+                request = _purchase(await next_stan())
+                start = time.perf_counter()
+                await client.send(request, 5)
+                latencies.append((time.perf_counter() - start) * 1000)
+            return latencies
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 if __name__ == "__main__":

@@ -290,6 +290,7 @@ class LedgerSimulator:
         self._server: asyncio.Server | None = None
         self._connections: set[_Connection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._handlers: set[asyncio.Task[object]] = set()
         self._message_seen = asyncio.Condition()
 
     @property
@@ -318,6 +319,11 @@ class LedgerSimulator:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        # Let the connection handlers see their aborted sockets and end, rather than be
+        # cancelled at loop shutdown (which 3.11's asyncio.streams reports as an error).
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1):
+                await asyncio.gather(*self._handlers, return_exceptions=True)
 
     async def __aenter__(self) -> LedgerSimulator:
         await self.start()
@@ -356,6 +362,10 @@ class LedgerSimulator:
                     await server.wait_closed()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handler = asyncio.current_task()
+        if handler is not None:
+            self._handlers.add(handler)
+            handler.add_done_callback(self._handlers.discard)
         connection = _Connection(writer)
         self._connections.add(connection)
         self.connections_accepted += 1
