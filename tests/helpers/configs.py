@@ -134,7 +134,12 @@ def base_config(tmp_path: Path) -> dict[str, dict[str, object]]:
     state_dir.mkdir(mode=0o700, exist_ok=True)
     return {
         "terminal": {"id": TERMINAL_ID, "merchant_id": MERCHANT_ID, "benefit_plus_rate_bps": 0},
-        "card_reader": {"port": "auto", "baudrate": 115200, "accepted_prefixes": ["9410"]},
+        # A path that never exists, so no test probes the host's own serial ports.
+        "card_reader": {
+            "port": str(tmp_path / "no-reader"),
+            "baudrate": 115200,
+            "accepted_prefixes": ["9410"],
+        },
         "qr_scanner": {"kind": "none"},
         "qr": {"platform_keys": {str(PLATFORM_KEY_ID): public_key_b64(platform_key_pair())}},
         "ledger": {

@@ -69,7 +69,7 @@ def test_write_config_loads_with_the_values_it_wrote(tmp_path: Path) -> None:
         PLATFORM_KEY_ID: base64.b64decode(public_key_b64(platform_key_pair()))
     }
     assert config.card_reader.accepted_prefixes == ("9410",)
-    assert config.card_reader.port is None
+    assert config.card_reader.port == str(tmp_path / "no-reader")
     assert config.api.socket == tmp_path / "api.sock"
     assert config.storage.state_dir == tmp_path / "state"
     assert config.source == path
