@@ -24,10 +24,11 @@ import tempfile
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
-from posd.api_client import ApiClient, ApiUnavailable
+from posd.api_client import ApiClient, ApiRequestError, ApiUnavailable
 from posd.config import Config, load_config
 from posd.daemon import Daemon, prepare_state_dir
 from posd.ledger_client import LedgerTimings
@@ -134,10 +135,16 @@ class Shift:
     async def status(self, predicate: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
         async with asyncio.timeout(STEP_TIMEOUT_S):
             while True:
-                with contextlib.suppress(ApiUnavailable):  # posd still starting
+                try:
                     status = await self.api.status()
-                    if predicate(status):
-                        return status
+                except ApiUnavailable:
+                    status = None  # posd not listening yet
+                except ApiRequestError as exc:
+                    if exc.status != HTTPStatus.SERVICE_UNAVAILABLE:
+                        raise
+                    status = None  # listening, its journal still opening
+                if status is not None and predicate(status):
+                    return status
                 await asyncio.sleep(0.05)
 
 
