@@ -33,6 +33,7 @@ from posd.config import Config
 from posd.journal import (
     CardSecrets,
     IdempotencyConflict,
+    InvalidArgument,
     Journal,
     OfflineRefused,
     PaymentRecord,
@@ -206,12 +207,10 @@ class PaymentEngine:
                 )
             except IdempotencyConflict as exc:
                 raise IdempotencyKeyReused(str(exc)) from None
+            except InvalidArgument as exc:
+                raise InvalidRequest(exc.field, exc.message) from None
             if not created:
                 return PaymentView(rec)
-            if rec.charged <= 0:
-                # A 100 % discount cannot happen with rates up to 7 %; refuse rather than
-                # send the ledger a zero amount.
-                raise InvalidRequest("amount", "nothing left to charge after the discount")
             assert self._tasks is not None  # _check_ready saw the engine running
             waiting = _Waiting(
                 rec.payment_id,
@@ -262,6 +261,9 @@ class PaymentEngine:
                 return PaymentView(known)
         if not self._ledger.is_up():
             raise DeviceNotReady("the ledger link is down; refunds are made online only")
+        if original.rrn is None and original.kind == "purchase" and original.stan is not None:
+            # Field 37 names the original at the ledger; a payment without one cannot be.
+            raise WrongState(f"payment {payment_id} has no ledger reference (RRN) to refund")
         try:
             rec, created = await self._jn().create_refund(
                 original_payment_id=payment_id,
