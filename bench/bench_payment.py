@@ -4,9 +4,8 @@
    to the 0200 arriving on the reference ledger's socket: the journal's `authorizing` write
    with its fsync, the 0200's encoding and MAC, the socket. Median over ROUNDS payments, beside
    this machine's fsync latency in the same run; target < 3 x fsync + 2 ms.
-2. The daemon as a process of its own (the payment stack `posd run` serves, on the simulated
-   reader, scanner and ledger): RSS once serving (target < 60 MB) and CPU while idle over
-   IDLE_S (target < 1 % of a core).
+2. `posd run` as a process of its own, on the simulated reader, scanner and ledger: RSS
+   once serving (target < 60 MB) and CPU while idle over IDLE_S (target < 1 % of a core).
 """
 
 from __future__ import annotations
@@ -95,7 +94,7 @@ async def footprint(directory: Path) -> tuple[float, float]:
                 logging={"level": "info"},
             )
             config = load_config(config_path)
-            async with daemon_process(config_path, card_reader=True) as process:
+            async with daemon_process(config_path) as process:
                 client = PosClient(config.api.socket)
                 try:
                     await client.wait_status(

@@ -28,7 +28,6 @@ import aiohttp
 from posd.config import Config, load_config
 from posd.daemon import Daemon, prepare_state_dir
 from posd.ledger_client import LedgerTimings
-from posd.logs import setup_logging
 from posd.payment_components import payment_components
 from posd.payments import PaymentEngine
 from posd.sim.card_reader import SimulatedCardReader
@@ -256,37 +255,18 @@ def sse_lines(raw: bytes) -> list[dict[str, Any]]:
     ]
 
 
-def serve_main() -> None:
-    """posd's daemon in a process of its own (what `posd run` does, with this module's short
-    link timings): `python -c "from tests.helpers.daemon import serve_main; serve_main()" CFG`,
-    with `--card-reader` after CFG to run the card reader too."""
-    config_path = Path(sys.argv[1])
-    config = load_config(config_path)
-    setup_logging(config.logging.level, config.logging.format)
-    build = functools.partial(
-        payment_components,
-        ledger_timings=FAST_LINK,
-        saf_retry_interval_s=0.3,
-        api_group=None,
-        card_reader="--card-reader" in sys.argv[2:],
-    )
-    daemon = Daemon(config, config_path, prepare_state_dir(config.storage.state_dir), build=build)
-    sys.exit(asyncio.run(daemon.serve()))
-
-
 @contextlib.asynccontextmanager
-async def daemon_process(
-    config_path: Path, *, card_reader: bool = False
-) -> AsyncIterator[asyncio.subprocess.Process]:
-    """`serve_main` as a child process, its log in posd-process.log beside the config; killed
-    at the end if the test did not stop it."""
+async def daemon_process(config_path: Path) -> AsyncIterator[asyncio.subprocess.Process]:
+    """`posd run -c CONFIG` as a child process, its log in posd-process.log beside the config;
+    killed at the end if the test did not stop it."""
     with (config_path.parent / "posd-process.log").open("ab") as log_file:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
+            "-m",
+            "posd",
+            "run",
             "-c",
-            "from tests.helpers.daemon import serve_main; serve_main()",
             str(config_path),
-            *(["--card-reader"] if card_reader else []),
             cwd=REPO_ROOT,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=log_file,

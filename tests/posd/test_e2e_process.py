@@ -1,4 +1,4 @@
-"""The daemon as a process of its own: killed mid-payment (kill -9) and started again, and
+"""`posd run` as a process of its own: killed mid-payment (kill -9) and started again, and
 stopped in order with SIGTERM."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from posd.config import load_config
+from posd.sim.card_reader import SimulatedCardReader
 from posd.sim.ledger import LedgerSimulator
 from posd.sim.ledger_accounts import GOOD_QR_ACCOUNT
 from posd.sim.qr_issuer import QrIssuer
@@ -32,10 +33,14 @@ async def test_killed_while_authorizing_is_reversed_after_restart_and_sigterm_st
 ) -> None:
     issuer = QrIssuer(key_id=PLATFORM_KEY_ID, private_key=platform_key_pair())
     with SimulatedSerialScanner() as scanner:
-        async with LedgerSimulator(mac_key=bytes.fromhex(MAC_KEY_HEX)) as ledger:
+        async with (
+            LedgerSimulator(mac_key=bytes.fromhex(MAC_KEY_HEX)) as ledger,
+            SimulatedCardReader(link=tmp_path / "posd-reader") as reader,
+        ):
             config_path = write_config(
                 tmp_path,
                 ledger={"port": ledger.port, "timeout_s": 30},
+                card_reader={"port": reader.port},
                 qr_scanner={"kind": "serial", "port": scanner.port},
                 logging={"level": "info"},
             )
