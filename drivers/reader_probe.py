@@ -51,9 +51,7 @@ class _Ping(asyncio.Protocol):
         # A random first SEQ: a reader that kept its link state from the daemon's last
         # PING would take the same SEQ and CRC for a repeat and not answer it again.
         self.link = SrlLink("host", baudrate=baudrate, initial_seq=random.randrange(256))
-        self.answer: asyncio.Future[srl.Pong | srl.ReaderError | str] = (
-            self._loop.create_future()
-        )
+        self.answer: asyncio.Future[srl.Pong | srl.ReaderError | str] = self._loop.create_future()
         self.transport: asyncio.Transport | None = None
         self.echoed = False
         self._timer: asyncio.TimerHandle | None = None
@@ -173,4 +171,4 @@ def _result(
             f"sends data that is not SRL/1 at {baudrate} baud "
             "(another kind of device, or a reader set to another baud rate)",
         )
-    return ProbeResult(path, "silent", f"no answer ({answer})")
+    return ProbeResult(path, "silent", "no answer: not a byte came back")
