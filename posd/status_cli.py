@@ -95,7 +95,8 @@ def render_status(state: Mapping[str, Any]) -> str:
     link = _show(ledger.get("link"))
     if isinstance(ledger.get("last_rtt_ms"), int | float):
         link += f" (rtt {ledger['last_rtt_ms']:.1f} ms)"
-    if ledger.get("last_error"):
+    # While the link is up, its last error is history that would only alarm a technician.
+    if ledger.get("last_error") and ledger.get("link") != "up":
         link += f", last error: {ledger['last_error']}"
     reader = _get(state, "devices", "card_reader") or {}
     reader_line = _show(reader.get("state"))

@@ -139,6 +139,11 @@ async def test_saf_empty_and_flush(tmp_path: Path, capsys: pytest.CaptureFixture
         await running.stop()
 
 
+def test_render_status_shows_the_ledger_error_only_while_down() -> None:
+    up = {"ledger": {"link": "up", "last_rtt_ms": 2.0, "last_error": "connection reset"}}
+    assert "  ledger       up (rtt 2.0 ms)\n" in status_cli.render_status(up)
+
+
 def test_render_status_copes_with_unknowns() -> None:
     text = status_cli.render_status({"ledger": {"link": "down", "last_error": "refused"}})
     assert "ledger       down, last error: refused" in text
