@@ -25,7 +25,8 @@ async def test_demo_runs_the_shift_and_exits_0() -> None:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "posd.demo",
+        "posd",
+        "demo",
         cwd=REPO_ROOT,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
