@@ -132,6 +132,7 @@ class _Session:
     drain_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     probe: asyncio.Event = field(default_factory=asyncio.Event)  # echo now, don't wait for idle
     signed_on: bool = False
+    sign_off_stan: int | None = None
     dead: bool = False
 
     def fail_pending(self, reason: str) -> None:
@@ -321,6 +322,9 @@ class LedgerClient:
             raise
         if not answer.approved:
             raise _LinkDown(f"sign-on refused by the ledger (39={answer.response_code})")
+        # The sign-off's STAN is taken now: at shutdown the journal that hands them out may
+        # already be closed.
+        session.sign_off_stan = await self._stan_source()
         session.signed_on = True
         self._set_link("up")
         log.info(
@@ -331,13 +335,17 @@ class LedgerClient:
         )
 
     async def _sign_off(self, session: _Session) -> None:
-        if not self.is_up():
+        """Best effort, while being cancelled: nothing here may replace the cancellation."""
+        if not self.is_up() or session.sign_off_stan is None:
             return
         self._set_link("down")
-        with contextlib.suppress(LedgerError, _LinkDown, OSError, TimeoutError):
-            async with asyncio.timeout(self._timings.sign_off_timeout_s):
-                await self._network(session, SIGN_OFF, self._timings.sign_off_timeout_s, None)
-                log.info("ledger: signed off")
+        timeout = self._timings.sign_off_timeout_s
+        try:
+            async with asyncio.timeout(timeout):
+                await self._network(session, SIGN_OFF, timeout, None, session.sign_off_stan)
+            log.info("ledger: signed off")
+        except Exception as exc:
+            log.info("ledger: no sign-off answer (%s)", exc)
 
     async def _keepalive(self, session: _Session, reader_task: asyncio.Task[str]) -> None:
         """Echo after echo_idle_s without a byte from the ledger, or at once after a request
@@ -367,8 +375,10 @@ class LedgerClient:
         code: NetworkCode,
         timeout_s: float,
         reader_task: asyncio.Task[str] | None,
+        stan: int | None = None,
     ) -> NetworkResponse:
-        stan = await self._stan_source()
+        if stan is None:
+            stan = await self._stan_source()
         request = network_request(
             code, stan=stan, transmitted_at=self._clock(), terminal_id=self._terminal_id
         )

@@ -203,6 +203,32 @@ async def test_sign_off_on_orderly_stop(pki: Pki) -> None:
         await sim.wait_seen(lambda s: s.network_code == "002")
 
 
+async def test_sign_off_needs_no_stan_source_at_stop(pki: Pki) -> None:
+    class ClosingStans(Stans):
+        closed = False
+
+        async def __call__(self) -> int:
+            if self.closed:
+                raise RuntimeError("the journal is closed")
+            return await super().__call__()
+
+    stans = ClosingStans()
+    async with ledger(pki) as sim:
+        client = LedgerClient(
+            host="localhost", port=sim.port, terminal_id=TERMINAL, mac_key=MAC_KEY,
+            stan_source=stans, tls=tls_of(pki), timings=FAST,
+        )  # fmt: skip
+        task = asyncio.create_task(client.run(lambda: None))
+        async with asyncio.timeout(WAIT_S):
+            await client.wait_up()
+        stans.closed = True  # components stop together: the journal may go first
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        signed_off = await sim.wait_seen(lambda s: s.network_code == "002")
+        assert signed_off.stan == 2  # taken at sign-on, after the sign-on's own 1
+
+
 async def test_echo_after_idle(pki: Pki) -> None:
     async with linked(pki, replace(FAST, echo_idle_s=0.2)) as (sim, client):
         await sim.wait_seen(lambda s: s.network_code == "301")
