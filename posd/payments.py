@@ -146,6 +146,9 @@ class PaymentEngine:
         self.reader_errors: tuple[type[Exception], ...] = (ReaderMissing, *reader_errors)
         self._hub = EventHub()
         self._waiting: _Waiting | None = None
+        # Chip payments the ledger approved whose card has not answered COMPLETE yet: the
+        # journal says approved (the ledger's answer is durable), the POS sees authorizing.
+        self._card_deciding: set[str] = set()
         self._create_lock = asyncio.Lock()
         self._tasks: asyncio.TaskGroup | None = None
         self._started_mono = time.monotonic()
@@ -225,7 +228,7 @@ class PaymentEngine:
 
     async def get(self, payment_id: str) -> PaymentView | None:
         rec = await self._jn().get(payment_id)
-        return None if rec is None else PaymentView(rec)
+        return None if rec is None else self._view(rec)
 
     async def cancel(self, payment_id: str) -> PaymentView:
         rec = await self._jn().get(payment_id)
@@ -516,31 +519,39 @@ class PaymentEngine:
     async def _answered(
         self, rec: PaymentRecord, request: LedgerRequest, response: LedgerResponse, *, chip: bool
     ) -> PaymentRecord:
-        rec = await self._jn().record_answer(
+        if not chip or response.response_code != "00":
+            rec = await self._record_answer(rec, response, keep_card_data=False)
+            self._publish(rec)
+            if chip:
+                await self._tell_card(response.response_code)
+            return rec
+        self._card_deciding.add(rec.payment_id)
+        try:
+            rec = await self._record_answer(rec, response, keep_card_data=True)
+            try:
+                result = await self._reader_or_raise().complete(response.response_code, b"")
+            except self.reader_errors:
+                return await self._reverse(rec, request, "reader_error", publish=True)
+            if not result.approved:
+                return await self._reverse(rec, request, "card_declined", publish=True)
+            await self._jn().drop_card_data(rec.payment_id)
+        finally:
+            self._card_deciding.discard(rec.payment_id)
+        self._publish(rec)
+        return rec
+
+    async def _record_answer(
+        self, rec: PaymentRecord, response: LedgerResponse, *, keep_card_data: bool
+    ) -> PaymentRecord:
+        return await self._jn().record_answer(
             rec.payment_id,
             response_code=response.response_code,
             rrn=response.rrn,
             auth_code=response.auth_code,
             decline_reason=response.decline_reason,
-            keep_card_data=chip,
+            keep_card_data=keep_card_data,
             now=self._now(),
         )
-        if not chip:
-            self._publish(rec)
-            return rec
-        if rec.state != APPROVED:
-            self._publish(rec)
-            await self._tell_card(response.response_code)
-            return rec
-        try:
-            result = await self._reader_or_raise().complete(response.response_code, b"")
-        except self.reader_errors:
-            return await self._reverse(rec, request, "reader_error", publish=True)
-        if not result.approved:
-            return await self._reverse(rec, request, "card_declined", publish=True)
-        await self._jn().drop_card_data(rec.payment_id)
-        self._publish(rec)
-        return rec
 
     async def _offline(
         self, rec: PaymentRecord, request: LedgerRequest, *, chip: bool
@@ -728,6 +739,11 @@ class PaymentEngine:
     async def _refresh(self, rec: PaymentRecord) -> PaymentRecord:
         fresh = await self._jn().get(rec.payment_id)
         return fresh if fresh is not None else rec
+
+    def _view(self, rec: PaymentRecord) -> PaymentView:
+        if rec.payment_id in self._card_deciding and rec.state == APPROVED:
+            return PaymentView(rec, shown_state=AUTHORIZING)
+        return PaymentView(rec)
 
     def _publish(self, rec: PaymentRecord) -> None:
         self._hub.publish("payment", "payment", PaymentView(rec).to_json())
