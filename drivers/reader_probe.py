@@ -12,6 +12,7 @@ written to: the lock fails before a byte goes out.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import random
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ ProbeStatus = Literal["reader", "silent", "not_srl", "busy", "no_permission", "a
 _ABSENT = frozenset({errno.ENOENT, errno.ENODEV, errno.ENXIO, errno.EIO})
 _BUSY = frozenset({errno.EBUSY, errno.EAGAIN, errno.EWOULDBLOCK})
 _PING_CMD = srl.encode_message(srl.Ping())[0]
+# A tty's close waits for its output to drain; a port stuck on flow control is let go.
+CLOSE_WAIT_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +56,7 @@ class _Ping(asyncio.Protocol):
         self.link = SrlLink("host", baudrate=baudrate, initial_seq=random.randrange(256))
         self.answer: asyncio.Future[srl.Pong | srl.ReaderError | str] = self._loop.create_future()
         self.transport: asyncio.Transport | None = None
+        self.closed: asyncio.Future[None] = self._loop.create_future()
         self.echoed = False
         self._timer: asyncio.TimerHandle | None = None
 
@@ -68,6 +72,8 @@ class _Ping(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
+        if not self.closed.done():
+            self.closed.set_result(None)
         self._settle(f"the port closed ({exc})" if exc is not None else "the port closed")
 
     def close(self) -> None:
@@ -97,14 +103,17 @@ class _Ping(asyncio.Protocol):
                     self.echoed = True
                 case LinkDown():
                     self._settle("no ACK to the PING after its retransmissions")
-        if self.answer.done():
-            return
+        # Even with the answer in: the PONG is ACKed, or the reader would repeat it into
+        # whatever opens the port next.
         if self.transport is not None and not self.transport.is_closing():
             out = self.link.data_to_send(self._loop.time())
             if out:
                 self.transport.write(out)
         if self._timer is not None:
             self._timer.cancel()
+            self._timer = None
+        if self.answer.done():
+            return
         deadline = self.link.next_deadline()
         self._timer = None if deadline is None else self._loop.call_at(deadline, self._on_timer)
 
@@ -145,6 +154,10 @@ async def probe_port(path: str, baudrate: int = 115200, timeout_s: float = 1.5) 
         answer = f"no PONG in {timeout_s:g} s"
     finally:
         ping.close()
+        # The transport closes the port in a worker thread and reports connection_lost
+        # after: wait for it, so the port (and its lock) is free when the caller hears back.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(ping.closed), CLOSE_WAIT_S)
     return _result(path, baudrate, answer, ping)
 
 

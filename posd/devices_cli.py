@@ -29,6 +29,7 @@ from serial.tools import list_ports
 from drivers.reader_probe import ProbeResult, probe_port
 from drivers.serial_ports import SerialPort, list_serial_ports
 from drivers.usb_scanners import known_scanner
+from posd.cli import DEFAULT_CONFIG
 from posd.config import Config, ConfigError, ConfigFileError, load_config
 
 __all__ = [
@@ -49,7 +50,6 @@ __all__ = [
     "usb_serial_port",
 ]
 
-DEFAULT_CONFIG = "/etc/posd/posd.toml"
 DEFAULT_TIMEOUT_S = 1.5
 DEFAULT_READER_BAUDRATE = 115200
 MAX_TIMEOUT_S = 30.0
@@ -321,16 +321,21 @@ def _extra_entry(path: str, description: str) -> SerialPortEntry:
 
 
 def _serial_entries(host: Host, config: Config | None) -> list[SerialPortEntry]:
+    """The listed ports, with the ports the daemon would take for its reader made candidates
+    (and added where the listing leaves them out: a pty, a UART of an odd name)."""
     entries = list(host.serial_ports())
-    known = {_real(e.port.device) for e in entries}
-    # Ports the daemon would use but the listing leaves out (a pty, an odd driver).
     wanted = [str(host.dev / "posd-reader")]
     if config is not None and config.card_reader.port is not None:
         wanted.append(config.card_reader.port)
     for path in wanted:
-        if os.path.exists(path) and _real(path) not in known:
-            known.add(_real(path))
-            entries.append(_extra_entry(_real(path), f"not listed by the kernel; {path}"))
+        if not os.path.exists(path):
+            continue
+        real = _real(path)
+        at = next((i for i, e in enumerate(entries) if _real(e.port.device) == real), None)
+        if at is None:
+            entries.append(_extra_entry(real, f"not listed by the kernel; {path}"))
+        else:
+            entries[at] = replace(entries[at], candidate=True)
     return entries
 
 

@@ -578,3 +578,33 @@ def test_host_serial_ports_mark_reader_candidates() -> None:
     entries = devices_cli.host_serial_ports()
     assert all(isinstance(e, SerialPortEntry) for e in entries)
     assert all(e.candidate == e.port.reader_candidate for e in entries)
+
+
+async def test_configured_reader_is_pinged_where_auto_would_not_look(
+    sim: SimulatedCardReader, ptys: Ptys, dev: Path, tmp_path: Path
+) -> None:
+    """A reader on a UART of an odd name (/dev/ttyAMA0) is PINGed when the config names it;
+    other ports of that kind are left alone."""
+    other = ptys.answering(lambda _: pytest.fail("posd devices wrote to a non-candidate port"))
+    listed = [replace(entry(p, "ttyAMA"), candidate=False) for p in (sim.port, other)]
+    host = replace(host_with([], dev), serial_ports=lambda: listed)
+    config = load_config(write_config(tmp_path, card_reader={"port": sim.port}))
+
+    report = await survey(host, config, timeout_s=TIMEOUT_S)
+
+    assert [p.probe.status if p.probe else None for p in report.ports] == ["reader", None]
+    assert [(c.device, c.found) for c in report.checks] == [("card reader", True)]
+    assert "      not PINGed (not a reader's kind of port)" in devices_cli.render_text(report)
+
+
+async def test_port_is_free_when_the_probe_returns(sim: SimulatedCardReader) -> None:
+    """Back to back: each probe has closed the port (and dropped its lock) before returning."""
+    for _ in range(5):
+        result = await probe_port(sim.port, timeout_s=TIMEOUT_S)
+        assert result.status == "reader"
+        with serial.Serial(sim.port, exclusive=True):
+            pass
+    assert sim.received == [srl.Ping()] * 5
+    # Each PONG was ACKed (the last ACK may still be on its way), so none is repeated.
+    assert sim.link.stats.acks_received >= 4
+    assert sim.link.stats.retransmits == 0
