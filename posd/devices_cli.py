@@ -42,11 +42,16 @@ __all__ = [
     "UsbListing",
     "add_arguments",
     "devices",
+    "host_serial_ports",
     "libusb_backend",
+    "list_usb",
+    "posd_links",
     "render_text",
     "report_json",
     "run",
     "survey",
+    "usb_from_pyusb",
+    "usb_from_sysfs",
     "usb_serial_port",
 ]
 
