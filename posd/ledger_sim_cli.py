@@ -78,7 +78,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Run with parsed arguments (from `build_parser` or posd/cli.py's subparser)."""
-    setup_logging(args.log_level, "text")
     try:
         host, port = _listen_address(args.listen)
     except ValueError as exc:
@@ -98,7 +97,6 @@ def run(args: argparse.Namespace) -> int:
     except (UnicodeDecodeError, MacKeyError) as exc:
         print(f"posd ledger-sim: {args.mac_key_file}: {exc}", file=sys.stderr)
         return EX_CONFIG
-    register_secret(mac_key.hex())
     try:
         accounts = AccountBook.from_file(args.accounts) if args.accounts else AccountBook.default()
     except AccountsFileError as exc:
@@ -111,6 +109,9 @@ def run(args: argparse.Namespace) -> int:
         except (OSError, ssl.SSLError) as exc:
             print(f"posd ledger-sim: TLS files unusable: {exc}", file=sys.stderr)
             return EX_CONFIG
+    # Logging is set up only once serving: a refused command line leaves the process as it was.
+    setup_logging(args.log_level, "text")
+    register_secret(mac_key.hex())
     simulator = LedgerSimulator(
         mac_key=mac_key, accounts=accounts, ssl_context=context, host=host, port=port
     )
