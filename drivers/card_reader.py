@@ -68,6 +68,8 @@ _ENTRY_NAMES: dict[srl.EntryMode, EntryModeName] = {
 PING_TIMEOUT_S = 2.0
 # READ_STARTED, CANCELLED: the reader answers without waiting for a card.
 REPLY_TIMEOUT_S = 2.0
+# Closing runs in an executor thread; it is quick unless the kernel driver is wedged.
+PORT_CLOSE_TIMEOUT_S = 2.0
 # COMPLETE runs the card's second GENERATE AC, which takes a slow card a second or two.
 COMPLETE_TIMEOUT_S = 5.0
 
@@ -188,6 +190,7 @@ class _Session(asyncio.Protocol):
         self.link = SrlLink("host", baudrate=baudrate, initial_seq=initial_seq)
         self.inbox: asyncio.Queue[object] = asyncio.Queue()
         self.ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._trace = trace
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
@@ -200,6 +203,9 @@ class _Session(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
+        if not self.alive:
+            transport.abort()
+            return
         self._pump()
 
     def data_received(self, data: bytes) -> None:
@@ -210,6 +216,13 @@ class _Session(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
         self.end(f"port closed ({exc})" if exc is not None else "port closed")
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    async def wait_closed(self) -> None:
+        """Until the port is closed (and its lock released), so it can be opened again."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self.closed), PORT_CLOSE_TIMEOUT_S)
 
     def send(self, msg: srl.Message) -> None:
         if not self.alive:
@@ -224,7 +237,7 @@ class _Session(asyncio.Protocol):
         if not self.ended.done():
             self.ended.set_result(reason)
             self.inbox.put_nowait(_LOST)
-        if self._transport is not None:
+        if self._transport is not None and not self._transport.is_closing():
             # abort, not close: a graceful close drains output first, which blocks on a
             # port whose other end is gone.
             self._transport.abort()
@@ -296,7 +309,9 @@ class CardReader:
         self._reconnect_initial_s = reconnect_initial_s
         self._reconnect_max_s = reconnect_max_s
         self._trace_fn = trace
-        self._initial_seq = initial_seq
+        # SEQ carries on from one connection to the next, so a reader that kept its link
+        # state never takes the new connection's PING for a repeat of the old one's.
+        self._next_seq = random.randrange(256) if initial_seq is None else initial_seq & 0xFF
         self.state: ReaderState = "disconnected"
         self.port: str | None = self._configured
         """The port in use, or the configured one while none is."""
@@ -333,14 +348,7 @@ class CardReader:
                     delay = min(delay * 2, self._reconnect_max_s)
                     continue
                 delay = self._reconnect_initial_s
-                reason = await self._serve(session)
-                log.warning(
-                    "card reader link on %s down: %s; link stats: %s",
-                    session.path,
-                    reason,
-                    session.link.stats.as_dict(),
-                )
-                self.last_error = reason
+                self.last_error = await self._serve(session)
         finally:
             for task in list(self._probes):
                 task.cancel()
@@ -355,12 +363,21 @@ class CardReader:
         self.last_error = None
         self._set_state("ready")
         try:
-            return await asyncio.shield(session.ended)
+            reason = await asyncio.shield(session.ended)
         finally:
             self._retire(session)
             self._set_state("disconnected")
+        log.warning(
+            "card reader link on %s down: %s; link stats: %s",
+            session.path,
+            reason,
+            session.link.stats.as_dict(),
+        )
+        await session.wait_closed()
+        return reason
 
     def _retire(self, session: _Session) -> None:
+        self._next_seq = session.link.next_seq
         if self._session is session:
             self._past_stats = _add_stats(self._past_stats, session.link.stats)
             self._session = None
@@ -426,13 +443,14 @@ class CardReader:
             info = await self._ping(session)
         except BaseException:
             session.end("no answer to PING")
+            self._next_seq = session.link.next_seq
+            await session.wait_closed()
             raise
         return session, info
 
     async def _open(self, path: str) -> _Session:
         loop = asyncio.get_running_loop()
-        seq = random.randrange(256) if self._initial_seq is None else self._initial_seq
-        session = _Session(path, self.baudrate, seq, self._trace)
+        session = _Session(path, self.baudrate, self._next_seq, self._trace)
         try:
             # exclusive: two programs on one reader would each see half its frames.
             await serial_asyncio_fast.create_serial_connection(

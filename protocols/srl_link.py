@@ -97,6 +97,8 @@ class Role(StrEnum):
 class LinkStats:
     """Counters since the link was made; ``reset()`` keeps them."""
 
+    bytes_in: int = 0
+    bytes_out: int = 0
     frames_in: int = 0
     frames_out: int = 0
     retransmits: int = 0
@@ -189,6 +191,12 @@ class SrlLink:
         self._queue.append((cmd, data))
 
     @property
+    def next_seq(self) -> int:
+        """The SEQ our next new frame gets: a new link on the same line should start here,
+        so the peer never takes its first frame for a repeat of our last."""
+        return self._seq
+
+    @property
     def idle(self) -> bool:
         """Nothing queued, nothing awaiting ACK."""
         return self._outstanding is None and not self._queue
@@ -221,6 +229,7 @@ class SrlLink:
         if frame is not None:
             out += frame
             self._ack_deadline = now + len(out) * self._byte_time + ACK_TIMEOUT_S
+        self.stats.bytes_out += len(out)
         return bytes(out)
 
     # -- receiving -------------------------------------------------------
@@ -229,6 +238,7 @@ class SrlLink:
         if self._last_rx is not None and now >= self._last_rx + LINE_IDLE_S:
             self._line_went_idle(now)
         self._last_rx = now
+        self.stats.bytes_in += len(data)
         for event in self._decoder.feed(data):
             self._on_decoder_event(event, now)
 

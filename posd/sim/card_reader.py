@@ -60,6 +60,7 @@ class SimulatedCardReader:
         self.pong = srl.Pong(model, firmware, serial)
         self.card_delay_s = card_delay_s
         self._today = today
+        self._baudrate = baudrate
         self.link = SrlLink("device", baudrate=baudrate)
         self._master: int | None = None
         self._slave: int | None = None
@@ -74,6 +75,8 @@ class SimulatedCardReader:
         self._atc = 0
         self._drop_acks = 0
         self._corrupt_frames = 0
+        self._lose_host_acks = 0
+        self._corrupt_incoming = 0
         self.silent = False
         self.received: list[srl.Message] = []
         """Every command posd sent, in order (tests look at amounts and ARCs here)."""
@@ -127,12 +130,12 @@ class SimulatedCardReader:
                 os.close(fd)
         self._master = self._slave = None
         self._out.clear()
-        self.link.reset()
 
     def replug(self) -> None:
-        """Plug in again: a fresh pty, and a fresh start of the reader's side."""
+        """Plug in again: a fresh pty, and the reader starts afresh, as after power-up."""
         self.unplug()
         self.silent = False
+        self.link = SrlLink("device", baudrate=self._baudrate)
         self._plug()
         if self._loop is not None and self._master is not None:
             self._loop.add_reader(self._master, self._readable)
@@ -165,10 +168,20 @@ class SimulatedCardReader:
         self._maybe_present()
 
     def drop_next_ack(self) -> None:
+        """The reader's next ACK is lost on the way: posd repeats its frame."""
         self._drop_acks += 1
 
     def corrupt_next_frame(self) -> None:
+        """The reader's next frame arrives damaged: posd NAKs it."""
         self._corrupt_frames += 1
+
+    def lose_next_host_ack(self) -> None:
+        """posd's next ACK is lost on the way: the reader repeats its frame."""
+        self._lose_host_acks += 1
+
+    def corrupt_next_incoming(self) -> None:
+        """posd's next frame arrives damaged: the reader NAKs it."""
+        self._corrupt_incoming += 1
 
     def go_silent(self) -> None:
         """Hang: read nothing, answer nothing, until wake()."""
@@ -177,9 +190,9 @@ class SimulatedCardReader:
         self._cancel_timer()
 
     def wake(self) -> None:
-        """Come back from a hang as after a reset."""
+        """Come back from a hang as after a reset: link state gone, SEQ from 0."""
         self.silent = False
-        self.link.reset()
+        self.link = SrlLink("device", baudrate=self._baudrate)
 
     def inject(self, noise: bytes) -> None:
         """Write raw bytes on the line (noise, a hand-made frame)."""
@@ -212,11 +225,13 @@ class SimulatedCardReader:
         except OSError:
             # EIO: posd has the slave closed; it reopens it later.
             return
-        if not data or self.silent:
+        if not data:
             return
         if self.record:
             self.transcript.append((">", self._elapsed(), data))
-        self.link.receive_data(data, self._now())
+        if self.silent:
+            return
+        self.link.receive_data(self._incoming_faults(data), self._now())
         self._service()
 
     def _write(self, data: bytes) -> None:
@@ -273,6 +288,18 @@ class SimulatedCardReader:
         deadline = self.link.next_deadline()
         if deadline is not None and self._loop is not None:
             self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    def _incoming_faults(self, data: bytes) -> bytes:
+        # posd writes its ACK/NAK bytes ahead of its frame, so an ACK it sent is first.
+        if self._lose_host_acks and data[0] == ACK:
+            self._lose_host_acks -= 1
+            data = data[1:]
+        if self._corrupt_incoming and STX in data:
+            self._corrupt_incoming -= 1
+            damaged = bytearray(data)
+            damaged[-1] ^= 0x5A
+            data = bytes(damaged)
+        return data
 
     def _faults(self, out: bytes) -> bytes:
         # `out` is ACK/NAK bytes, then at most one frame: its first STX starts the frame.
