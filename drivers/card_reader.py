@@ -505,6 +505,11 @@ class CardReader:
             except asyncio.CancelledError:
                 await self._cancel_read(session)
                 raise
+            except ReaderUnavailable:
+                # A reader that stopped answering mid-read, or reported an error, is told
+                # to stop too, in case it is still waiting for a card.
+                await self._cancel_read(session)
+                raise
             if isinstance(msg, srl.ReadFailed):
                 return ReadFailed(srl.ReadFailReason(msg.reason).name.lower())
             assert isinstance(msg, srl.CardData)

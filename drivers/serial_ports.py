@@ -10,6 +10,7 @@ is how likely each is to have a card reader behind it.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from serial.tools import list_ports
@@ -67,8 +68,12 @@ def list_serial_ports() -> list[SerialPort]:
     return sorted(ports, key=lambda p: _rank(p.device))
 
 
-def reader_candidates() -> list[str]:
+def reader_candidates(
+    stable_path: str = STABLE_READER_PATH,
+    ports: Callable[[], Iterable[SerialPort]] = list_serial_ports,
+) -> list[str]:
     """The ports `auto` probes with PING, in order: /dev/posd-reader alone if it exists."""
-    if os.path.exists(STABLE_READER_PATH):
-        return [STABLE_READER_PATH]
-    return [p.device for p in list_serial_ports() if p.reader_candidate]
+    if os.path.exists(stable_path):
+        return [stable_path]
+    candidates = [p for p in ports() if p.reader_candidate]
+    return [p.device for p in sorted(candidates, key=lambda p: _rank(p.device))]

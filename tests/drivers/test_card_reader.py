@@ -299,6 +299,7 @@ async def test_reader_error_during_a_read_is_unavailable(sim: SimulatedCardReade
         sim.inject(encode_frame(200, cmd, data))
         with pytest.raises(ReaderUnavailable, match=r"0x42.*antenna fault"):
             await read
+        assert sim.received[-1] == srl.Cancel(), "the reader is told to stop the read"
         assert reader.state == "ready"
 
 
