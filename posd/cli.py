@@ -9,6 +9,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from posd import __version__
 
@@ -16,24 +17,34 @@ DEFAULT_CONFIG = "/etc/posd/posd.toml"
 CONFIG_HELP = f"config file (default: $POSD_CONFIG or {DEFAULT_CONFIG})"
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse that exits with sysexits' EX_USAGE (64) on a usage error instead of 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(os.EX_USAGE, f"{self.prog}: error: {message}; see `{self.prog} --help`\n")
+
+
 def default_config_path() -> str:
     return os.environ.get("POSD_CONFIG") or DEFAULT_CONFIG
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="posd",
         description="POS terminal integration daemon for 서로e음 (Incheon Seo-gu local currency).",
     )
     parser.add_argument("--version", action="version", version=f"posd {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     run = sub.add_parser("run", help="run the daemon in the foreground (systemd runs this)")
     run.add_argument("-c", "--config", help=CONFIG_HELP)
 
     config = sub.add_parser("config", help="check a config file or print the example config")
     config.set_defaults(usage=config.format_usage)
-    config_sub = config.add_subparsers(dest="config_command", metavar="ACTION")
+    config_sub = config.add_subparsers(
+        dest="config_command", metavar="ACTION", parser_class=_Parser
+    )
     check = config_sub.add_parser(
         "check", help="validate a config file; exit 0, or 78 listing every problem"
     )
@@ -46,6 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--interactive", action="store_true", help="keep running with the API open after the shift"
     )
+
+    devices = sub.add_parser(
+        "devices", help="list serial ports and USB devices; PING card reader candidates with SRL/1"
+    )
+    from posd.devices_cli import add_arguments as add_devices_arguments
+
+    add_devices_arguments(devices)
 
     status = sub.add_parser("status", help="ask the running daemon for its state and print it")
     status.add_argument("-c", "--config", help=CONFIG_HELP)
@@ -101,6 +119,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from posd import ledger_sim_cli
 
         return ledger_sim_cli.run(args)
+    if args.command == "devices":
+        from posd import devices_cli
+
+        return devices_cli.run(args)
     if args.command in ("status", "saf"):
         from posd import status_cli
 
