@@ -41,6 +41,17 @@ command -v "$python" >/dev/null || die "$python not found; install python3 (>= 3
 "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
     || die "$python is older than 3.11; posd needs Python 3.11 or newer" 69
 
+echo "== system packages"
+# pyusb needs libusb at run time for USB HID scanners; Debian's minimal images lack it.
+if ! ldconfig -p 2>/dev/null | grep -q 'libusb-1\.0\.so'; then
+    if command -v apt-get >/dev/null; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q libusb-1.0-0 \
+            || die "apt-get install libusb-1.0-0 failed; USB QR scanners need it" 69
+    else
+        echo "install.sh: libusb-1.0 is missing; install it for USB QR scanners" >&2
+    fi
+fi
+
 echo "== virtual environment $venv"
 if [[ ! -x $venv/bin/python ]]; then
     mkdir -p "$prefix"
