@@ -159,11 +159,17 @@ class SimulatedCardReader:
 
     def present(self, card: TestCard | str) -> None:
         """The next read finds this card (at once, if a read is waiting)."""
-        self._script.append(CARDS[card] if isinstance(card, str) else card)
+        if isinstance(card, str):
+            if card not in CARDS:
+                raise ValueError(f"no test card {card!r}; known: {', '.join(CARDS)}")
+            card = CARDS[card]
+        self._script.append(card)
         self._maybe_present()
 
     def fail_next_read(self, reason: str) -> None:
         """The next read ends READ_FAILED ``reason`` (timeout, card_error, use_chip, ...)."""
+        if reason not in _REASONS:
+            raise ValueError(f"no READ_FAILED reason {reason!r}; known: {', '.join(_REASONS)}")
         self._script.append(_REASONS[reason])
         self._maybe_present()
 

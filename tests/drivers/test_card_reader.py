@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import logging
 import os
 import tty
@@ -22,10 +23,11 @@ from drivers.card_reader import (
     ping_port,
 )
 from posd.sim.card_reader import SimulatedCardReader
-from posd.sim.cards import CARDS, FOREIGN_CARD
+from posd.sim.cards import CARDS, FOREIGN_CARD, card_data
 from posd.sim.cards import TestCard as Card
 from posd.sim.ledger_accounts import GOOD_CARD
 from protocols import srl_messages as srl
+from protocols.ber_tlv import decode_tlv
 from protocols.srl_frame import encode_frame
 
 ALL = 0b111
@@ -342,10 +344,6 @@ def test_card_read_from_refuses_card_data_without_a_pan() -> None:
 
 def test_foreign_card_reads_like_any_other() -> None:
     # The reader does not judge BINs; posd declines the card after reading it.
-    import datetime
-
-    from posd.sim.cards import card_data
-
     msg = card_data(CARDS["foreign"], 1000, datetime.date(2026, 11, 25), 1)
     assert card_read_from(msg).pan == FOREIGN_CARD
 
@@ -373,3 +371,30 @@ async def test_ping_port_for_posd_devices(sim: SimulatedCardReader, silent_ptys:
     assert info.model == "SIM-R1"
     with pytest.raises(ReaderUnavailable, match="PONG"):
         await ping_port(silent_ptys[0])
+
+
+def test_simulator_refuses_unknown_cards_and_reasons() -> None:
+    sim = SimulatedCardReader()
+    try:
+        with pytest.raises(ValueError, match="no test card 'gold'"):
+            sim.present("gold")
+        with pytest.raises(ValueError, match="no READ_FAILED reason 'bored'"):
+            sim.fail_next_read("bored")
+    finally:
+        sim.close()
+
+
+@pytest.mark.parametrize("name", ["seoroeum", "seoroeum-contactless", "expired", "foreign"])
+def test_simulated_chip_data_carries_every_tag_reader_link_md_lists(name: str) -> None:
+    msg = card_data(CARDS[name], 12000, datetime.date(2026, 11, 25), 7)
+    tags = {item.tag for item in decode_tlv(msg.tlv)}
+    required = {0x5A, 0x5F24, 0x5F34, 0x9F26, 0x9F27, 0x9F10, 0x9F37, 0x9F36, 0x95, 0x9A,
+                0x9C, 0x9F02, 0x5F2A, 0x82, 0x84}
+    assert required <= tags
+    read = card_read_from(msg)
+    assert read.pan == CARDS[name].pan and read.expiry == CARDS[name].expiry
+
+
+def test_simulated_magstripe_data_is_track_2_alone() -> None:
+    msg = card_data(CARDS["seoroeum-magstripe"], 1, datetime.date(2026, 11, 25), 1)
+    assert [item.tag for item in decode_tlv(msg.tlv)] == [0x57]
