@@ -1,11 +1,16 @@
 """SRL/1 receive path throughput, single core: chip CARD_DATA frames through
-the FrameDecoder and decode_message, and the same through a host link."""
+the FrameDecoder and decode_message, and the same through a host link; and
+the driver's PING round trip to the simulated reader over a real pty."""
 
 from __future__ import annotations
 
+import asyncio
+import statistics
 import time
 from collections.abc import Callable
 
+from drivers.card_reader import CardReader
+from posd.sim.card_reader import SimulatedCardReader
 from protocols.ber_tlv import Tlv, encode_tlv
 from protocols.srl_frame import Frame, FrameDecoder, encode_frame
 from protocols.srl_link import SrlLink
@@ -52,6 +57,24 @@ def _rate(fn: Callable[[], int], seconds: float = SECONDS) -> float:
     return items / elapsed
 
 
+async def _pty_round_trips(count: int = 200) -> list[float]:
+    async with SimulatedCardReader() as sim:
+        reader = CardReader(sim.port)
+        running = asyncio.create_task(reader.run(lambda: None))
+        try:
+            async with asyncio.timeout(5):
+                await reader.wait_for_state("ready")
+            times = []
+            for _ in range(count):
+                start = time.perf_counter()
+                await reader.ping()
+                times.append(time.perf_counter() - start)
+            return times
+        finally:
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
+
+
 def main() -> None:
     cmd, data = encode_message(chip_card_data())
     frame = encode_frame(1, cmd, data)
@@ -86,6 +109,12 @@ def main() -> None:
     print(f"srl: card_data frame decode: {1e6 / _rate(parse_one):.1f} us")
     print(f"srl: frames through host link/s: {_rate(link_batch):.0f}")
     print(f"srl: frame encode: {1e6 / _rate(lambda: bool(encode_frame(1, cmd, data))):.1f} us")
+    trips = asyncio.run(_pty_round_trips())
+    print(
+        f"srl: PING->PONG over a pty (driver and simulator, one loop): "
+        f"median {statistics.median(trips) * 1e6:.0f} us, "
+        f"max {max(trips) * 1e6:.0f} us"
+    )
 
 
 if __name__ == "__main__":

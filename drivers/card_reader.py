@@ -321,6 +321,7 @@ class CardReader:
         self._past_stats = LinkStats()
         self._lock = asyncio.Lock()
         self._probes: set[asyncio.Task[tuple[_Session, ReaderInfo]]] = set()
+        self._state_changed = asyncio.Event()
 
     @property
     def stats(self) -> LinkStats:
@@ -596,6 +597,13 @@ class CardReader:
         if state != self.state:
             self.state = state
             self._trace(f"state {state}")
+            self._state_changed.set()
+            self._state_changed = asyncio.Event()
+
+    async def wait_for_state(self, *states: ReaderState) -> None:
+        """Until the state is one of ``states`` (the caller bounds the wait)."""
+        while self.state not in states:
+            await self._state_changed.wait()
 
     def _trace(self, line: str) -> None:
         if self._trace_fn is not None:

@@ -17,6 +17,7 @@ from drivers.card_reader import (
     CardDataError,
     CardRead,
     CardReader,
+    ReaderState,
     ReaderUnavailable,
     ReadFailed,
     card_read_from,
@@ -60,8 +61,9 @@ async def until(condition: Callable[[], bool]) -> None:
             await asyncio.sleep(0.005)
 
 
-async def wait_state(reader: CardReader, state: str) -> None:
-    await until(lambda: reader.state == state)
+async def wait_state(reader: CardReader, state: ReaderState) -> None:
+    async with asyncio.timeout(WAIT_S):
+        await reader.wait_for_state(state)
 
 
 def make_reader(port: str | None, **kwargs: object) -> CardReader:

@@ -14,7 +14,7 @@ import datetime
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from drivers.card_reader import CardReader
+from drivers.card_reader import CardReader, ReaderState
 from posd.sim.card_reader import SimulatedCardReader, format_transcript
 from protocols import srl_messages as srl
 
@@ -36,9 +36,13 @@ class Host:
         self.sim = sim
         self.reader = reader
 
-    async def wait(self, state: str) -> None:
+    async def wait(self, state: ReaderState) -> None:
         # Noted once reached, so the replay checks it where it happened.
-        await until(lambda: self.reader.state == state)
+        async with asyncio.timeout(WAIT_S):
+            await self.reader.wait_for_state(state)
+        if state == "ready":
+            # Scripts set faults for the next frame: the handshake's frames are done first.
+            await self.quiet()
         self.sim.note(f"wait {state}")
 
     def read_card(self, amount: int, timeout_s: int = 30) -> asyncio.Task[object]:

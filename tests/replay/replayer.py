@@ -27,8 +27,9 @@ import tty
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
-from drivers.card_reader import CardReader
+from drivers.card_reader import CardReader, ReaderState
 
 SESSIONS = Path(__file__).resolve().parent / "sessions"
 SYNC_TIMEOUT_S = 5.0
@@ -151,7 +152,8 @@ async def replay(lines: list[Line], workdir: Path) -> list[str]:
         await until(lambda: len(host) >= count)
 
     async def state(name: str) -> None:
-        await until(lambda: reader.state == name)
+        async with asyncio.timeout(SYNC_TIMEOUT_S):
+            await reader.wait_for_state(cast(ReaderState, name))
 
     async def caught_up() -> bool:
         """Until posd has read (and so handled) every byte the reader wrote."""
