@@ -253,6 +253,8 @@ class _Session(asyncio.Protocol):
             match event:
                 case MessageReceived(msg):
                     self._trace(f"rx {srl.describe(msg)}")
+                    if isinstance(msg, srl.ReaderError):
+                        log.warning("card reader on %s reports %s", self.path, srl.describe(msg))
                     self.inbox.put_nowait(msg)
                 case FrameRejected(reason):
                     self._trace(f"bad frame: {reason}")
