@@ -204,8 +204,8 @@ def _mac_offset(encoded: Mapping[str, Mapping[str, bytes]]) -> int:
     return offset
 
 
-def _bitmap_fields(data: bytes) -> list[int]:
-    """Fields named by the bitmaps, checked against the profile before pyiso8583 sees them."""
+def _layout(data: bytes) -> tuple[str, list[int], int]:
+    """The MTI, the field numbers the bitmaps name, and where field data starts."""
     if len(data) < 4:
         raise LedgerFormatError("t", "message shorter than its MTI")
     mti_bytes = data[:4]
@@ -216,32 +216,56 @@ def _bitmap_fields(data: bytes) -> list[int]:
     if len(primary) != 8:
         raise LedgerFormatError("p", "primary bitmap truncated", mti=mti)
     numbers = [n for n in range(1, 65) if primary[(n - 1) // 8] & (0x80 >> ((n - 1) % 8))]
-    if numbers and numbers[0] == 1:
-        secondary = data[12:20]
-        if len(secondary) != 8:
-            raise LedgerFormatError("1", "secondary bitmap truncated", mti=mti)
-        extra = [64 + n for n in range(1, 65) if secondary[(n - 1) // 8] & (0x80 >> ((n - 1) % 8))]
-        if not extra:
-            raise LedgerFormatError("1", "secondary bitmap present but empty", mti=mti)
-        numbers = numbers[1:] + extra
+    if not numbers or numbers[0] != 1:
+        return mti, numbers, 12
+    secondary = data[12:20]
+    if len(secondary) != 8:
+        raise LedgerFormatError("1", "secondary bitmap truncated", mti=mti)
+    extra = [64 + n for n in range(1, 65) if secondary[(n - 1) // 8] & (0x80 >> ((n - 1) % 8))]
+    if not extra:
+        raise LedgerFormatError("1", "secondary bitmap present but empty", mti=mti)
+    return mti, numbers[1:] + extra, 20
+
+
+def _positional_stan(data: bytes, numbers: list[int], offset: int) -> int | None:
+    """Field 11 read where it must sit, before anything else is decoded.
+
+    The fields that may precede it (2 LLVAR, 3, 4 and 7 fixed) need no decoder to be
+    skipped, so a message broken anywhere after them (truncated, a bad later field, bytes
+    after the last field) still names its STAN and a client can fail the waiting request
+    at once instead of letting it run into its timeout."""
     for number in numbers:
-        if number not in FIELDS:
-            raise LedgerFormatError(str(number), "is not a field of this profile", mti=mti)
-    return numbers
+        fmt = FIELDS.get(number)
+        if number > 11 or fmt is None:
+            return None
+        if number == 11:
+            text = data[offset : offset + fmt.max_len]
+            return int(text) if len(text) == fmt.max_len and text.isdigit() else None
+        length = fmt.max_len
+        if fmt.length_digits:
+            prefix = data[offset : offset + fmt.length_digits]
+            if len(prefix) != fmt.length_digits or not prefix.isdigit():
+                return None
+            length = int(prefix)
+            offset += fmt.length_digits
+        offset += length
+    return None
 
 
 def decode_message(data: bytes) -> IsoMessage:
-    """Decode one message (without its length prefix); every deviation is a LedgerFormatError."""
-    numbers = _bitmap_fields(data)
-    mti = data[:4].decode("ascii")
+    """Decode one message (without its length prefix); every deviation is a LedgerFormatError,
+    carrying the MTI and STAN whenever the bytes let them be read."""
+    mti, numbers, start = _layout(data)
+    stan = _positional_stan(data, numbers, start)
+    for number in numbers:
+        if number not in FIELDS:
+            raise LedgerFormatError(
+                str(number), "is not a field of this profile", mti=mti, stan=stan
+            )
     try:
         decoded, encoded = iso8583.decode(data, SPEC)
     except iso8583.DecodeError as exc:
-        raise LedgerFormatError(str(exc.field), exc.msg, mti=mti) from None
-    stan: int | None = None
-    stan_text = decoded.get("11", "")
-    if len(stan_text) == 6 and stan_text.isascii() and stan_text.isdigit():
-        stan = int(stan_text)
+        raise LedgerFormatError(str(exc.field), exc.msg, mti=mti, stan=stan) from None
     fields: dict[int, FieldValue] = {}
     for number in numbers:
         key = str(number)

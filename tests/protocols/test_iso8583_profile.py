@@ -192,3 +192,50 @@ def test_decode_truncated_anywhere_is_a_format_error() -> None:
         with pytest.raises(LedgerFormatError) as info:
             decode_message(raw[:cut])
         assert PAN not in str(info.value)
+
+
+def _response_fields() -> dict[int, str | bytes]:
+    return {
+        2: PAN,
+        3: "000000",
+        4: "000000012000",
+        7: "1125030405",
+        11: "004217",
+        37: "000000000001",
+        39: "00",
+        41: "T0000001",
+    }
+
+
+def test_stan_is_read_from_its_place_when_a_later_field_is_broken() -> None:
+    raw = encode_message("0210", _response_fields(), KEY)
+    stan_end = raw.index(b"004217") + 6
+    for broken in [raw[:cut] for cut in range(stan_end, len(raw))] + [raw + b"\x00junk"]:
+        with pytest.raises(LedgerFormatError) as info:
+            decode_message(broken)
+        assert (info.value.mti, info.value.stan) == ("0210", 4217)
+        assert PAN not in str(info.value)
+
+
+def test_stan_is_read_past_the_secondary_bitmap() -> None:
+    fields = _response_fields() | {90: "0200" + "004216" + "1125030400" + "0" * 22}
+    raw = encode_message("0410", fields, KEY)
+    with pytest.raises(LedgerFormatError) as info:
+        decode_message(raw[:-5])  # field 90, after the MAC, cut short
+    assert (info.value.field, info.value.mti, info.value.stan) == ("90", "0410", 4217)
+
+
+def test_stan_is_none_when_it_cannot_be_reached() -> None:
+    raw = encode_message("0210", _response_fields(), KEY)
+    stan_at = raw.index(b"004217")
+    for cut in range(12, stan_at + 6):  # the STAN itself, or a field before it, is cut
+        with pytest.raises(LedgerFormatError) as info:
+            decode_message(raw[:cut])
+        assert info.value.stan is None
+    pan_length = raw.index(PAN.encode()) - 2
+    bad_prefix = raw[:pan_length] + b"1x" + raw[pan_length + 2 :]
+    not_digits = raw[:stan_at] + b"00421x" + raw[stan_at + 6 :]
+    for broken in (bad_prefix, not_digits):
+        with pytest.raises(LedgerFormatError) as info:
+            decode_message(broken)
+        assert info.value.stan is None
