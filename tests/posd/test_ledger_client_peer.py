@@ -119,6 +119,29 @@ async def test_malformed_answer_is_a_bad_response() -> None:
         assert client.is_up()
 
 
+@pytest.mark.parametrize(
+    ("damage", "problem"),
+    [
+        (lambda answer: answer[:-3], "field 64"),  # truncated inside the MAC
+        (lambda answer: answer + b"\x00junk", "Extra data"),  # bytes after the last field
+    ],
+    ids=["truncated", "trailing-garbage"],
+)
+async def test_a_broken_answer_fails_its_request_at_once(
+    damage: Callable[[bytes], bytes], problem: str
+) -> None:
+    def broken(request: LedgerRequest) -> bytes:
+        return frame(damage(encode(respond(request, "00", rrn="000000000001"), MAC_KEY)))
+
+    async with ScriptedLedger(broken) as peer, client_of(peer.port) as client:
+        # The request's own timeout is far past the test's bound: only a request failed on
+        # the answer's arrival can pass, one left to time out fails the test.
+        async with asyncio.timeout(WAIT_S):
+            with pytest.raises(LedgerBadResponse, match=problem):
+                await client.send(purchase(), 600)
+        assert client.is_up()
+
+
 async def test_answer_for_another_terminal_is_a_bad_response() -> None:
     def elsewhere(request: LedgerRequest) -> bytes:
         return frame(encode(replace(respond(request, "00"), terminal_id="T0000002"), MAC_KEY))
