@@ -36,5 +36,8 @@ fuzz: venv
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[fuzz]'
 	$(PY) -m fuzz $(FUZZ_ARGS)
 
+replay-regen: venv
+	$(PY) scripts/regen-replay $(REPLAY_ARGS)
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
