@@ -9,9 +9,21 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Iterable
+from typing import Final
+
+from protocols.ber_tlv import decode_tlv, encode_tlv
 
 # ARC sent to the card when the ledger was not reached (reader-link.md COMPLETE).
 ARC_LEDGER_NOT_REACHED = "Z3"
+
+# Field 55 of a chip or contactless 0200: what the ledger needs to check the ARQC. The
+# reader-link.md list, then terminal and risk data it uses when the card gave them. Not 5A,
+# 57 or 5F24: they travel in fields 2, 35 and 14, and field 55 (b..255) has no room to spare.
+ICC_AUTHORIZATION_TAGS: Final = (
+    0x5F2A, 0x5F34, 0x82, 0x84, 0x95, 0x9A, 0x9C, 0x9F02, 0x9F10, 0x9F26, 0x9F27, 0x9F36, 0x9F37,
+    0x9F1A, 0x9F33, 0x9F34, 0x9F35, 0x9F03, 0x9F09, 0x9F1E, 0x9F41, 0x9F53,
+)  # fmt: skip
+_ICC_TAG_SET: Final = frozenset(ICC_AUTHORIZATION_TAGS)
 
 
 def benefit_rate_for(shop_rate_bps: int, requested: bool) -> int:
@@ -21,6 +33,18 @@ def benefit_rate_for(shop_rate_bps: int, requested: bool) -> int:
     sale, and the payment's `discount` of 0 tells it plainly that none was given.
     """
     return shop_rate_bps if requested and shop_rate_bps > 0 else 0
+
+
+def icc_for_authorization(tlv: bytes) -> bytes:
+    """The card's authorisation tags from its CARD_DATA TLV, in the card's order, the first of
+    any repeated tag only. Raises protocols.ber_tlv.TlvError on malformed TLV."""
+    seen: set[int] = set()
+    kept = []
+    for item in decode_tlv(tlv):
+        if item.tag in _ICC_TAG_SET and item.tag not in seen:
+            seen.add(item.tag)
+            kept.append(item)
+    return encode_tlv(kept)
 
 
 def prefix_accepted(pan: str, prefixes: Iterable[str]) -> bool:

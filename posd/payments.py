@@ -12,10 +12,23 @@ Decisions taken here where the specs are silent:
 - A chip payment the ledger approved is shown to the POS only after the card's
   COMPLETE_RESULT; a card that then declines (AAC), or a reader lost before it answers,
   reverses the approval (`card_declined`, `reader_error`).
-- While the ledger is unreachable a chip card is told `Z3` first and only a card that
-  accepts offline (TC) is approved offline; a refusal beyond the offline limits is declined
-  `ledger_unavailable` (the limit that stood in the way is logged).
+- While the ledger is unreachable the offline limits are checked first: a payment beyond them
+  is declined `ledger_unavailable` (the limit that stood in the way is logged) and a chip card
+  is then told `Z3` only to end its transaction. Within them a chip card is told `Z3` and only
+  a card that accepts offline (TC) is approved offline.
 - Expired cards (5F24) are declined `card_expired` at the counter without asking the ledger.
+- The 0200 is built, and so checked, before the journal records `authorizing`: card or QR data
+  that cannot make one (field 55 over 255 bytes, ...) is declined at the counter (`card_error`,
+  `qr_unreadable`) with nothing sent. Field 55 carries the card's authorisation tags only
+  (payment_rules.ICC_AUTHORIZATION_TAGS), not every tag the reader gave.
+- A reversal is built from the journal row alone (STAN and field 7 of the 0200, amount, ids),
+  never from card data, so no card data can stop one, nor start-up recovery.
+- Method `any`: a card side that fails (reader gone, READ_FAILED) leaves the QR side waiting
+  until the read timeout; the payment is declined only when neither can pay, with the card
+  side's reason if it failed. A chip card read whose result is not used (a QR or a cancel came
+  first) is told `Z3`, so its transaction ends.
+- A cancel answers once the journal says cancelled, whatever the reader does; the reader is
+  told CANCEL meanwhile, again if the first went unheeded, and the next payment waits for it.
 """
 
 from __future__ import annotations
@@ -27,6 +40,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 from posd import __version__
 from posd.config import Config
@@ -39,6 +53,9 @@ from posd.journal import (
     PaymentRecord,
     RefundRefused,
 )
+
+# The journal's own offline rule: checked before the card is asked, so both always agree.
+from posd.journal_core import _offline_refusal as offline_refusal
 from posd.journal_model import (
     APPROVED,
     AUTHORIZING,
@@ -57,6 +74,7 @@ from posd.payment_rules import (
     ARC_LEDGER_NOT_REACHED,
     benefit_rate_for,
     card_expired,
+    icc_for_authorization,
     prefix_accepted,
     read_failed_reason,
 )
@@ -70,8 +88,12 @@ from posd.payment_service import (
 )
 from posd.payment_view import PaymentView
 from posd.saf_forwarder import SafForwarder, request_fields
+from protocols.ber_tlv import TlvError
 from protocols.ledger_messages import (
+    ENTRY_MODE_CODES,
+    STAN_MIN,
     CardPayer,
+    LedgerFormatError,
     LedgerRequest,
     LedgerResponse,
     OriginalData,
@@ -79,10 +101,11 @@ from protocols.ledger_messages import (
     build_advice,
     build_purchase,
     build_refund,
-    build_reversal,
+    field7,
+    local_fields,
     offline_auth_code,
 )
-from protocols.qr_token import QrRejected, QrToken, verify_qr
+from protocols.qr_token import QrRejected, verify_qr
 
 log = logging.getLogger(__name__)
 
@@ -94,10 +117,31 @@ _SHORTEST_SECRET = 6
 _READER_TIMEOUT_GRACE_S = 2
 # How long a new payment waits for the previous one's last reader exchange.
 FINISHING_S = 5.0
+# A card read nobody needs is cancelled again after this long: Python 3.11's wait_for can lose
+# a cancellation that lands as the reader answers, and the driver then waits for a card.
+# Cancelling a second time during the driver's own CANCEL exchange is harmless: the CANCEL
+# frame is already on the link, ahead of anything sent next.
+_STOP_READ_GRACE_S = 1.0
+_STOP_READ_ROUNDS = 5
 
 
 class ReaderMissing(Exception):
     """A chip card's COMPLETE is due and there is no reader object at all."""
+
+
+@dataclass(frozen=True)
+class _CardFailed:
+    """The card side ended without a card; `reason` is the decline reason at the counter."""
+
+    reason: str
+
+
+class _Cancelled:
+    """The POS cancelled the payment while it waited."""
+
+
+_CANCELLED = _Cancelled()
+_Payer = CardData | str | _CardFailed | _Cancelled | None
 
 
 @dataclass
@@ -108,9 +152,12 @@ class _Waiting:
     accepts_card: bool
     accepts_qr: bool
     qr: asyncio.Future[str]
-    waiter: asyncio.Task[CardData | ReadFailure | str | None] | None = None
+    read: asyncio.Task[CardData | ReadFailure] | None = None
     deciding: bool = False
-    cancel_requested: bool = False
+    cancel_asked: asyncio.Event = field(default_factory=asyncio.Event)
+    # Set once the wait is over: the payment is cancelled in the journal, or on its way.
+    decided: asyncio.Event = field(default_factory=asyncio.Event)
+    # Set once the reader and scanner are free for the next payment.
     settled: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -170,23 +217,31 @@ class PaymentEngine:
             self._waiting = None
 
     async def recover(self) -> None:
-        """What a crash left: waiting → cancelled; authorizing → reversal queued."""
+        """What a crash left: waiting → cancelled; authorizing → reversal queued. Each payment
+        on its own: one that cannot be settled is logged and left for the next start."""
         for rec in await self._jn().in_flight():
-            if rec.state == WAITING_FOR_CARD:
-                rec = await self._jn().transition(
-                    rec.payment_id, CANCELLED, self._now(), decline_reason="interrupted"
+            try:
+                await self._recover_one(rec)
+            except Exception:
+                log.exception(
+                    "payment %s (%s) could not be settled at start-up", rec.payment_id, rec.state
                 )
-                log.info("payment %s was waiting for a card at restart: cancelled", rec.payment_id)
-            elif rec.state == AUTHORIZING:
-                original = await self._original_request(rec)
-                rec = await self._reverse(rec, original, "interrupted")
-                log.warning(
-                    "payment %s had no ledger answer at restart: reversal queued", rec.payment_id
-                )
-            else:
-                continue
-            self._publish(rec)
         self._forwarder.wake()
+
+    async def _recover_one(self, rec: PaymentRecord) -> None:
+        if rec.state == WAITING_FOR_CARD:
+            rec = await self._jn().transition(
+                rec.payment_id, CANCELLED, self._now(), decline_reason="interrupted"
+            )
+            log.info("payment %s was waiting for a card at restart: cancelled", rec.payment_id)
+        elif rec.state == AUTHORIZING:
+            rec = await self._reverse(rec, "interrupted")
+            log.warning(
+                "payment %s had no ledger answer at restart: reversal queued", rec.payment_id
+            )
+        else:
+            return
+        self._publish(rec)
 
     # ---- PaymentService -------------------------------------------------------------------
 
@@ -242,10 +297,9 @@ class PaymentEngine:
             or waiting.deciding
         ):
             raise WrongState(f"payment {payment_id} is {rec.state}: too late to cancel")
-        waiting.cancel_requested = True
-        if waiting.waiter is not None:
-            waiting.waiter.cancel()
-        await waiting.settled.wait()
+        waiting.cancel_asked.set()
+        # Not `settled`: stopping the card read is the reader's business, not the POS's wait.
+        await waiting.decided.wait()
         rec = await self._jn().get(payment_id)
         assert rec is not None
         if rec.state != CANCELLED:
@@ -283,7 +337,7 @@ class PaymentEngine:
         if not created:
             return PaymentView(rec)
         self._publish(rec)
-        request = await self._original_request(rec)
+        request = await self._refund_request(rec)
         return PaymentView(await self._authorize(rec, request, card=None))
 
     def events(self) -> AsyncIterator[dict[str, object]]:
@@ -388,93 +442,170 @@ class PaymentEngine:
     # ---- the flow -------------------------------------------------------------------------
 
     async def _drive(self, rec: PaymentRecord, waiting: _Waiting) -> None:
+        card_taken = False
         try:
-            waiter = asyncio.create_task(self._wait_for_payer(rec, waiting))
-            waiting.waiter = waiter
-            if waiting.cancel_requested:
-                # cancel() came before this task first ran.
-                waiter.cancel()
-            await asyncio.wait([waiter])
+            got = await self._wait_for_payer(rec, waiting)
             waiting.deciding = True
-            if waiter.cancelled():
+            card_taken = isinstance(got, CardData)
+            if waiting.read is not None and not card_taken:
+                # Stopped at once, so the reader is not still reading while a QR pays; the
+                # rest of the stop (and a Z3 for a chip card it read) is in `finally`.
+                waiting.read.cancel()
+            if isinstance(got, _Cancelled):
                 rec = await self._jn().transition(rec.payment_id, CANCELLED, self._now())
                 self._publish(rec)
                 return
-            got = waiter.result()
+            waiting.decided.set()
             if isinstance(got, str):
                 await self._qr_payment(rec, got)
             elif isinstance(got, CardData):
                 await self._card_payment(rec, got)
+            elif isinstance(got, _CardFailed):
+                await self._decline_here(rec, got.reason)
             else:
-                reason = "timeout" if got is None else read_failed_reason(got.reason)
-                await self._decline_here(rec, reason)
-        except self.reader_errors:
-            rec = await self._refresh(rec)
-            if rec.state == WAITING_FOR_CARD:
-                await self._decline_here(rec, "reader_error")
+                await self._decline_here(rec, "timeout")
         except Exception:
             # A bug here must not leave the reader held nor a 0200 without its answer: the
             # payment is settled the way start-up recovery would settle it.
             log.exception("payment %s failed", rec.payment_id)
             rec = await self._refresh(rec)
             if rec.state == WAITING_FOR_CARD:
-                await self._decline_here(rec, "internal_error")
+                await self._decline_now(rec, "internal_error")
             elif rec.state == AUTHORIZING:
-                await self._reverse(
-                    rec, await self._original_request(rec), "internal_error", publish=True
-                )
+                await self._reverse(rec, "internal_error", publish=True)
         finally:
-            if self._waiting is waiting:
-                self._waiting = None
-            waiting.settled.set()
+            waiting.decided.set()
+            try:
+                if waiting.read is not None and not card_taken:
+                    await self._stop_read(waiting.read)
+            finally:
+                if self._waiting is waiting:
+                    self._waiting = None
+                waiting.settled.set()
 
-    async def _wait_for_payer(
-        self, rec: PaymentRecord, waiting: _Waiting
-    ) -> CardData | ReadFailure | str | None:
-        """The first card read or QR text; None when nothing came in time."""
-        contenders: list[asyncio.Task[CardData | ReadFailure | str]] = []
+    async def _wait_for_payer(self, rec: PaymentRecord, waiting: _Waiting) -> _Payer:
+        """The first card read or QR text; the card side's failure or None when nothing
+        could pay in time; _CANCELLED when the POS cancelled first."""
+        if waiting.cancel_asked.is_set():
+            return _CANCELLED
         if waiting.accepts_card and self.reader is not None:
-            contenders.append(
-                asyncio.create_task(
-                    self.reader.read_card(rec.charged, ALL_MODES, self.read_timeout_s)
-                )
+            waiting.read = asyncio.create_task(
+                self.reader.read_card(rec.charged, ALL_MODES, self.read_timeout_s),
+                name=f"card read {rec.payment_id}",
             )
+        cancel: asyncio.Future[object] = asyncio.ensure_future(waiting.cancel_asked.wait())
+        watched = {cancel}
+        if waiting.read is not None:
+            watched.add(cast("asyncio.Future[object]", waiting.read))
         if waiting.accepts_qr:
-            contenders.append(asyncio.ensure_future(waiting.qr))
+            watched.add(cast("asyncio.Future[object]", waiting.qr))
+        card_failed: _CardFailed | None = None
         try:
             async with asyncio.timeout(self.read_timeout_s + _READER_TIMEOUT_GRACE_S):
-                done, _ = await asyncio.wait(contenders, return_when=asyncio.FIRST_COMPLETED)
+                while True:
+                    done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+                    if cancel in done:
+                        return _CANCELLED
+                    if waiting.qr in done:
+                        return waiting.qr.result()
+                    assert waiting.read is not None and waiting.read in done
+                    read = self._read_outcome(waiting.read)
+                    if isinstance(read, CardData) or not waiting.accepts_qr:
+                        return read
+                    log.info(
+                        "payment %s: card side ended (%s); still waiting for a QR",
+                        rec.payment_id,
+                        read.reason,
+                    )
+                    card_failed = read
+                    watched.discard(cast("asyncio.Future[object]", waiting.read))
         except TimeoutError:
-            return None
+            return card_failed
         finally:
-            for task in contenders:
-                task.cancel()
-            # A cancelled read sends CANCEL and waits for CANCELLED: the reader is free after.
-            await asyncio.gather(*contenders, return_exceptions=True)
-        first = done.pop()
-        return first.result()
+            cancel.cancel()
+
+    def _read_outcome(self, read: asyncio.Task[CardData | ReadFailure]) -> CardData | _CardFailed:
+        exc = read.exception()
+        if exc is not None:
+            if isinstance(exc, self.reader_errors):
+                log.warning("card reader failed during a read: %s", exc)
+                return _CardFailed("reader_error")
+            raise exc
+        got = read.result()
+        if isinstance(got, CardData):
+            return got
+        return _CardFailed(read_failed_reason(got.reason))
+
+    async def _stop_read(self, read: asyncio.Task[CardData | ReadFailure]) -> None:
+        """Ends a card read whose result is not used; a chip card it read is told Z3."""
+        for _ in range(_STOP_READ_ROUNDS):
+            if read.done():
+                break
+            read.cancel()
+            await asyncio.wait([read], timeout=_STOP_READ_GRACE_S)
+        if not read.done():
+            log.warning("card read still running after %d CANCELs", _STOP_READ_ROUNDS)
+            read.add_done_callback(_consume_outcome)
+            return
+        if read.cancelled():
+            return
+        exc = read.exception()
+        if exc is not None:
+            if not isinstance(exc, self.reader_errors):
+                log.error("card read failed", exc_info=exc)
+            return
+        got = read.result()
+        if isinstance(got, CardData) and got.entry_mode == "chip":
+            log.info(
+                "chip card %s read but not used: its transaction ends with Z3", mask_pan(got.pan)
+            )
+            await self._tell_card(ARC_LEDGER_NOT_REACHED)
 
     async def _card_payment(self, rec: PaymentRecord, read: CardData) -> None:
+        chip = read.entry_mode == "chip"
         if not prefix_accepted(read.pan, self._config.card_reader.accepted_prefixes):
             log.info("card %s not accepted here", mask_pan(read.pan))
-            await self._decline_here(rec, "card_not_accepted", chip=read.entry_mode == "chip")
+            await self._decline_here(rec, "card_not_accepted", chip=chip)
             return
         today = datetime.datetime.fromtimestamp(self._now()).date()
         if card_expired(read.expiry, today):
-            await self._decline_here(rec, "card_expired", chip=read.entry_mode == "chip")
+            await self._decline_here(rec, "card_expired", chip=chip)
+            return
+        try:
+            icc = None if read.entry_mode == "magstripe" else icc_for_authorization(read.tlv)
+            payer = CardPayer(
+                read.entry_mode,  # type: ignore[arg-type]
+                read.pan,
+                expiry=read.expiry,
+                track2=read.track2,
+                icc=icc,
+            )
+            self._check_purchase(rec, payer)
+        except (TlvError, LedgerFormatError) as exc:
+            log.warning(
+                "payment %s: card %s makes no valid 0200 (%s): declined at the counter",
+                rec.payment_id,
+                mask_pan(read.pan),
+                exc,
+            )
+            await self._decline_here(rec, "card_error", chip=chip)
             return
         secrets = CardSecrets(
             entry_mode=read.entry_mode,
             pan=read.pan,
             expiry=read.expiry,
             track2=read.track2,
-            icc=read.tlv if read.entry_mode != "magstripe" else None,
+            icc=icc,
             pan_sequence=read.pan_sequence,
         )
-        rec = await self._jn().begin_authorization(rec.payment_id, secrets, self._now())
+        try:
+            rec = await self._jn().begin_authorization(rec.payment_id, secrets, self._now())
+        except InvalidArgument as exc:
+            log.warning("payment %s: card %s refused: %s", rec.payment_id, mask_pan(read.pan), exc)
+            await self._decline_here(rec, "card_error", chip=chip)
+            return
         self._publish(rec)
-        request = await self._original_request(rec, secrets)
-        await self._authorize(rec, request, card=read)
+        await self._authorize(rec, self._purchase(rec, payer), card=read)
 
     async def _qr_payment(self, rec: PaymentRecord, text: str) -> None:
         now = self._now()
@@ -483,22 +614,28 @@ class PaymentEngine:
             log.info("QR refused: %s %s", verdict.reason, verdict.detail)
             await self._decline_here(rec, verdict.reason)
             return
+        payer = QrPayer(verdict.account, verdict.text)
+        try:
+            self._check_purchase(rec, payer)
+        except LedgerFormatError as exc:
+            log.warning("payment %s: QR makes no valid 0200 (%s)", rec.payment_id, exc)
+            await self._decline_here(rec, "qr_unreadable")
+            return
         if not await self._jn().use_qr_nonce(verdict.nonce, now):
             await self._decline_here(rec, "qr_replayed")
             return
-        secrets = CardSecrets(entry_mode="qr", pan=verdict.account, qr_text=text)
-        rec = await self._jn().begin_authorization(rec.payment_id, secrets, self._now())
+        secrets = CardSecrets(entry_mode="qr", pan=verdict.account, qr_text=verdict.text)
+        try:
+            rec = await self._jn().begin_authorization(rec.payment_id, secrets, self._now())
+        except InvalidArgument as exc:
+            log.warning("payment %s: QR refused: %s", rec.payment_id, exc)
+            await self._decline_here(rec, "qr_unreadable")
+            return
         self._publish(rec)
-        request = await self._original_request(rec, secrets)
-        await self._authorize(rec, request, card=None, qr=verdict)
+        await self._authorize(rec, self._purchase(rec, payer), card=None)
 
     async def _authorize(
-        self,
-        rec: PaymentRecord,
-        request: LedgerRequest,
-        *,
-        card: CardData | None,
-        qr: QrToken | None = None,
+        self, rec: PaymentRecord, request: LedgerRequest, *, card: CardData | None
     ) -> PaymentRecord:
         """Sends the 0200 (or decides offline) for a payment already in authorizing."""
         chip = card is not None and card.entry_mode == "chip"
@@ -510,14 +647,14 @@ class PaymentEngine:
             # Nothing went out: the ledger never saw this STAN.
             return await self._offline(rec, request, chip=chip)
         except LedgerTimeout:
-            return await self._fail_unanswered(rec, request, "ledger_timeout", chip=chip)
+            return await self._fail_unanswered(rec, "ledger_timeout", chip=chip)
         except LedgerSecurityError:
             log.error("payment %s: the ledger's answer had a wrong MAC", rec.payment_id)
-            return await self._fail_unanswered(rec, request, "ledger_security", chip=chip)
-        return await self._answered(rec, request, response, chip=chip)
+            return await self._fail_unanswered(rec, "ledger_security", chip=chip)
+        return await self._answered(rec, response, chip=chip)
 
     async def _answered(
-        self, rec: PaymentRecord, request: LedgerRequest, response: LedgerResponse, *, chip: bool
+        self, rec: PaymentRecord, response: LedgerResponse, *, chip: bool
     ) -> PaymentRecord:
         if not chip or response.response_code != "00":
             rec = await self._record_answer(rec, response, keep_card_data=False)
@@ -531,9 +668,9 @@ class PaymentEngine:
             try:
                 result = await self._reader_or_raise().complete(response.response_code, b"")
             except self.reader_errors:
-                return await self._reverse(rec, request, "reader_error", publish=True)
+                return await self._reverse(rec, "reader_error", publish=True)
             if not result.approved:
-                return await self._reverse(rec, request, "card_declined", publish=True)
+                return await self._reverse(rec, "card_declined", publish=True)
             await self._jn().drop_card_data(rec.payment_id)
         finally:
             self._card_deciding.discard(rec.payment_id)
@@ -557,12 +694,17 @@ class PaymentEngine:
         self, rec: PaymentRecord, request: LedgerRequest, *, chip: bool
     ) -> PaymentRecord:
         if rec.kind == "refund":
-            rec = await self._jn().transition(
-                rec.payment_id, DECLINED, self._now(), decline_reason="ledger_unavailable"
-            )
-            self._publish(rec)
-            return rec
+            return await self._decline_now(rec, "ledger_unavailable")
+        # The limits are checked, and approve_offline applies them, at one `now`: with one
+        # payment at a time nothing between can make them disagree.
+        now = self._now()
         if chip:
+            # Before the card is asked: a card told Z3 may approve offline (TC), and posd must
+            # not then decline what the card approved.
+            exposure = await self._jn().offline_exposure(rec.payment_id, now)
+            refusal = offline_refusal(self._config.offline, rec.charged, exposure)
+            if refusal is not None:
+                return await self._offline_refused(rec, refusal, chip=True)
             try:
                 result = await self._reader_or_raise().complete(ARC_LEDGER_NOT_REACHED, b"")
             except self.reader_errors:
@@ -575,39 +717,46 @@ class PaymentEngine:
             auth_code=auth_code,
             fields=request_fields(build_advice(request, auth_code)),
             limits=self._config.offline,
-            now=self._now(),
+            now=now,
         )
         if isinstance(outcome, OfflineRefused):
-            log.info(
-                "payment %s: ledger unreachable and offline approval refused (%s)",
-                rec.payment_id,
-                outcome.reason,
-            )
-            return await self._decline_now(rec, "ledger_unavailable")
+            if chip:
+                log.error(
+                    "payment %s: the card approved offline but the journal refused (%s)",
+                    rec.payment_id,
+                    outcome.reason,
+                )
+            return await self._offline_refused(rec, outcome.reason, chip=False)
         self._publish(outcome)
         self._forwarder.wake()
         return outcome
 
-    async def _fail_unanswered(
-        self, rec: PaymentRecord, request: LedgerRequest, reason: str, *, chip: bool
+    async def _offline_refused(
+        self, rec: PaymentRecord, reason: str, *, chip: bool
     ) -> PaymentRecord:
-        rec = await self._reverse(rec, request, reason, publish=True)
+        log.info(
+            "payment %s: ledger unreachable and offline approval refused (%s)",
+            rec.payment_id,
+            reason,
+        )
+        return await self._decline_here(rec, "ledger_unavailable", chip=chip)
+
+    async def _fail_unanswered(
+        self, rec: PaymentRecord, reason: str, *, chip: bool
+    ) -> PaymentRecord:
+        rec = await self._reverse(rec, reason, publish=True)
         if chip:
             await self._tell_card(ARC_LEDGER_NOT_REACHED)
         return rec
 
     async def _reverse(
-        self, rec: PaymentRecord, original: LedgerRequest, reason: str, *, publish: bool = False
+        self, rec: PaymentRecord, reason: str, *, publish: bool = False
     ) -> PaymentRecord:
         now = self._now()
         stan = await self._jn().allocate_stan(now)
-        reversal = build_reversal(
-            original,
-            stan=stan,
-            transmitted_at=_utc(now),
-            local_now=_local(now),
-            rrn=rec.rrn,
-            auth_code=rec.auth_code,
+        terminal = self._config.terminal
+        reversal = reversal_of(
+            rec, stan=stan, now=now, terminal_id=terminal.id, merchant_id=terminal.merchant_id
         )
         rec, _ = await self._jn().start_reversal(
             rec.payment_id,
@@ -621,11 +770,15 @@ class PaymentEngine:
         self._forwarder.wake()
         return rec
 
-    async def _decline_here(self, rec: PaymentRecord, reason: str, *, chip: bool = False) -> None:
-        """Declined at the counter, before the ledger was asked."""
-        await self._decline_now(rec, reason)
+    async def _decline_here(
+        self, rec: PaymentRecord, reason: str, *, chip: bool = False
+    ) -> PaymentRecord:
+        """Declined at the counter, before the ledger was asked; a chip card is then told Z3
+        so that its transaction ends."""
+        rec = await self._decline_now(rec, reason)
         if chip:
             await self._tell_card(ARC_LEDGER_NOT_REACHED)
+        return rec
 
     async def _decline_now(self, rec: PaymentRecord, reason: str) -> PaymentRecord:
         rec = await self._jn().transition(
@@ -645,59 +798,54 @@ class PaymentEngine:
 
     # ---- helpers --------------------------------------------------------------------------
 
-    async def _original_request(
-        self, rec: PaymentRecord, secrets: CardSecrets | None = None
+    def _purchase(self, rec: PaymentRecord, payer: CardPayer | QrPayer) -> LedgerRequest:
+        """The 0200 of a payment in authorizing, with the STAN and field 7 the journal gave
+        it (begin_authorization stamps field 7 and updated_at together)."""
+        assert rec.stan is not None
+        return self._build_purchase(rec, payer, rec.stan, rec.updated_at / 1000)
+
+    def _check_purchase(self, rec: PaymentRecord, payer: CardPayer | QrPayer) -> None:
+        """Raises LedgerFormatError if the payer's data cannot make a 0200. The journal gives
+        the STAN only as it records authorizing, so this one is built with a stand-in: the
+        STAN and times cannot make a 0200 invalid, the card or QR data can."""
+        self._build_purchase(rec, payer, STAN_MIN, self._now())
+
+    def _build_purchase(
+        self, rec: PaymentRecord, payer: CardPayer | QrPayer, stan: int, at: float
     ) -> LedgerRequest:
-        """The 0200 of a payment in authorizing, rebuilt exactly from the journal (STAN and
-        field 7 as recorded), so a reversal made after a restart names the same message."""
-        assert rec.stan is not None and rec.field7 is not None
-        # begin_authorization and create_refund stamp field 7 and updated_at together.
-        created = rec.updated_at / 1000
-        transmitted = _utc(created)
         terminal = self._config.terminal
-        if rec.kind == "refund":
-            assert rec.original_payment_id is not None
-            original = await self._jn().get(rec.original_payment_id)
-            assert original is not None and original.stan is not None
-            assert original.field7 is not None and original.rrn is not None
-            return build_refund(
-                stan=rec.stan,
-                transmitted_at=transmitted,
-                local_now=_local(created),
-                amount=rec.charged,
-                terminal_id=terminal.id,
-                merchant_id=terminal.merchant_id,
-                # An offline approval reached the ledger as its 0220 advice.
-                original=OriginalData(
-                    "0220" if original.offline else "0200", original.stan, original.field7
-                ),
-                rrn=original.rrn,
-            )
-        if secrets is None:
-            secrets = await self._jn().card_data(rec.payment_id)
-        assert secrets is not None, "a purchase in authorizing keeps its sealed card data"
-        payer: CardPayer | QrPayer
-        if secrets.entry_mode == "qr":
-            assert secrets.qr_text is not None
-            payer = QrPayer(secrets.pan, secrets.qr_text)
-        else:
-            payer = CardPayer(
-                secrets.entry_mode,  # type: ignore[arg-type]
-                secrets.pan,
-                expiry=secrets.expiry,
-                track2=secrets.track2,
-                icc=secrets.icc,
-            )
         return build_purchase(
-            stan=rec.stan,
-            transmitted_at=transmitted,
-            local_now=_local(created),
+            stan=stan,
+            transmitted_at=_utc(at),
+            local_now=_local(at),
             amount=rec.charged,
             terminal_id=terminal.id,
             merchant_id=terminal.merchant_id,
             payer=payer,
             benefit_rate_bps=rec.benefit_plus_rate_bps or None,
             discount=rec.discount or None,
+        )
+
+    async def _refund_request(self, rec: PaymentRecord) -> LedgerRequest:
+        """The 0200 refund of a refund payment (created in authorizing), from the journal."""
+        assert rec.stan is not None and rec.original_payment_id is not None
+        created = rec.updated_at / 1000
+        original = await self._jn().get(rec.original_payment_id)
+        assert original is not None and original.stan is not None
+        assert original.field7 is not None and original.rrn is not None
+        terminal = self._config.terminal
+        return build_refund(
+            stan=rec.stan,
+            transmitted_at=_utc(created),
+            local_now=_local(created),
+            amount=rec.charged,
+            terminal_id=terminal.id,
+            merchant_id=terminal.merchant_id,
+            # An offline approval reached the ledger as its 0220 advice.
+            original=OriginalData(
+                "0220" if original.offline else "0200", original.stan, original.field7
+            ),
+            rrn=original.rrn,
         )
 
     async def _previous_finished(self) -> None:
@@ -755,6 +903,39 @@ class PaymentEngine:
         # Whole milliseconds: the journal stores ms, and field 7 must be the same second
         # whether it is computed here or there.
         return round(self._clock() * 1000) / 1000
+
+
+def reversal_of(
+    rec: PaymentRecord, *, stan: int, now: float, terminal_id: str, merchant_id: str
+) -> LedgerRequest:
+    """The 0400 reversing a payment's 0200, from its journal row alone: field 90 names the
+    0200 by its STAN and field 7, as the ledger finds it. No card data: field 2 is optional in
+    a 0400, and nothing a card or QR held can then stand in the way of a reversal."""
+    if rec.stan is None or rec.field7 is None:
+        raise ValueError(f"payment {rec.payment_id} never had a 0200 to reverse")
+    local_time, local_date = local_fields(_local(now))
+    entry_mode = rec.entry_mode if rec.entry_mode in ENTRY_MODE_CODES else None
+    return LedgerRequest(
+        mti="0400",
+        kind="refund" if rec.kind == "refund" else "purchase",
+        stan=stan,
+        transmission=field7(_utc(now)),
+        local_time=local_time,
+        local_date=local_date,
+        amount=rec.charged,
+        terminal_id=terminal_id,
+        merchant_id=merchant_id,
+        entry_mode=entry_mode,  # type: ignore[arg-type]
+        rrn=rec.rrn,
+        auth_code=rec.auth_code,
+        original=OriginalData("0200", rec.stan, rec.field7),
+    )
+
+
+def _consume_outcome(task: asyncio.Task[CardData | ReadFailure]) -> None:
+    # A read left to end by itself: its error is logged here, not as "never retrieved".
+    if not task.cancelled() and task.exception() is not None:
+        log.info("an abandoned card read ended: %s", task.exception())
 
 
 def _utc(now: float) -> datetime.datetime:

@@ -6,7 +6,11 @@ check (`qr_replayed`) needs storage and is the caller's, on `QrToken.nonce`.
 
 Where the spec is silent, this module decides:
 - Surrounding whitespace is stripped: some scanners send a trailing space or tab.
+  `QrToken.text` is the stripped text, and it is what goes to the ledger (field 48 QT).
 - Text longer than MAX_TEXT_CHARS is `qr_unreadable`, like scanner input past the cap.
+- So is text longer than MAX_QT_CHARS, which could not be sent: field 48 is ans..999 and
+  holds `QT=` and, for a 혜택플러스 payment, `BP=<rate>;DA=<discount>;` before it. A token as
+  the platform makes it is about 190 characters; only padding with extra tags gets near.
 - A payload may hold several 61 application templates (EMVCo CPM allows it); the one
   with the 서로e음 AID is used. 85 `CPV01` but no 61 or no 4F at all is `qr_incomplete`;
   4F present but none of them ours is `qr_not_seoroeum`.
@@ -25,7 +29,7 @@ import binascii
 import functools
 import struct
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -36,6 +40,7 @@ __all__ = [
     "AID",
     "CLOCK_SKEW_S",
     "MAX_LIFETIME_S",
+    "MAX_QT_CHARS",
     "MAX_TEXT_CHARS",
     "PAYLOAD_FORMAT",
     "QR_BAD_SIGNATURE",
@@ -84,6 +89,11 @@ SIGNATURE_CONTEXT = b"SEOROEUM-CPM/1"
 MAX_LIFETIME_S = 300
 CLOCK_SKEW_S = 30
 MAX_TEXT_CHARS = 2048
+# Field 48 (ans..999) less "QT=" and the longest BP/DA pair it may also carry (BP up to 10000
+# basis points, DA up to 12 digits), rounded down to whole base64 quanta: 968.
+_FIELD48_MAX = 999
+_LONGEST_BENEFIT_PAIRS = len("BP=10000;DA=999999999999;")
+MAX_QT_CHARS = (_FIELD48_MAX - len("QT=") - _LONGEST_BENEFIT_PAIRS) // 4 * 4
 ACCOUNT_DIGITS = 16
 
 TAG_FORMAT = 0x85
@@ -122,6 +132,9 @@ class QrToken:
     expires_at: int
     nonce: bytes
     key_id: int
+    # The text as verified (surrounding whitespace stripped): what field 48 QT carries. Two
+    # scans of one token differ at most in whitespace, so tokens compare by what is signed.
+    text: str = field(default="", compare=False)
 
     def __repr__(self) -> str:
         return (
@@ -182,6 +195,8 @@ def _check_text(text: str) -> bytes:
         raise _Reject(QR_UNREADABLE, "empty")
     if len(text) > MAX_TEXT_CHARS:
         raise _Reject(QR_UNREADABLE, f"longer than {MAX_TEXT_CHARS} characters")
+    if len(text) > MAX_QT_CHARS:
+        raise _Reject(QR_UNREADABLE, f"longer than the {MAX_QT_CHARS} characters field 48 holds")
     try:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
@@ -234,7 +249,8 @@ def _app_template(top: list[Tlv]) -> dict[int, Tlv]:
 
 
 def _verify(text: str, keys: Mapping[int, bytes], now: int) -> QrToken:
-    raw = _check_text(text.strip())
+    text = text.strip()
+    raw = _check_text(text)
     try:
         top = decode_tlv(raw)
     except TlvError as e:
@@ -290,7 +306,7 @@ def _verify(text: str, keys: Mapping[int, bytes], now: int) -> QrToken:
         raise _Reject(QR_EXPIRED, f"expired {now - expires_at} s ago")
     if now < issued_at - CLOCK_SKEW_S:
         raise _Reject(QR_NOT_YET_VALID, f"issued {issued_at - now} s in the future")
-    return QrToken(account, issued_at, expires_at, nonce, key_id)
+    return QrToken(account, issued_at, expires_at, nonce, key_id, text)
 
 
 def make_qr(

@@ -212,7 +212,8 @@ async def running_daemon(
         usb_backend=usb_backend,
     )
     daemon = Daemon(config, config_path, prepare_state_dir(config.storage.state_dir), build=build)
-    serving = asyncio.create_task(daemon.serve())
+    # In-process: pytest keeps its own SIGINT handler, so Ctrl-C still stops the test run.
+    serving = asyncio.create_task(daemon.serve(handle_signals=False))
     running = RunningDaemon(tmp_path, config_path, config, daemon, ledger, scanner, issuer, reader)
     try:
         await _wait_ready(running, serving, ledger_up if expect_link is None else expect_link)
