@@ -5,6 +5,7 @@ import datetime
 import pytest
 
 from posd import payment_rules as r
+from protocols.ber_tlv import Tlv, TlvError, decode_tlv, encode_tlv
 
 
 def test_benefit_rate() -> None:
@@ -43,3 +44,25 @@ def test_read_failed_reasons() -> None:
     assert r.read_failed_reason("card_removed") == "card_removed"
     assert r.read_failed_reason("timeout") == "timeout"
     assert r.read_failed_reason("something_new") == "reader_error"
+
+
+def test_icc_for_authorization_keeps_the_authorisation_tags_in_the_cards_order() -> None:
+    card = encode_tlv(
+        [
+            Tlv(0x5A, bytes.fromhex("9410000000000001")),
+            Tlv(0x9F26, bytes(8)),
+            Tlv(0x57, bytes.fromhex("9410000000000001D3012201")),
+            Tlv(0x5F24, bytes.fromhex("301231")),
+            Tlv(0x9F7C, bytes(32)),  # unknown to the ledger: left out
+            Tlv(0x82, b"\x19\x80"),
+            Tlv(0x9F33, b"\xe0\xf8\xc8"),  # terminal capabilities, sent when present
+            Tlv(0x9F26, b"\xff" * 8),  # a repeat: the first counts
+        ]
+    )
+    kept = decode_tlv(r.icc_for_authorization(card))
+    assert kept == [Tlv(0x9F26, bytes(8)), Tlv(0x82, b"\x19\x80"), Tlv(0x9F33, b"\xe0\xf8\xc8")]
+
+
+def test_icc_for_authorization_of_malformed_tlv_raises() -> None:
+    with pytest.raises(TlvError):
+        r.icc_for_authorization(b"\x9f\x26\x08\x00")
