@@ -47,7 +47,7 @@ def payment_components(
     async def next_stan() -> int:
         return await (await journal.wait()).allocate_stan(time.time())
 
-    ledger = LedgerClient.from_config(config, next_stan, ledger_timings)
+    ledger = LedgerClient.from_config(config, next_stan, timings=ledger_timings)
     forwarder = SafForwarder(
         journal,
         ledger,
