@@ -23,6 +23,7 @@ from typing import TypeVar
 from posd.journal_core import JournalCore, saf_listing, to_ms
 from posd.journal_crypto import JournalKeyError, SealError
 from posd.journal_model import (
+    ADVICE_REFUSED,
     CardSecrets,
     FieldValue,
     IdempotencyConflict,
@@ -45,6 +46,7 @@ from posd.journal_model import (
 from posd.journal_schema import JournalSchemaError
 
 __all__ = [
+    "ADVICE_REFUSED",
     "CardSecrets",
     "FieldValue",
     "IdempotencyConflict",
@@ -279,18 +281,31 @@ class Journal:
     async def saf_pending(self, limit: int = 1000) -> list[SafEntry]:
         return await self._run(self._core.saf_pending, limit)
 
-    async def saf_peek(self) -> SafMessage | None:
-        return await self._run(self._core.saf_peek)
+    async def saf_due(self, now: float, hold_s: float, after_id: int = 0) -> SafMessage | None:
+        """The oldest pending entry past `after_id` due for a transmission, with its fields;
+        one the ledger refused is held `hold_s` after its last transmission."""
+        return await self._run(self._core.saf_due, now, hold_s, after_id)
 
-    async def saf_begin_attempt(self, entry_id: int, now: float) -> SafMessage:
-        return await self._run(self._core.saf_begin_attempt, entry_id, now)
+    async def saf_held_until(self, hold_s: float) -> float | None:
+        """When the first refused entry is due again (Unix seconds), or None."""
+        return await self._run(self._core.saf_held_until, hold_s)
 
     async def saf_attempt_failed(self, entry_id: int, error: str, now: float) -> SafEntry:
+        """A transmission went out and got no usable answer (`error` holds no card data)."""
         return await self._run(self._core.saf_attempt_failed, entry_id, error, now)
+
+    async def saf_refused(
+        self, entry_id: int, *, response_code: str, error: str, now: float
+    ) -> SafEntry:
+        """The ledger answered without settling the entry: it stays queued, needing attention."""
+        return await self._run(
+            self._core.saf_refused, entry_id, response_code=response_code, error=error, now=now
+        )
 
     async def saf_complete(
         self, entry_id: int, *, response_code: str, now: float, rrn: str | None = None
     ) -> PaymentRecord:
+        """The ledger's answer settled the entry (00, or an advice's refusal): see JournalCore."""
         return await self._run(
             self._core.saf_complete, entry_id, response_code=response_code, now=now, rrn=rrn
         )

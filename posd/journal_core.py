@@ -18,6 +18,7 @@ from pathlib import Path
 
 from posd.journal_crypto import JournalCipher, JournalKeyError, load_or_create_key
 from posd.journal_model import (
+    ADVICE_REFUSED,
     APPROVED,
     APPROVED_OFFLINE,
     AUTHORIZING,
@@ -33,7 +34,6 @@ from posd.journal_model import (
     QR_NONCE_WINDOW_S,
     REVERSED,
     REVERSING,
-    SAF_MTI,
     STAN_PENDING_STATES,
     SUCCESS_STATES,
     TRANSITIONS,
@@ -70,8 +70,11 @@ _PAYMENT_COLUMNS = """id, kind, idempotency_key, original_payment_id, state, amo
     charged, benefit_plus_rate_bps, requested_method, method, entry_mode, masked_pan, last4,
     card_data IS NOT NULL AS has_card_data, stan, field7, rrn, auth_code, response_code,
     decline_reason, offline, created_at, updated_at"""
+# A pending entry's response_code is the ledger's refusal (it needs attention); a completed
+# one's is the answer that settled it.
 _SAF_COLUMNS = """saf.id, saf.payment_id, saf.kind, saf.stan, saf.amount, p.masked_pan, p.last4,
-    saf.created_at, saf.attempts, saf.last_attempt_at, saf.last_error"""
+    saf.created_at, saf.attempts, saf.last_attempt_at, saf.last_error,
+    CASE WHEN saf.completed_at IS NULL THEN saf.response_code END"""
 
 
 def to_ms(now: float) -> int:
@@ -385,8 +388,7 @@ class JournalCore:
         """The ledger's 0210: authorizing -> approved (39=00) or declined. The card data is
         dropped unless keep_card_data (a chip approval still waiting for COMPLETE_RESULT,
         which may need a reversal built from it)."""
-        if not _RESPONSE_CODE.fullmatch(response_code):
-            raise InvalidArgument("response_code", "must be 2 characters, digits or A-Z")
+        _check_response_code(response_code)
         _check_optional_text("rrn", rrn, 12)
         _check_optional_text("auth_code", auth_code, 6)
         state = APPROVED if response_code == "00" else DECLINED
@@ -426,6 +428,9 @@ class JournalCore:
         now_ms = to_ms(now)
         with self._tx() as db:
             payment = self._get(db, payment_id)
+            if payment.state == APPROVED_OFFLINE:
+                # Only the ledger's answer to the queued advice decides such a payment.
+                raise IllegalTransition(payment_id, payment.state, state)
             self._check_transition(payment, state)
             db.execute(
                 "UPDATE payments SET state = ?, decline_reason = ?, updated_at = ? WHERE id = ?",
@@ -633,66 +638,97 @@ class JournalCore:
         ).fetchall()
         return [_saf_entry(row) for row in rows]
 
-    def saf_peek(self) -> SafMessage | None:
-        """The oldest pending entry with its fields, without recording an attempt."""
-        entries = self.saf_pending(limit=1)
-        if not entries:
-            return None
-        return self._message(self._conn, entries[0])
-
-    def saf_begin_attempt(self, entry_id: int, now: float) -> SafMessage:
-        """Records a transmission before it is made; the returned mti is the one to send:
-        0400/0220 the first time, 0401/0221 for every repeat."""
+    def saf_due(self, now: float, hold_s: float, after_id: int = 0) -> SafMessage | None:
+        """The oldest pending entry past `after_id` that is due, with its fields: an entry the
+        ledger refused waits `hold_s` after its last transmission, any other is due at once.
+        Its mti is 0400/0220 until a transmission went out, 0401/0221 after."""
         now_ms = to_ms(now)
-        with self._tx() as db:
-            entry = self._pending_entry(db, entry_id)
-            db.execute(
-                "UPDATE saf SET attempts = attempts + 1, last_attempt_at = ? WHERE id = ?",
-                (now_ms, entry_id),
-            )
-            first, repeat = SAF_MTI[entry.kind]
-            message = self._message(db, self._saf_entry(db, entry_id))
-            return SafMessage(
-                message.entry, first if entry.attempts == 0 else repeat, message.fields
-            )
+        hold_ms = _hold_ms(hold_s)
+        row = self._conn.execute(
+            f"SELECT {_SAF_COLUMNS} FROM saf JOIN payments p ON p.id = saf.payment_id"
+            " WHERE saf.completed_at IS NULL AND saf.id > ?"
+            " AND (saf.response_code IS NULL OR saf.last_attempt_at IS NULL"
+            " OR saf.last_attempt_at + ? <= ?)"
+            " ORDER BY saf.id LIMIT 1",
+            (after_id, hold_ms, now_ms),
+        ).fetchone()
+        return None if row is None else self._message(self._conn, _saf_entry(row))
+
+    def saf_held_until(self, hold_s: float) -> float | None:
+        """When the first refused entry is due again (Unix seconds); None when none waits."""
+        hold_ms = _hold_ms(hold_s)
+        row = self._conn.execute(
+            "SELECT min(coalesce(last_attempt_at, 0)) FROM saf"
+            " WHERE completed_at IS NULL AND response_code IS NOT NULL"
+        ).fetchone()
+        return None if row[0] is None else (row[0] + hold_ms) / 1000
 
     def saf_attempt_failed(self, entry_id: int, error: str, now: float) -> SafEntry:
-        """Keeps why the last transmission got no usable answer (no card data in `error`)."""
-        to_ms(now)
+        """A transmission went out and no usable answer came: counted (the next one is a
+        repeat), and why kept (no card data in `error`)."""
+        now_ms = to_ms(now)
         with self._tx() as db:
             self._pending_entry(db, entry_id)
-            db.execute("UPDATE saf SET last_error = ? WHERE id = ?", (error[:200], entry_id))
+            self._count_attempt(db, entry_id, now_ms, error)
+            return self._saf_entry(db, entry_id)
+
+    def saf_refused(self, entry_id: int, *, response_code: str, error: str, now: float) -> SafEntry:
+        """The ledger answered the transmission without settling the entry: counted, and the
+        entry stays queued with `response_code` as its refusal, needing attention."""
+        _check_response_code(response_code)
+        if response_code == "00":
+            raise InvalidArgument("response_code", "00 settles an entry: use saf_complete")
+        now_ms = to_ms(now)
+        with self._tx() as db:
+            self._pending_entry(db, entry_id)
+            self._count_attempt(db, entry_id, now_ms, error)
+            db.execute("UPDATE saf SET response_code = ? WHERE id = ?", (response_code, entry_id))
             return self._saf_entry(db, entry_id)
 
     def saf_complete(
         self, entry_id: int, *, response_code: str, now: float, rrn: str | None = None
     ) -> PaymentRecord:
-        """The ledger answered the entry: it leaves the queue (its fields are dropped, the row
-        stays as history) and the payment moves reversing -> reversed or approved_offline ->
-        forwarded. Whether a response code counts as an answer is the caller's call."""
-        if not _RESPONSE_CODE.fullmatch(response_code):
-            raise InvalidArgument("response_code", "must be 2 characters, digits or A-Z")
+        """The ledger's answer settled the entry: the transmission is counted, the entry leaves
+        the queue (its fields are dropped, the row stays as history) and the payment moves on.
+        00 settles either kind: reversing -> reversed, approved_offline -> forwarded. Another
+        code settles only an advice, as the ledger's refusal of it: approved_offline ->
+        declined, decline_reason advice_refused. Which codes are such a decision is the
+        caller's call; a reversal is settled by nothing but 00."""
+        _check_response_code(response_code)
         _check_optional_text("rrn", rrn, 12)
         now_ms = to_ms(now)
         with self._tx() as db:
             entry = self._pending_entry(db, entry_id)
+            if entry.kind == "reversal" and response_code != "00":
+                raise InvalidArgument("response_code", "only 00 settles a reversal")
+            self._count_attempt(db, entry_id, now_ms, None)
             db.execute(
                 "UPDATE saf SET completed_at = ?, response_code = ?, fields = NULL WHERE id = ?",
                 (now_ms, response_code, entry_id),
             )
             payment = self._get(db, entry.payment_id)
-            target = REVERSED if entry.kind == "reversal" else FORWARDED
-            self._check_transition(payment, target)
-            if target == FORWARDED:
-                db.execute(
-                    "UPDATE payments SET state = ?, response_code = ?, rrn = coalesce(rrn, ?),"
-                    " updated_at = ? WHERE id = ?",
-                    (target, response_code, rrn, now_ms, payment.payment_id),
-                )
+            if entry.kind == "reversal":
+                target = REVERSED
             else:
+                target = FORWARDED if response_code == "00" else DECLINED
+            self._check_transition(payment, target)
+            if target == REVERSED:
                 db.execute(
                     "UPDATE payments SET state = ?, updated_at = ? WHERE id = ?",
                     (target, now_ms, payment.payment_id),
+                )
+            else:
+                db.execute(
+                    "UPDATE payments SET state = ?, response_code = ?, rrn = coalesce(rrn, ?),"
+                    " decline_reason = ?, updated_at = ? WHERE id = ?",
+                    (
+                        target,
+                        response_code,
+                        rrn,
+                        ADVICE_REFUSED if target == DECLINED else None,
+                        now_ms,
+                        payment.payment_id,
+                    ),
                 )
             self._drop_card_data(db, payment.payment_id)
             self._event(db, payment.payment_id, payment.state, target, now_ms)
@@ -701,14 +737,15 @@ class JournalCore:
     def saf_summary(self, now: float) -> SafSummary:
         now_ms = to_ms(now)
         row = self._conn.execute(
-            "SELECT count(*), coalesce(sum(amount), 0), min(created_at) FROM saf"
-            " WHERE completed_at IS NULL"
+            "SELECT count(*), coalesce(sum(amount), 0), min(created_at),"
+            " count(response_code) FROM saf WHERE completed_at IS NULL"
         ).fetchone()
         oldest = row[2]
         return SafSummary(
             pending=row[0],
             pending_amount=row[1],
             oldest_age_s=None if oldest is None else max(0, (now_ms - oldest) // 1000),
+            needs_attention=row[3],
         )
 
     # -- totals ---------------------------------------------------------------------------
@@ -808,6 +845,16 @@ class JournalCore:
             (payment_id,),
         )
 
+    @staticmethod
+    def _count_attempt(
+        db: sqlite3.Connection, entry_id: int, now_ms: int, error: str | None
+    ) -> None:
+        db.execute(
+            "UPDATE saf SET attempts = attempts + 1, last_attempt_at = ?,"
+            " last_error = coalesce(?, last_error) WHERE id = ?",
+            (now_ms, None if error is None else error[:200], entry_id),
+        )
+
     def _pending_entry(self, db: sqlite3.Connection, entry_id: int) -> SafEntry:
         row = db.execute(
             f"SELECT {_SAF_COLUMNS} FROM saf JOIN payments p ON p.id = saf.payment_id"
@@ -897,6 +944,7 @@ def _saf_entry(row: sqlite3.Row) -> SafEntry:
         attempts=row[8],
         last_attempt_at=row[9],
         last_error=row[10],
+        refused_code=row[11],
     )
 
 
@@ -914,6 +962,17 @@ def _offline_refusal(limits: OfflineLimits, charged: int, exposure: OfflineExpos
     if exposure.oldest_age_s is not None and exposure.oldest_age_s > limits.max_age_h * 3600:
         return "offline_limit_age"
     return None
+
+
+def _hold_ms(hold_s: float) -> int:
+    if not math.isfinite(hold_s) or hold_s < 0:
+        raise InvalidArgument("hold_s", "must be a finite, non-negative number of seconds")
+    return round(hold_s * 1000)
+
+
+def _check_response_code(response_code: str) -> None:
+    if not isinstance(response_code, str) or not _RESPONSE_CODE.fullmatch(response_code):
+        raise InvalidArgument("response_code", "must be 2 characters, digits or A-Z")
 
 
 def _check_amount(amount: int) -> None:

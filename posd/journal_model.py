@@ -39,12 +39,14 @@ STATES: Final = frozenset(
 
 # local-api.md's state graph. approved -> reversing is the chip card that declines (AAC)
 # after the ledger approved; authorizing -> approved_offline is only for a 0200 that never
-# went out (the ledger link was down before sending).
+# went out (the ledger link was down before sending). approved_offline -> declined is the
+# ledger refusing the advice for good (decline_reason ADVICE_REFUSED): the charge does not
+# stand, so it must not stay among the approved ones.
 TRANSITIONS: Final[Mapping[str, frozenset[str]]] = {
     WAITING_FOR_CARD: frozenset({AUTHORIZING, DECLINED, CANCELLED}),
     AUTHORIZING: frozenset({APPROVED, DECLINED, APPROVED_OFFLINE, REVERSING}),
     APPROVED: frozenset({REVERSING}),
-    APPROVED_OFFLINE: frozenset({FORWARDED}),
+    APPROVED_OFFLINE: frozenset({FORWARDED, DECLINED}),
     REVERSING: frozenset({REVERSED}),
     DECLINED: frozenset(),
     CANCELLED: frozenset(),
@@ -60,6 +62,8 @@ IN_FLIGHT_STATES: Final = frozenset({WAITING_FOR_CARD, AUTHORIZING, REVERSING, A
 METHODS: Final = frozenset({"card", "qr", "any"})
 ENTRY_MODES: Final = frozenset({"chip", "contactless", "magstripe", "qr"})
 SafKind = Literal["reversal", "advice"]
+# The decline_reason of an offline approval whose advice the ledger refused.
+ADVICE_REFUSED: Final = "advice_refused"
 SAF_MTI: Final[Mapping[str, tuple[str, str]]] = {
     "reversal": ("0400", "0401"),
     "advice": ("0220", "0221"),
@@ -271,7 +275,13 @@ class PaymentEvent:
 
 @dataclass(frozen=True)
 class SafEntry:
-    """A queued reversal or advice, masked; `mti` is what its next transmission is sent as."""
+    """A queued reversal or advice, masked; `mti` is what its next transmission is sent as.
+
+    `attempts` counts transmissions that went out. `refused_code` is the ledger's answer
+    when it answered without settling the entry (a reversal answered other than 00, an
+    advice answered with a code that is not a decision): such an entry needs attention,
+    and stays queued and retried until it is settled.
+    """
 
     entry_id: int
     payment_id: str
@@ -284,6 +294,11 @@ class SafEntry:
     attempts: int
     last_attempt_at: int | None
     last_error: str | None
+    refused_code: str | None = None
+
+    @property
+    def needs_attention(self) -> bool:
+        return self.refused_code is not None
 
     @property
     def mti(self) -> str:
@@ -306,6 +321,8 @@ class SafEntry:
                 iso_time(self.last_attempt_at) if self.last_attempt_at is not None else None
             ),
             "last_error": self.last_error,
+            "refused_code": self.refused_code,
+            "needs_attention": self.needs_attention,
         }
         if now_ms is not None:
             doc["age_s"] = max(0, (now_ms - self.created_at) // 1000)
@@ -324,15 +341,19 @@ class SafMessage:
 
 @dataclass(frozen=True)
 class SafSummary:
+    """`needs_attention`: pending entries the ledger answered without settling them."""
+
     pending: int
     pending_amount: int
     oldest_age_s: int | None
+    needs_attention: int = 0
 
     def to_json(self) -> dict[str, object]:
         return {
             "pending": self.pending,
             "pending_amount": self.pending_amount,
             "oldest_age_s": self.oldest_age_s,
+            "needs_attention": self.needs_attention,
         }
 
 

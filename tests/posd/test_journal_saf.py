@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from posd.journal import (
+    ADVICE_REFUSED,
     CardSecrets,
     IllegalTransition,
     InvalidArgument,
@@ -17,12 +19,14 @@ from posd.journal import (
     JournalError,
     OfflineRefused,
     PaymentRecord,
+    RefundRefused,
     UnknownSafEntry,
     saf_listing,
 )
 
 NOW = 1_795_600_000.0
 DAY = 86_400.0
+HOLD = 30.0
 
 
 @dataclass(frozen=True)
@@ -149,43 +153,47 @@ async def test_saf_oldest_first_repeat_mti_and_nothing_dropped(tmp_path: Path) -
         "pending": 2,
         "pending_amount": 3_000,
         "oldest_age_s": 11,
+        "needs_attention": 0,
     }
 
-    attempt = await j.saf_begin_attempt(first.entry_id, NOW + 2)
+    attempt = await j.saf_due(NOW + 2, HOLD)
+    assert attempt is not None and attempt.entry.entry_id == first.entry_id
     assert attempt.mti == "0400" and attempt.fields == {"11": "000001", "55": b"\x9f\x26\x08"}
     failed = await j.saf_attempt_failed(first.entry_id, "no answer in 15 s", NOW + 17)
     assert (
         failed.attempts == 1 and failed.mti == "0401" and failed.last_error == "no answer in 15 s"
     )
+    assert failed.last_attempt_at == (NOW + 17) * 1000 and not failed.needs_attention
     await j.close()
 
     j = await Journal.open(tmp_path)  # a restart loses nothing and keeps the order
-    peek = await j.saf_peek()
-    assert peek is not None and peek.entry.entry_id == first.entry_id and peek.mti == "0401"
-    repeat = await j.saf_begin_attempt(first.entry_id, NOW + 47)
+    repeat = await j.saf_due(NOW + 47, HOLD)
+    assert repeat is not None and repeat.entry.entry_id == first.entry_id
     assert repeat.mti == "0401" and repeat.fields == attempt.fields
-    assert repeat.entry.attempts == 2 and repeat.entry.last_attempt_at == (NOW + 47) * 1000
     reversed_ = await j.saf_complete(first.entry_id, response_code="00", now=NOW + 48)
     assert reversed_.state == "reversed" and reversed_.decline_reason == "ledger_timeout"
     with pytest.raises(UnknownSafEntry):
         await j.saf_complete(first.entry_id, response_code="00", now=NOW + 49)
 
-    peek = await j.saf_peek()
-    assert peek is not None and peek.entry.kind == "advice" and peek.mti == "0220"
-    attempt = await j.saf_begin_attempt(peek.entry.entry_id, NOW + 50)
-    assert attempt.mti == "0220"
-    assert (await j.saf_begin_attempt(peek.entry.entry_id, NOW + 80)).mti == "0221"
+    advice = await j.saf_due(NOW + 50, HOLD)
+    assert advice is not None and advice.entry.kind == "advice" and advice.mti == "0220"
+    # Not sent (the link was down): nothing is counted, the next try is still the 0220.
+    assert (await j.saf_due(NOW + 80, HOLD)) == advice
     forwarded = await j.saf_complete(
-        peek.entry.entry_id, response_code="00", rrn="000000000099", now=NOW + 81
+        advice.entry.entry_id, response_code="00", rrn="000000000099", now=NOW + 81
     )
     assert forwarded.state == "forwarded" and forwarded.rrn == "000000000099"
     assert forwarded.offline and forwarded.auth_code == "Y10001"
-    assert await j.saf_peek() is None
+    assert await j.saf_due(NOW + 82, 0.0) is None
     assert (await j.saf_summary(NOW + 90)).to_json() == {
         "pending": 0,
         "pending_amount": 0,
         "oldest_age_s": None,
+        "needs_attention": 0,
     }
+    with sqlite3.connect(tmp_path / "journal.db") as db:
+        counted = db.execute("SELECT kind, attempts FROM saf ORDER BY id").fetchall()
+    assert counted == [("reversal", 2), ("advice", 1)]  # the answered tries count too
     await j.close()
 
 
@@ -203,8 +211,8 @@ async def test_saf_listing_is_masked(journal: Journal) -> None:
     assert doc["masked_pan"] == "941012******9012" and doc["stan"] == "000007"
     assert doc["age_s"] == 5 and doc["mti"] == "0400"
     assert "9410123456789012" not in repr(entry) + repr(doc)
-    message = await journal.saf_peek()
-    assert "9410123456789012" not in repr(message)
+    message = await journal.saf_due(NOW, 0.0)
+    assert message is not None and "9410123456789012" not in repr(message)
 
 
 async def test_saf_listing_reads_without_key_or_daemon(tmp_path: Path) -> None:
@@ -237,9 +245,11 @@ async def test_reversal_after_approval_and_empty_fields_refused(journal: Journal
 
 async def test_saf_unknown_entry(journal: Journal) -> None:
     with pytest.raises(UnknownSafEntry):
-        await journal.saf_begin_attempt(42, NOW)
-    with pytest.raises(UnknownSafEntry):
         await journal.saf_attempt_failed(42, "x", NOW)
+    with pytest.raises(UnknownSafEntry):
+        await journal.saf_refused(42, response_code="30", error="x", now=NOW)
+    with pytest.raises(UnknownSafEntry):
+        await journal.saf_complete(42, response_code="00", now=NOW)
 
 
 # -- QR nonces -------------------------------------------------------------------------------
@@ -346,7 +356,6 @@ async def test_forwarded_payments_leave_the_offline_exposure(journal: Journal) -
     limits = Limits(max_count=1)
     assert isinstance(await offline(journal, "a", 100, limits), PaymentRecord)
     entry = (await journal.saf_pending())[0]
-    await journal.saf_begin_attempt(entry.entry_id, NOW)
     await journal.saf_complete(entry.entry_id, response_code="00", now=NOW)
     assert isinstance(await offline(journal, "b", 100, limits), PaymentRecord)
     probe = await authorizing(journal, "probe")
@@ -378,6 +387,126 @@ async def test_a_refused_step_rolls_back_its_earlier_writes(journal: Journal) ->
         db.execute("UPDATE payments SET state = 'declined' WHERE id = ?", (record.payment_id,))
     with pytest.raises(IllegalTransition):
         await journal.saf_complete(entry.entry_id, response_code="00", now=NOW)
-    message = await journal.saf_peek()
+    message = await journal.saf_due(NOW, 0.0)
     assert message is not None and message.entry.entry_id == entry.entry_id
-    assert message.fields == {"11": "000001"}
+    assert message.fields == {"11": "000001"} and message.entry.attempts == 0
+
+
+# -- answers that do not settle an entry -----------------------------------------------------
+
+
+async def test_a_refused_entry_stays_queued_needing_attention_and_is_held(
+    tmp_path: Path,
+) -> None:
+    j = await Journal.open(tmp_path)
+    rev = await authorizing(j, "rev", 1_000)
+    _, rev_entry = await j.start_reversal(
+        rev.payment_id, fields={"11": "000009"}, stan=9, now=NOW, decline_reason="ledger_timeout"
+    )
+    adv = await authorizing(j, "adv", 2_000)
+    await j.approve_offline(
+        adv.payment_id, auth_code="Y10001", fields=advice_fields(adv), limits=Limits(), now=NOW
+    )
+    refused = await j.saf_refused(
+        rev_entry.entry_id, response_code="30", error="ledger answered 30", now=NOW + 1
+    )
+    assert refused.needs_attention and refused.refused_code == "30"
+    assert (refused.attempts, refused.mti, refused.last_error) == (1, "0401", "ledger answered 30")
+    assert (await j.get(rev.payment_id)).state == "reversing"  # type: ignore[union-attr]
+    summary = await j.saf_summary(NOW + 2)
+    assert (summary.pending, summary.needs_attention) == (2, 1)
+    assert await j.saf_held_until(HOLD) == NOW + 1 + HOLD
+
+    # Held: the walk goes on to the next entry, and comes back once the hold is over.
+    behind = await j.saf_due(NOW + 2, HOLD)
+    assert behind is not None and behind.entry.kind == "advice"
+    assert await j.saf_due(NOW + 2, HOLD, after_id=behind.entry.entry_id) is None
+    again = await j.saf_due(NOW + 1 + HOLD, HOLD)
+    assert again is not None and again.entry.entry_id == rev_entry.entry_id
+    assert again.mti == "0401" and again.fields == {"11": "000009"}
+    forced = await j.saf_due(NOW + 2, 0.0)
+    assert forced is not None and forced.entry.entry_id == rev_entry.entry_id
+
+    # A later try with no answer keeps the refusal; the restart and the listing show it.
+    await j.saf_attempt_failed(rev_entry.entry_id, "no answer in 15 s", NOW + 40)
+    await j.close()
+    [listed, _] = saf_listing(tmp_path)
+    assert listed.refused_code == "30" and listed.attempts == 2
+    doc = listed.to_json()
+    assert doc["needs_attention"] is True and doc["refused_code"] == "30"
+    assert doc["last_error"] == "no answer in 15 s"
+    j = await Journal.open(tmp_path)
+    assert await j.saf_held_until(HOLD) == NOW + 40 + HOLD
+    # Only 00 settles it; then it is history, and nothing needs attention any more.
+    done = await j.saf_complete(rev_entry.entry_id, response_code="00", now=NOW + 70)
+    assert done.state == "reversed"
+    assert (await j.saf_summary(NOW + 70)).needs_attention == 0
+    assert await j.saf_held_until(HOLD) is None
+    await j.close()
+
+
+async def test_a_reversal_is_settled_by_nothing_but_00(journal: Journal) -> None:
+    record = await authorizing(journal, "a")
+    _, entry = await journal.start_reversal(
+        record.payment_id, fields={"11": "000002"}, stan=2, now=NOW, decline_reason="timeout"
+    )
+    for code in ("30", "12", "25", "05"):
+        with pytest.raises(InvalidArgument, match="only 00 settles a reversal"):
+            await journal.saf_complete(entry.entry_id, response_code=code, now=NOW)
+    [still] = await journal.saf_pending()
+    assert still.entry_id == entry.entry_id and still.attempts == 0
+    assert (await journal.get(record.payment_id)).state == "reversing"  # type: ignore[union-attr]
+
+
+async def test_saf_refused_arguments_are_checked(journal: Journal) -> None:
+    record = await authorizing(journal, "a")
+    _, entry = await journal.start_reversal(
+        record.payment_id, fields={"11": "000002"}, stan=2, now=NOW, decline_reason="timeout"
+    )
+    for code, problem in (("00", "saf_complete"), ("3", "2 characters"), ("3-", "2 characters")):
+        with pytest.raises(InvalidArgument, match=problem) as err:
+            await journal.saf_refused(entry.entry_id, response_code=code, error="x", now=NOW)
+        assert err.value.field == "response_code"
+    for hold in (-1.0, float("nan")):
+        with pytest.raises(InvalidArgument) as err:
+            await journal.saf_due(NOW, hold)
+        assert err.value.field == "hold_s"
+    [still] = await journal.saf_pending()
+    assert (still.attempts, still.refused_code) == (0, None)
+
+
+async def test_an_advice_refused_by_the_ledger_is_declined_and_leaves_the_totals(
+    journal: Journal,
+) -> None:
+    limits = Limits(max_count=1)
+    adv = await offline(journal, "adv", 4_000, limits)
+    assert isinstance(adv, PaymentRecord)
+    [entry] = await journal.saf_pending()
+    refused = await journal.saf_complete(entry.entry_id, response_code="51", now=NOW + 5)
+    assert (refused.state, refused.response_code, refused.decline_reason) == (
+        "declined",
+        "51",
+        ADVICE_REFUSED,
+    )
+    assert refused.offline and refused.auth_code == "Y10002"
+    assert await journal.saf_pending() == []
+    events = [e for e in await journal.events_since(0) if e.payment_id == adv.payment_id]
+    assert (events[-1].from_state, events[-1].state) == ("approved_offline", "declined")
+    totals = await journal.totals(datetime.datetime.fromtimestamp(NOW).date())
+    assert (totals["approved_count"], totals["net_charged"]) == (0, 0)
+    day = await journal.payments_today(NOW)
+    assert (day["approved"], day["declined"], day["amount"]) == (0, 1, 0)
+    # No longer at risk offline, and nothing to refund.
+    assert isinstance(await offline(journal, "next", 100, limits), PaymentRecord)
+    with pytest.raises(RefundRefused):
+        await journal.create_refund(
+            original_payment_id=adv.payment_id, amount=1_000, idempotency_key=None, now=NOW
+        )
+
+
+async def test_only_the_ledger_ends_an_offline_approval(journal: Journal) -> None:
+    adv = await offline(journal, "adv", 4_000, Limits())
+    assert isinstance(adv, PaymentRecord)
+    with pytest.raises(IllegalTransition):
+        await journal.transition(adv.payment_id, "declined", NOW, decline_reason="x")
+    assert (await journal.get(adv.payment_id)).state == "approved_offline"  # type: ignore[union-attr]
