@@ -11,7 +11,9 @@
   (answers may come out of order). What went wrong decides what the caller must do:
   LedgerUnavailable (nothing went out), LedgerTimeout and its subclasses (it went out and no
   valid answer came: reverse it), LedgerSecurityError (the answer's MAC is wrong: treat it as
-  no answer; the payment must be reversed too).
+  no answer; the payment must be reversed too). A malformed answer fails its request as soon
+  as it arrives (LedgerBadResponse) whenever its MTI and STAN can be read, which the profile
+  layer does from their fixed places even when the rest of the message is broken.
 Log lines name messages by MTI and STAN only: no card data passes through a log call here.
 """
 
@@ -458,7 +460,8 @@ class LedgerClient:
         try:
             inbound = decode_response(data, self._mac_key)
         except LedgerFormatError as exc:
-            log.warning("ledger: malformed answer (%s stan %s): %s", exc.mti, exc.stan, exc)
+            stan = "unreadable" if exc.stan is None else f"{exc.stan:06d}"
+            log.warning("ledger: malformed answer (%s stan %s): %s", exc.mti, stan, exc)
             future = None
             if exc.mti is not None and exc.stan is not None:
                 future = session.pending.get((exc.mti, exc.stan))
