@@ -1,0 +1,78 @@
+"""Chip cards while the ledger is unreachable: posd decides its offline limits before the card
+is asked, so a card never approves offline what posd then declines."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+import posd.sim.card_reader as sim_reader
+from posd.sim.cards import TestCard as SimCard
+from protocols import srl_messages as srl
+from tests.helpers.daemon import RunningDaemon, running_daemon
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def journal_states(d: RunningDaemon) -> dict[str, str]:
+    """Every payment's state as the journal has it on disk, read from outside posd."""
+    with sqlite3.connect(f"file:{d.state_dir / 'journal.db'}?mode=ro", uri=True) as db:
+        return dict(db.execute("SELECT id, state FROM payments").fetchall())
+
+
+def card_approves_offline(monkeypatch: pytest.MonkeyPatch, d: RunningDaemon) -> list[str]:
+    """The simulated chip card accepts offline (TC on Z3). Returns, per COMPLETE, the state
+    the journal held for the payment at the moment the card was asked."""
+    decide = sim_reader.complete_result
+    states_when_asked: list[str] = []
+
+    def offline_capable(card: SimCard, arc: str, amount: int, atc: int) -> srl.CompleteResult:
+        states_when_asked.extend(journal_states(d).values())
+        return decide(card, "00" if arc == "Z3" else arc, amount, atc)
+
+    monkeypatch.setattr(sim_reader, "complete_result", offline_capable)
+    return states_when_asked
+
+
+async def pay_card(d: RunningDaemon, amount: int) -> dict[str, object]:
+    created = await d.create(amount, "card")
+    assert d.reader is not None
+    d.reader.present("seoroeum")
+    return await d.wait_final(str(created["payment_id"]))
+
+
+async def test_beyond_the_limits_declined_before_the_card_is_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with running_daemon(tmp_path, card_reader=True, ledger_up=False) as d:
+        assert d.reader is not None
+        states_when_asked = card_approves_offline(monkeypatch, d)
+        done = await pay_card(d, 60_000)  # the offline max_payment is 50 000
+        assert (done["state"], done["decline_reason"]) == ("declined", "ledger_unavailable")
+        # The card is still told Z3, to end its transaction, but only once posd has declined.
+        await d.wait_status(lambda s: s["devices"]["card_reader"]["state"] == "ready")
+        assert srl.Complete("Z3") in d.reader.received
+        assert states_when_asked == ["declined"]
+        assert (await d.wait_status(lambda s: True))["saf"]["pending"] == 0
+
+
+async def test_a_card_that_refuses_offline_is_declined_for_the_limit_not_the_card(
+    tmp_path: Path,
+) -> None:
+    async with running_daemon(tmp_path, card_reader=True, ledger_up=False) as d:
+        done = await pay_card(d, 60_000)
+        assert (done["state"], done["decline_reason"]) == ("declined", "ledger_unavailable")
+
+
+async def test_within_the_limits_a_card_that_accepts_offline_is_approved_offline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with running_daemon(tmp_path, card_reader=True, ledger_up=False) as d:
+        states_when_asked = card_approves_offline(monkeypatch, d)
+        done = await pay_card(d, 10_000)
+        assert (done["state"], done["offline"]) == ("approved_offline", True), done
+        assert states_when_asked == ["authorizing"]
+        await d.ledger.refuse_connections(False)
+        await d.wait_state(str(done["payment_id"]), {"forwarded"})
