@@ -26,6 +26,8 @@ from tests.helpers.daemon import RunningDaemon, running_daemon
 from .test_ledger_client import FAST, MAC_KEY, TERMINAL, WAIT_S, Stans, now, purchase
 
 pytestmark = pytest.mark.timeout(60)
+# The tests that let a 0200 go unanswered wait this long for it (loopback answers take ms).
+QUICK_0200 = {"timeout_s": 1.0}
 
 
 async def qr_payment(d: RunningDaemon, amount: int, account: str = GOOD_QR_ACCOUNT) -> str:
@@ -53,7 +55,7 @@ def errors_about(caplog: pytest.LogCaptureFixture, payment_id: str) -> list[str]
 async def test_a_reversal_answered_30_is_not_settled_and_needs_attention(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with running_daemon(tmp_path, saf_retry_interval_s=600) as d:
+    async with running_daemon(tmp_path, saf_retry_interval_s=600, ledger=QUICK_0200) as d:
         before = d.ledger.rules.balance(GOOD_QR_ACCOUNT)
         assert before is not None
         d.ledger.faults.no_answer = True
@@ -86,7 +88,7 @@ async def test_a_reversal_answered_30_is_not_settled_and_needs_attention(
 
 
 async def test_a_refused_entry_is_held_without_holding_back_the_others(tmp_path: Path) -> None:
-    async with running_daemon(tmp_path, saf_retry_interval_s=600) as d:
+    async with running_daemon(tmp_path, saf_retry_interval_s=600, ledger=QUICK_0200) as d:
         d.ledger.faults.no_answer = True
         refused = await qr_payment(d, 5_000)
         await d.ledger.wait_seen(lambda s: s.mti == "0200")
