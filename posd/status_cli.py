@@ -111,6 +111,9 @@ def render_status(state: Mapping[str, Any]) -> str:
     if saf.get("pending"):
         saf_line += f", {_won(saf.get('pending_amount'))}"
         saf_line += f", oldest {_duration(saf.get('oldest_age_s'))} ago"
+    if saf.get("needs_attention"):
+        # Entries the ledger answered without settling: someone must look at them.
+        saf_line += f", {_show(saf.get('needs_attention'))} NEED ATTENTION (posd saf)"
     orders = _get(state, "orders") or {}
     today = _get(state, "payments_today") or {}
     rows = [
@@ -150,6 +153,8 @@ def render_saf(queue: Sequence[Mapping[str, Any]]) -> str:
             f"{_show(entry.get('payment_id'))}  {_won(entry.get('amount'))}  "
             f"stan {_show(entry.get('stan'))}  {who}  attempts {_show(entry.get('attempts'))}"
         )
+        if entry.get("needs_attention"):
+            line += f"  NEEDS ATTENTION (ledger answered {_show(entry.get('refused_code'))})"
         if entry.get("last_error"):
             line += f"  last error: {entry['last_error']}"
         lines.append(line)

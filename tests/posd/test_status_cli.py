@@ -106,6 +106,16 @@ async def test_saf_lists_masked_entries_only(
                 "debug": "9410123456784321",
             },
             {"payment_id": "p8", "kind": "reversal", "amount": 500, "account_last4": "8899"},
+            {
+                "payment_id": "p9",
+                "kind": "reversal",
+                "amount": 700,
+                "stan": 40,
+                "card_last4": "1111",
+                "attempts": 1,
+                "needs_attention": True,
+                "refused_code": "30",
+            },
         ]
     )
     try:
@@ -113,12 +123,13 @@ async def test_saf_lists_masked_entries_only(
     finally:
         await running.stop()
     out = capsys.readouterr().out
-    assert out.splitlines()[0] == "store-and-forward queue: 2 waiting, oldest first"
+    assert out.splitlines()[0] == "store-and-forward queue: 3 waiting, oldest first"
     assert (
         "advice   p7  12,000 won  stan 31  ****4321  attempts 2  last error: ledger link down"
         in out
     )
     assert "reversal p8  500 won  stan -  ****8899  attempts -" in out
+    assert "p9  700 won  stan 40  ****1111  attempts 1  NEEDS ATTENTION (ledger answered 30)" in out
     assert "9410123456784321" not in out
 
 
@@ -148,3 +159,10 @@ def test_render_status_copes_with_unknowns() -> None:
     text = status_cli.render_status({"ledger": {"link": "down", "last_error": "refused"}})
     assert "ledger       down, last error: refused" in text
     assert "card reader  -" in text
+
+
+def test_render_status_flags_saf_entries_that_need_attention() -> None:
+    calm = {"saf": {"pending": 1, "pending_amount": 500, "oldest_age_s": 30, "needs_attention": 0}}
+    assert "NEED ATTENTION" not in status_cli.render_status(calm)
+    stuck = {"saf": {"pending": 2, "pending_amount": 900, "oldest_age_s": 90, "needs_attention": 1}}
+    assert "1 NEED ATTENTION (posd saf)" in status_cli.render_status(stuck)
