@@ -97,9 +97,13 @@ async def test_cancel_while_the_reader_is_silent_answers_and_frees_the_reader(
         d.reader.go_silent()
         status, body = await d.request("POST", f"/v1/payments/{created['payment_id']}/cancel")
         assert (status, body["state"]) == (200, "cancelled")
+        # The driver gives the link up (CANCEL never acknowledged) and looks for the reader
+        # again; once it answers, it serves the next payment.
+        await reader_state(d, "disconnected")
         d.reader.wake()
         await reader_state(d, "ready")
-        d.reader.present("seoroeum")
         again = await d.create(1_000, "card")
+        await reader_state(d, "busy")
+        d.reader.present("seoroeum")
         done = await d.wait_final(again["payment_id"])
         assert done["state"] == "approved", done
