@@ -196,7 +196,12 @@ async def test_status_object_and_totals(tmp_path: Path) -> None:
         assert state["ledger"]["link"] == "up" and state["ledger"]["last_rtt_ms"] is not None
         assert set(state["devices"]) == {"card_reader", "qr_scanner", "audio"}
         assert state["devices"]["qr_scanner"] == {"state": "ready", "kind": "serial"}
-        assert state["saf"] == {"pending": 0, "pending_amount": 0, "oldest_age_s": None}
+        assert state["saf"] == {
+            "pending": 0,
+            "pending_amount": 0,
+            "oldest_age_s": None,
+            "needs_attention": 0,
+        }
         assert state["orders"] == {"alerting": 0, "missed_today": 0}
         assert state["payments_today"] == {"approved": 1, "declined": 1, "amount": 10_000}
         # Totals are by the shop's local date.
