@@ -10,6 +10,7 @@ import pytest
 
 import posd.sim.card_reader as sim_reader
 from posd.journal import CardSecrets, Journal
+from posd.sim.cards import card_data
 from posd.sim.ledger_accounts import GOOD_CARD, GOOD_QR_ACCOUNT
 from protocols import srl_messages as srl
 from protocols.ber_tlv import Tlv, decode_tlv, encode_tlv
@@ -41,10 +42,8 @@ def reader_card_data(
     monkeypatch: pytest.MonkeyPatch, change: dict[int, bytes], add: list[Tlv]
 ) -> None:
     """The simulated reader's chip CARD_DATA with tags replaced and others added."""
-    made = sim_reader.card_data
-
     def changed(*args: object, **kwargs: object) -> srl.CardData:
-        message = made(*args, **kwargs)  # type: ignore[arg-type]
+        message = card_data(*args, **kwargs)  # type: ignore[arg-type]
         items = [Tlv(t.tag, change.get(t.tag, t.value)) for t in decode_tlv(message.tlv)]
         return srl.CardData(message.entry, encode_tlv(items + add))
 

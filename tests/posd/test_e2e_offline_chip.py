@@ -10,6 +10,7 @@ import pytest
 
 import posd.sim.card_reader as sim_reader
 from posd.sim.cards import TestCard as SimCard
+from posd.sim.cards import complete_result
 from protocols import srl_messages as srl
 from tests.helpers.daemon import RunningDaemon, running_daemon
 
@@ -25,12 +26,11 @@ def journal_states(d: RunningDaemon) -> dict[str, str]:
 def card_approves_offline(monkeypatch: pytest.MonkeyPatch, d: RunningDaemon) -> list[str]:
     """The simulated chip card accepts offline (TC on Z3). Returns, per COMPLETE, the state
     the journal held for the payment at the moment the card was asked."""
-    decide = sim_reader.complete_result
     states_when_asked: list[str] = []
 
     def offline_capable(card: SimCard, arc: str, amount: int, atc: int) -> srl.CompleteResult:
         states_when_asked.extend(journal_states(d).values())
-        return decide(card, "00" if arc == "Z3" else arc, amount, atc)
+        return complete_result(card, "00" if arc == "Z3" else arc, amount, atc)
 
     monkeypatch.setattr(sim_reader, "complete_result", offline_capable)
     return states_when_asked
