@@ -442,11 +442,12 @@ class PaymentEngine:
     # ---- the flow -------------------------------------------------------------------------
 
     async def _drive(self, rec: PaymentRecord, waiting: _Waiting) -> None:
-        card_taken = False
+        card_taken = chip_taken = False
         try:
             got = await self._wait_for_payer(rec, waiting)
             waiting.deciding = True
             card_taken = isinstance(got, CardData)
+            chip_taken = isinstance(got, CardData) and got.entry_mode == "chip"
             if waiting.read is not None and not card_taken:
                 # Stopped at once, so the reader is not still reading while a QR pays; the
                 # rest of the stop (and a Z3 for a chip card it read) is in `finally`.
@@ -473,6 +474,10 @@ class PaymentEngine:
                 await self._decline_now(rec, "internal_error")
             elif rec.state == AUTHORIZING:
                 await self._reverse(rec, "internal_error", publish=True)
+            else:
+                return
+            if chip_taken:
+                await self._tell_card(ARC_LEDGER_NOT_REACHED)
         finally:
             waiting.decided.set()
             try:
