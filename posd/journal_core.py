@@ -64,7 +64,8 @@ from posd.logs import register_secret
 
 STAN_MAX = 999_999
 DAY_MS = 86_400_000
-_RESPONSE_CODE = re.compile(r"[0-9A-Z]{2}")
+# Field 39 is an2 in the profile: any letters and digits, so the journal takes all of them.
+_RESPONSE_CODE = re.compile(r"[0-9A-Za-z]{2}")
 _OFFLINE_AUTH_CODE = re.compile(r"Y1[0-9]{4}")
 _PAYMENT_COLUMNS = """id, kind, idempotency_key, original_payment_id, state, amount, discount,
     charged, benefit_plus_rate_bps, requested_method, method, entry_mode, masked_pan, last4,
@@ -515,7 +516,7 @@ class JournalCore:
             if payment.kind != "purchase" or payment.stan is None:
                 raise InvalidArgument("payment_id", "only a purchase can be approved offline")
             exposure = self._exposure(db, payment_id, now_ms)
-            reason = _offline_refusal(limits, payment.charged, exposure)
+            reason = offline_refusal(limits, payment.charged, exposure)
             if reason is not None:
                 return OfflineRefused(reason, exposure)
             db.execute(
@@ -948,7 +949,7 @@ def _saf_entry(row: sqlite3.Row) -> SafEntry:
     )
 
 
-def _offline_refusal(limits: OfflineLimits, charged: int, exposure: OfflineExposure) -> str | None:
+def offline_refusal(limits: OfflineLimits, charged: int, exposure: OfflineExposure) -> str | None:
     if not limits.enabled:
         return "offline_disabled"
     if charged > limits.max_payment:
@@ -972,7 +973,7 @@ def _hold_ms(hold_s: float) -> int:
 
 def _check_response_code(response_code: str) -> None:
     if not isinstance(response_code, str) or not _RESPONSE_CODE.fullmatch(response_code):
-        raise InvalidArgument("response_code", "must be 2 characters, digits or A-Z")
+        raise InvalidArgument("response_code", "must be 2 letters or digits (an2)")
 
 
 def _check_amount(amount: int) -> None:

@@ -55,7 +55,7 @@ from posd.journal import (
 )
 
 # The journal's own offline rule: checked before the card is asked, so both always agree.
-from posd.journal_core import _offline_refusal as offline_refusal
+from posd.journal_core import offline_refusal
 from posd.journal_model import (
     APPROVED,
     AUTHORIZING,
@@ -418,6 +418,8 @@ class PaymentEngine:
                     "queued_at": full["created_at"],
                     "attempts": entry.attempts,
                     "last_error": entry.last_error,
+                    "needs_attention": entry.needs_attention,
+                    "refused_code": entry.refused_code,
                 }
             )
         return queue

@@ -127,18 +127,26 @@ async def test_restart_reverses_payments_whose_card_data_could_never_make_a_0200
 
 
 async def test_a_flow_failure_after_authorizing_reverses_from_the_journal_and_ends_the_card(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    record_answer = Journal.record_answer
+    failures = [RuntimeError("journal refused the answer (injected fault)")]
+
+    async def failing_once(self: Journal, *args: object, **kwargs: object) -> object:
+        # Stands for a posd bug with a 0200 out: no real peer can provoke one on demand.
+        if failures:
+            raise failures.pop()
+        return await record_answer(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Journal, "record_answer", failing_once)
     async with running_daemon(tmp_path, card_reader=True) as d:
         assert d.reader is not None
-        # Well-formed field 39, but no response code the journal can record: the flow fails
-        # with a 0200 out, and settles the payment as start-up recovery would.
-        d.ledger.faults.respond_with = "zz"
         done = await pay_card(d)
-        assert (done["state"], done["decline_reason"]) == ("reversing", "internal_error")
+        # The reversal may already be answered by the time the payment is read.
+        assert done["state"] in ("reversing", "reversed")
+        assert done["decline_reason"] == "internal_error"
         await d.wait_status(lambda s: s["devices"]["card_reader"]["state"] == "ready")
         assert d.reader.received[-1] == srl.Complete("Z3")
-        d.ledger.faults.respond_with = None
         await d.wait_state(str(done["payment_id"]), {"reversed"})
         sent = financial(d)
         assert sent[:2] == ["0200", "0400"] and set(sent[2:]) <= {"0400", "0401"}, sent

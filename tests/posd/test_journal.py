@@ -258,7 +258,7 @@ async def test_cancel_and_counter_decline(journal: Journal) -> None:
     ("kwargs", "field"),
     [
         ({"response_code": "0"}, "response_code"),
-        ({"response_code": "0a"}, "response_code"),
+        ({"response_code": "0-"}, "response_code"),
         ({"rrn": "1" * 13}, "rrn"),
         ({"auth_code": "ü"}, "auth_code"),
     ],

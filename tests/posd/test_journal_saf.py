@@ -463,7 +463,9 @@ async def test_saf_refused_arguments_are_checked(journal: Journal) -> None:
     _, entry = await journal.start_reversal(
         record.payment_id, fields={"11": "000002"}, stan=2, now=NOW, decline_reason="timeout"
     )
-    for code, problem in (("00", "saf_complete"), ("3", "2 characters"), ("3-", "2 characters")):
+    an2 = "2 letters or digits"
+    bad_codes = (("00", "saf_complete"), ("3", an2), ("3-", an2))
+    for code, problem in bad_codes:
         with pytest.raises(InvalidArgument, match=problem) as err:
             await journal.saf_refused(entry.entry_id, response_code=code, error="x", now=NOW)
         assert err.value.field == "response_code"

@@ -289,3 +289,23 @@ async def test_a_link_lost_after_sending_counts_and_the_repeat_follows_the_recon
         assert (settled.payment_id, settled.state) == (record.payment_id, "reversed")
         assert financial_mtis(r.sim) == ["0400", "0401"]
         assert r.sim.connections_accepted == 2
+
+
+async def test_an_answer_code_outside_the_profile_needs_attention_without_a_crash(
+    tmp_path: Path,
+) -> None:
+    async with running_daemon(tmp_path, saf_retry_interval_s=600, ledger=QUICK_0200) as d:
+        d.ledger.faults.no_answer = True
+        pid = await qr_payment(d, 2_000)
+        await d.ledger.wait_seen(lambda s: s.mti == "0200")
+        d.ledger.faults.no_answer = False
+        # an2 allows lower case; no rule of the profile gives "zz" a meaning.
+        d.ledger.faults.respond_with = "zz"
+        await d.wait_state(pid, {"reversing"})
+        await d.wait_status(lambda s: s["saf"]["needs_attention"] == 1)
+        _, body = await d.request("GET", "/v1/saf")
+        [entry] = body["queue"]
+        assert entry["needs_attention"] is True and entry["refused_code"] == "zz"
+        d.ledger.faults.respond_with = None
+        assert (await d.request("POST", "/v1/saf/flush"))[1] == {"forwarded": 1, "pending": 0}
+        assert (await d.payment(pid))["state"] == "reversed"
