@@ -20,14 +20,14 @@ import contextlib
 import errno
 import logging
 import random
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Literal
+from typing import Any, Literal
 
 import serial
 import serial_asyncio_fast
 
-from drivers.serial_ports import reader_candidates
+from drivers.serial_ports import reader_candidates, without_ports
 from protocols import srl_messages as srl
 from protocols.ber_tlv import TlvError, decode_tlv, find_tag
 from protocols.emv import EmvError, Track2, expiry_from_5f24, mask_pan, pan_from_5a
@@ -72,6 +72,8 @@ REPLY_TIMEOUT_S = 2.0
 PORT_CLOSE_TIMEOUT_S = 2.0
 # COMPLETE runs the card's second GENERATE AC, which takes a slow card a second or two.
 COMPLETE_TIMEOUT_S = 5.0
+# Opening runs in an executor thread too; a probe ended early waits this long for it.
+PORT_OPEN_TIMEOUT_S = 2.0
 
 
 class ReaderUnavailable(Exception):
@@ -184,9 +186,15 @@ class _Session(asyncio.Protocol):
     """One open port: the link machine, its timer, and the messages it delivered."""
 
     def __init__(
-        self, path: str, baudrate: int, initial_seq: int, trace: Callable[[str], None]
+        self,
+        path: str,
+        baudrate: int,
+        initial_seq: int,
+        trace: Callable[[str], None],
+        on_end: Callable[[_Session, str], None],
     ) -> None:
         self.path = path
+        self._on_end = on_end
         self.link = SrlLink("host", baudrate=baudrate, initial_seq=initial_seq)
         self.inbox: asyncio.Queue[object] = asyncio.Queue()
         self.ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
@@ -221,8 +229,11 @@ class _Session(asyncio.Protocol):
 
     async def wait_closed(self) -> None:
         """Until the port is closed (and its lock released), so it can be opened again."""
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for drops a cancellation that
+        # lands as the awaited thing completes, and the caller would then never stop.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(self.closed), PORT_CLOSE_TIMEOUT_S)
+            async with asyncio.timeout(PORT_CLOSE_TIMEOUT_S):
+                await asyncio.shield(self.closed)
 
     def send(self, msg: srl.Message) -> None:
         if not self.alive:
@@ -236,6 +247,9 @@ class _Session(asyncio.Protocol):
             self._timer = None
         if not self.ended.done():
             self.ended.set_result(reason)
+            # Before the waiting operation hears of it: a caller told "link lost" finds
+            # the reader disconnected already.
+            self._on_end(self, reason)
             self.inbox.put_nowait(_LOST)
         if self._transport is not None and not self._transport.is_closing():
             # abort, not close: a graceful close drains output first, which blocks on a
@@ -287,7 +301,11 @@ class _OpenFailed(Exception):
 
 
 class CardReader:
-    """The card reader component. ``port`` None or "auto" finds the reader itself."""
+    """The card reader component. ``port`` None or "auto" finds the reader itself.
+
+    ``exclude`` names ports `auto` never PINGs (the serial QR scanner's); a symlink such as
+    /dev/posd-scanner counts as the tty it points at.
+    """
 
     name = "card_reader"
     config_sections = ("card_reader",)
@@ -298,6 +316,7 @@ class CardReader:
         baudrate: int = 115200,
         *,
         candidates: Callable[[], Sequence[str]] = reader_candidates,
+        exclude: Collection[str] = (),
         reconnect_initial_s: float = 0.5,
         reconnect_max_s: float = 5.0,
         trace: Callable[[str], None] | None = None,
@@ -308,6 +327,7 @@ class CardReader:
         self._configured = None if port in (None, "auto") else port
         self.baudrate = baudrate
         self._candidates = candidates
+        self._exclude = tuple(exclude)
         self._reconnect_initial_s = reconnect_initial_s
         self._reconnect_max_s = reconnect_max_s
         self._trace_fn = trace
@@ -322,7 +342,6 @@ class CardReader:
         self._session: _Session | None = None
         self._past_stats = LinkStats()
         self._lock = asyncio.Lock()
-        self._probes: set[asyncio.Task[tuple[_Session, ReaderInfo]]] = set()
         self._state_changed = asyncio.Event()
 
     @property
@@ -353,11 +372,6 @@ class CardReader:
                 delay = self._reconnect_initial_s
                 self.last_error = await self._serve(session)
         finally:
-            for task in list(self._probes):
-                task.cancel()
-            if self._session is not None:
-                self._session.end("posd is stopping")
-                self._retire(self._session)
             self._set_state("disconnected")
 
     async def _serve(self, session: _Session) -> str:
@@ -367,17 +381,31 @@ class CardReader:
         self._set_state("ready")
         try:
             reason = await asyncio.shield(session.ended)
-        finally:
+        except asyncio.CancelledError:
+            # posd is stopping: the port is closed (its lock released, the transport's
+            # closing task done) before run() returns.
             self._retire(session)
-            self._set_state("disconnected")
+            session.end("posd is stopping")
+            await session.wait_closed()
+            raise
+        try:
+            await session.wait_closed()
+        except asyncio.CancelledError:
+            await session.wait_closed()
+            raise
+        return reason
+
+    def _lost(self, session: _Session, reason: str) -> None:
+        if self._session is not session:
+            return  # a probe, or a session already let go
+        self._retire(session)
+        self._set_state("disconnected")
         log.warning(
             "card reader link on %s down: %s; link stats: %s",
             session.path,
             reason,
             session.link.stats.as_dict(),
         )
-        await session.wait_closed()
-        return reason
 
     def _retire(self, session: _Session) -> None:
         self._next_seq = session.link.next_seq
@@ -390,11 +418,15 @@ class CardReader:
         if self._configured is not None:
             paths: Sequence[str] = [self._configured]
         else:
-            paths = list(self._candidates())
+            found = list(self._candidates())
+            paths = without_ports(found, self._exclude)
             if not paths:
-                raise _OpenFailed("disconnected", "no serial port to look for a card reader on")
+                skipped = f" (skipped {', '.join(found)}: not the reader's)" if found else ""
+                raise _OpenFailed(
+                    "disconnected", f"no serial port to look for a card reader on{skipped}"
+                )
         if len(paths) == 1:
-            session, info = await self._open_and_ping(paths[0])
+            session, info = await self._open_and_ping(self._new_session(paths[0]))
         else:
             session, info = await self._probe(paths)
         self._found(session, info)
@@ -413,37 +445,44 @@ class CardReader:
         self._trace(f"info {info.model} {info.firmware} {info.serial}")
 
     async def _probe(self, paths: Sequence[str]) -> tuple[_Session, ReaderInfo]:
-        """PING every candidate at once; the first to PONG is the reader."""
-        tasks = [asyncio.create_task(self._open_and_ping(path)) for path in paths]
-        for task in tasks:
-            self._probes.add(task)
-            task.add_done_callback(self._probes.discard)
-        pending = set(tasks)
+        """PING every candidate at once; the first to PONG is the reader.
+
+        Every other probe is ended and awaited (bounded) before this returns or raises, so
+        no port stays open behind the daemon's back and no probe's error goes unretrieved.
+        """
+        sessions = [self._new_session(path) for path in paths]
+        tasks = [asyncio.create_task(self._open_and_ping(session)) for session in sessions]
+        winner: tuple[_Session, ReaderInfo] | None = None
         try:
-            while pending:
+            pending = set(tasks)
+            while pending and winner is None:
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
-                    exc = task.exception()
-                    if exc is not None and not isinstance(exc, _OpenFailed):
-                        raise exc
-                winners = [task for task in done if task.exception() is None]
-                if winners:
-                    for task in tasks:
-                        if task is not winners[0]:
-                            # Others are left to finish (cancelling one mid-open would
-                            # leak its port); a second device that answers is let go.
-                            task.add_done_callback(_release_loser)
-                    return winners[0].result()
-        except BaseException:
-            for task in tasks:
-                task.cancel()
-            raise
+                    if winner is None and not task.cancelled() and task.exception() is None:
+                        winner = task.result()
+        finally:
+            for session in sessions:
+                if winner is None or session is not winner[0]:
+                    session.end("another port answered first" if winner else "probe over")
+            await _settle(tasks)
+        if winner is not None:
+            return winner
+        for task in tasks:
+            exc = task.exception()
+            if exc is not None and not isinstance(exc, _OpenFailed):
+                raise exc
         raise _OpenFailed("disconnected", f"no card reader answered on {', '.join(paths)}")
 
-    async def _open_and_ping(self, path: str) -> tuple[_Session, ReaderInfo]:
-        session = await self._open(path)
+    def _new_session(self, path: str) -> _Session:
+        return _Session(path, self.baudrate, self._next_seq, self._trace, self._lost)
+
+    async def _open_and_ping(self, session: _Session) -> tuple[_Session, ReaderInfo]:
+        await self._open(session)
         try:
             info = await self._ping(session)
+            if not session.alive:
+                # Ended (a probe that lost the race) as its PONG came in.
+                raise _OpenFailed("disconnected", f"{session.path}: {session.ended.result()}")
         except BaseException:
             session.end("no answer to PING")
             self._next_seq = session.link.next_seq
@@ -451,17 +490,26 @@ class CardReader:
             raise
         return session, info
 
-    async def _open(self, path: str) -> _Session:
+    async def _open(self, session: _Session) -> None:
         loop = asyncio.get_running_loop()
-        session = _Session(path, self.baudrate, self._next_seq, self._trace)
-        try:
-            # exclusive: two programs on one reader would each see half its frames.
-            await serial_asyncio_fast.create_serial_connection(
-                loop, lambda: session, path, baudrate=self.baudrate, exclusive=True
+        # exclusive: two programs on one reader would each see half its frames.
+        opening = asyncio.ensure_future(
+            serial_asyncio_fast.create_serial_connection(
+                loop, lambda: session, session.path, baudrate=self.baudrate, exclusive=True
             )
+        )
+        try:
+            await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            # The open goes on in its thread: let it finish, then close what it opened
+            # (the ended session aborts the transport it is given).
+            session.end("posd is stopping")
+            await _settle([opening], PORT_OPEN_TIMEOUT_S)
+            if opening.done() and not opening.cancelled() and opening.exception() is None:
+                await session.wait_closed()
+            raise
         except (serial.SerialException, OSError) as exc:
-            raise _open_error(path, exc) from None
-        return session
+            raise _open_error(session.path, exc) from None
 
     async def _ping(self, session: _Session) -> ReaderInfo:
         try:
@@ -570,16 +618,22 @@ class CardReader:
         timeout_s: float,
         what: str,
     ) -> srl.Message:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
+        try:
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for returns the message and
+            # drops a cancellation that lands as it arrives, and a cancelled read then went on
+            # waiting for a card with no CANCEL sent.
+            async with asyncio.timeout(timeout_s):
+                return await self._next_of(session, kinds, what)
+        except TimeoutError:
+            raise ReaderUnavailable(
+                f"the card reader sent no {what} in {timeout_s:g} s"
+            ) from None
+
+    async def _next_of(
+        self, session: _Session, kinds: tuple[type[srl.Message], ...], what: str
+    ) -> srl.Message:
         while True:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise ReaderUnavailable(f"the card reader sent no {what} in {timeout_s:g} s")
-            try:
-                item = await asyncio.wait_for(session.inbox.get(), remaining)
-            except TimeoutError:
-                continue
+            item = await session.inbox.get()
             if item is _LOST:
                 session.inbox.put_nowait(_LOST)
                 raise ReaderUnavailable(f"card reader link lost waiting for {what}")
@@ -612,9 +666,25 @@ class CardReader:
             self._trace_fn(line)
 
 
-def _release_loser(task: asyncio.Task[tuple[_Session, ReaderInfo]]) -> None:
-    if not task.cancelled() and task.exception() is None:
-        task.result()[0].end("another port answered first")
+async def _settle(
+    tasks: Collection[asyncio.Future[Any]],
+    timeout_s: float = PORT_OPEN_TIMEOUT_S + PING_TIMEOUT_S + PORT_CLOSE_TIMEOUT_S,
+) -> None:
+    """Wait (bounded) for ended probes; whatever outlives the wait has its outcome retrieved
+    when it ends, so asyncio never reports an exception nobody looked at."""
+    try:
+        await asyncio.wait(tasks, timeout=timeout_s)
+    finally:
+        for task in tasks:
+            if task.done():
+                _retrieve(task)
+            else:
+                task.add_done_callback(_retrieve)
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def _open_error(path: str, exc: OSError) -> _OpenFailed:
@@ -635,8 +705,9 @@ async def ping_port(path: str, baudrate: int = 115200) -> ReaderInfo:
     """
     reader = CardReader(path, baudrate)
     try:
-        session, info = await reader._open_and_ping(path)
+        session, info = await reader._open_and_ping(reader._new_session(path))
     except _OpenFailed as exc:
         raise ReaderUnavailable(str(exc)) from None
     session.end("probe done")
+    await session.wait_closed()
     return info

@@ -10,12 +10,18 @@ is how likely each is to have a card reader behind it.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 
 from serial.tools import list_ports
 
-__all__ = ["STABLE_READER_PATH", "SerialPort", "list_serial_ports", "reader_candidates"]
+__all__ = [
+    "STABLE_READER_PATH",
+    "SerialPort",
+    "list_serial_ports",
+    "reader_candidates",
+    "without_ports",
+]
 
 STABLE_READER_PATH = "/dev/posd-reader"
 """The name systemd/99-posd.rules gives a known reader; `auto` uses it when it exists."""
@@ -77,3 +83,10 @@ def reader_candidates(
         return [stable_path]
     candidates = [p for p in ports() if p.reader_candidate]
     return [p.device for p in sorted(candidates, key=lambda p: _rank(p.device))]
+
+
+def without_ports(paths: Iterable[str], exclude: Collection[str]) -> list[str]:
+    """`paths` less those that are, or resolve to, a port in `exclude`: a udev symlink
+    (/dev/posd-scanner) and the tty it points at are one port."""
+    excluded = {os.path.realpath(p) for p in exclude}
+    return [p for p in paths if os.path.realpath(p) not in excluded]

@@ -23,13 +23,13 @@ import asyncio
 import datetime
 import logging
 import os
-import tty
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
 from posd.sim.cards import CARDS, TestCard, card_data, complete_result
+from posd.sim.pty import SimulatedLine
 from protocols import srl_messages as srl
 from protocols.srl_frame import ACK, STX
 from protocols.srl_link import LinkDown, MessageReceived, MessageRejected, SrlLink
@@ -56,14 +56,13 @@ class SimulatedCardReader:
         baudrate: int = 115200,
         record: bool = False,
     ) -> None:
-        self._link_path = link
+        self._line = SimulatedLine(link, device="simulated reader")
         self.pong = srl.Pong(model, firmware, serial)
         self.card_delay_s = card_delay_s
         self._today = today
         self._baudrate = baudrate
         self.link = SrlLink("device", baudrate=baudrate)
         self._master: int | None = None
-        self._slave: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._out = bytearray()
@@ -90,24 +89,14 @@ class SimulatedCardReader:
     @property
     def port(self) -> str:
         """The path posd opens."""
-        if self._link_path is not None:
-            return str(self._link_path)
-        if self._slave is None:
-            raise RuntimeError("the simulated reader is unplugged and has no port")
-        return os.ttyname(self._slave)
+        return self._line.path
 
     @property
     def plugged(self) -> bool:
         return self._master is not None
 
     def _plug(self) -> None:
-        self._master, self._slave = os.openpty()
-        # Raw, so nothing posd writes is echoed back; the slave stays open here so
-        # the pty lives while posd closes and reopens it.
-        tty.setraw(self._slave)
-        os.set_blocking(self._master, False)
-        if self._link_path is not None:
-            self._link_path.symlink_to(os.ttyname(self._slave))
+        self._master = self._line.plug(blocking=False)
 
     async def start(self) -> None:
         """Start answering (needs the running loop)."""
@@ -117,18 +106,14 @@ class SimulatedCardReader:
 
     def unplug(self) -> None:
         """Pull the cable: posd's reads fail with EIO and the link (if any) disappears."""
-        if self._link_path is not None:
-            self._link_path.unlink(missing_ok=True)
         self._end_read()
         self._card = None
         self._cancel_timer()
         if self._master is not None and self._loop is not None:
             self._loop.remove_reader(self._master)
             self._loop.remove_writer(self._master)
-        for fd in (self._master, self._slave):
-            if fd is not None:
-                os.close(fd)
-        self._master = self._slave = None
+        self._line.unplug()
+        self._master = None
         self._out.clear()
 
     def replug(self) -> None:

@@ -40,6 +40,7 @@ _ENTRY_CODES: dict[Entry, EntryMode] = {
 SEOROEUM_AID = bytes.fromhex("D4100000014601")
 FOREIGN_AID = bytes.fromhex("A0000000031010")
 FOREIGN_CARD = "4111111111111111"
+ARC_LEDGER_NOT_REACHED = "Z3"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +53,9 @@ class TestCard:
     pan_sequence: int = 1
     declines_at_complete: bool = False
     """The card answers COMPLETE with AAC even when the ledger approved."""
+    approves_offline: bool = False
+    """The card answers COMPLETE with TC when the ledger was not reached (ARC Z3): within its
+    own offline limits it approves the payment itself."""
 
     @property
     def service_code(self) -> str:
@@ -72,6 +76,7 @@ CARDS: dict[str, TestCard] = {
         TestCard("expired", EXPIRED_CARD, "2001", "chip"),
         TestCard("foreign", FOREIGN_CARD, "3012", "chip"),
         TestCard("declines-at-complete", GOOD_CARD, "3012", "chip", declines_at_complete=True),
+        TestCard("approves-offline", GOOD_CARD, "3012", "chip", approves_offline=True),
     )
 }
 """Every test card by name."""
@@ -130,8 +135,12 @@ def card_data(
 
 
 def complete_result(card: TestCard, arc: str, amount: int, atc: int) -> CompleteResult:
-    """The card's second GENERATE AC: TC when the ledger approved and the card agrees."""
-    approved = arc == "00" and not card.declines_at_complete
+    """The card's second GENERATE AC: TC when the ledger approved and the card agrees, or
+    when the ledger was not reached and the card approves offline; AAC otherwise."""
+    if arc == ARC_LEDGER_NOT_REACHED:
+        approved = card.approves_offline
+    else:
+        approved = arc == "00" and not card.declines_at_complete
     items = [
         Tlv(0x9F26, _cryptogram(card, amount, atc, b"TC" if approved else b"AAC")),
         Tlv(0x9F27, b"\x40" if approved else b"\x00"),

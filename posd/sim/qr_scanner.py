@@ -10,51 +10,35 @@ from __future__ import annotations
 
 import asyncio
 import os
-import tty
 from pathlib import Path
 from types import TracebackType
+
+from posd.sim.pty import SimulatedLine
 
 __all__ = ["SimulatedSerialScanner"]
 
 
 class SimulatedSerialScanner:
     def __init__(self, link: Path | None = None) -> None:
-        self._link = link
-        self._master: int | None = None
-        self._slave: int | None = None
-        self.replug()
+        self._line = SimulatedLine(link, device="simulated scanner")
+        self._line.plug()
 
     @property
     def port(self) -> str:
         """The path posd opens."""
-        if self._link is not None:
-            return str(self._link)
-        if self._slave is None:
-            raise RuntimeError("the simulated scanner is unplugged and has no port")
-        return os.ttyname(self._slave)
+        return self._line.path
 
     @property
     def plugged(self) -> bool:
-        return self._master is not None
+        return self._line.plugged
 
     def replug(self) -> None:
         """Plug in: a new pty (and the link pointed at it)."""
-        self.unplug()
-        self._master, self._slave = os.openpty()
-        # Raw, so nothing posd sends is echoed back into the master's buffer; and holding
-        # the slave open keeps the pty alive while posd closes and reopens its side.
-        tty.setraw(self._slave)
-        if self._link is not None:
-            self._link.symlink_to(os.ttyname(self._slave))
+        self._line.plug()
 
     def unplug(self) -> None:
         """Pull the cable: posd's reads fail with EIO and the link disappears."""
-        if self._link is not None:
-            self._link.unlink(missing_ok=True)
-        for fd in (self._master, self._slave):
-            if fd is not None:
-                os.close(fd)
-        self._master = self._slave = None
+        self._line.unplug()
 
     close = unplug
 
@@ -64,7 +48,7 @@ class SimulatedSerialScanner:
 
     async def write(self, data: bytes) -> None:
         """Send raw bytes, for line endings and noise a real scanner might produce."""
-        master = self._master
+        master = self._line.master
         if master is None:
             raise RuntimeError("the simulated scanner is unplugged")
         # A long write blocks until posd reads, so it runs off the event loop posd reads on.
