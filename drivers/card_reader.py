@@ -24,10 +24,15 @@ from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
-import serial
 import serial_asyncio_fast
 
-from drivers.serial_ports import reader_candidates, without_ports
+from drivers.serial_ports import (
+    OPEN_ERRORS,
+    open_errno,
+    open_error_detail,
+    reader_candidates,
+    without_ports,
+)
 from protocols import srl_messages as srl
 from protocols.ber_tlv import TlvError, decode_tlv, find_tag
 from protocols.emv import EmvError, Track2, expiry_from_5f24, mask_pan, pan_from_5a
@@ -508,7 +513,7 @@ class CardReader:
             if opening.done() and not opening.cancelled() and opening.exception() is None:
                 await session.wait_closed()
             raise
-        except (serial.SerialException, OSError) as exc:
+        except OPEN_ERRORS as exc:
             raise _open_error(session.path, exc) from None
 
     async def _ping(self, session: _Session) -> ReaderInfo:
@@ -687,15 +692,15 @@ def _retrieve(task: asyncio.Future[Any]) -> None:
         task.exception()
 
 
-def _open_error(path: str, exc: OSError) -> _OpenFailed:
-    code = exc.errno
+def _open_error(path: str, exc: BaseException) -> _OpenFailed:
+    code = open_errno(exc)
     if code in (errno.ENOENT, errno.ENODEV, errno.ENXIO, errno.EIO):
         return _OpenFailed("disconnected", f"{path} is not there (reader unplugged?)")
     if code == errno.EACCES:
         return _OpenFailed("error", f"no permission to open {path}: posd needs group dialout")
     if code in (errno.EBUSY, errno.EAGAIN, errno.EWOULDBLOCK):
         return _OpenFailed("error", f"{path} is in use by another program")
-    return _OpenFailed("error", f"cannot open {path}: {exc.strerror or exc}")
+    return _OpenFailed("error", f"cannot open {path}: {open_error_detail(exc)}")
 
 
 async def ping_port(path: str, baudrate: int = 115200) -> ReaderInfo:

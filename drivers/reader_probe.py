@@ -18,10 +18,10 @@ import random
 from dataclasses import dataclass
 from typing import Literal
 
-import serial
 import serial_asyncio_fast
 
 from drivers.card_reader import ReaderInfo
+from drivers.serial_ports import OPEN_ERRORS, open_errno, open_error_detail
 from protocols import srl_messages as srl
 from protocols.srl_link import LinkDown, MessageReceived, MessageRejected, SrlLink
 
@@ -80,9 +80,10 @@ class _Ping(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self.transport is not None:
+        if self.transport is not None and not self.transport.is_closing():
             # abort, not close: a graceful close drains output first, which blocks on a
-            # port whose other end is gone.
+            # port whose other end is gone. Not a second time: the transport closing itself
+            # (a read error) already runs its closing task, and a second one fails.
             self.transport.abort()
 
     def _settle(self, result: srl.Pong | srl.ReaderError | str) -> None:
@@ -118,8 +119,8 @@ class _Ping(asyncio.Protocol):
         self._timer = None if deadline is None else self._loop.call_at(deadline, self._on_timer)
 
 
-def _open_failure(path: str, exc: OSError) -> ProbeResult:
-    code = exc.errno
+def _open_failure(path: str, exc: BaseException) -> ProbeResult:
+    code = open_errno(exc)
     if code in _BUSY:
         return ProbeResult(path, "busy", "held by another program (posd running?)")
     if code == errno.EACCES:
@@ -128,7 +129,7 @@ def _open_failure(path: str, exc: OSError) -> ProbeResult:
         )
     if code in _ABSENT:
         return ProbeResult(path, "absent", "not there (unplugged?)")
-    return ProbeResult(path, "error", f"cannot open it: {exc.strerror or exc}")
+    return ProbeResult(path, "error", f"cannot open it: {open_error_detail(exc)}")
 
 
 async def probe_port(path: str, baudrate: int = 115200, timeout_s: float = 1.5) -> ProbeResult:
@@ -145,7 +146,7 @@ async def probe_port(path: str, baudrate: int = 115200, timeout_s: float = 1.5) 
         await serial_asyncio_fast.create_serial_connection(
             loop, lambda: ping, path, baudrate=baudrate, exclusive=True
         )
-    except (serial.SerialException, OSError) as exc:
+    except OPEN_ERRORS as exc:
         return _open_failure(path, exc)
     try:
         async with asyncio.timeout(timeout_s):
@@ -156,8 +157,10 @@ async def probe_port(path: str, baudrate: int = 115200, timeout_s: float = 1.5) 
         ping.close()
         # The transport closes the port in a worker thread and reports connection_lost
         # after: wait for it, so the port (and its lock) is free when the caller hears back.
+        # asyncio.timeout, not wait_for, which in Python 3.11 can drop a cancellation.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(ping.closed), CLOSE_WAIT_S)
+            async with asyncio.timeout(CLOSE_WAIT_S):
+                await asyncio.shield(ping.closed)
     return _result(path, baudrate, answer, ping)
 
 

@@ -10,15 +10,20 @@ is how likely each is to have a card reader behind it.
 from __future__ import annotations
 
 import os
+import termios
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 
+import serial
 from serial.tools import list_ports
 
 __all__ = [
+    "OPEN_ERRORS",
     "STABLE_READER_PATH",
     "SerialPort",
     "list_serial_ports",
+    "open_errno",
+    "open_error_detail",
     "reader_candidates",
     "without_ports",
 ]
@@ -27,6 +32,29 @@ STABLE_READER_PATH = "/dev/posd-reader"
 """The name systemd/99-posd.rules gives a known reader; `auto` uses it when it exists."""
 
 _PREFIXES = ("/dev/ttyACM", "/dev/ttyUSB", "/dev/ttyS")
+
+OPEN_ERRORS = (serial.SerialException, OSError, termios.error)
+"""What opening a port with pyserial raises: OSError, SerialException (with an errno or
+none), or, for a device unplugged while it is being set up, termios.error itself."""
+
+
+def open_errno(exc: BaseException) -> int | None:
+    """The errno behind one of OPEN_ERRORS; pyserial's "Could not configure port" keeps it
+    only in the termios.error it was raised from."""
+    for cause in (exc, exc.__context__):
+        if isinstance(cause, OSError) and cause.errno is not None:
+            return cause.errno
+        if isinstance(cause, termios.error) and cause.args and isinstance(cause.args[0], int):
+            return cause.args[0]
+    return None
+
+
+def open_error_detail(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    if isinstance(exc, termios.error) and len(exc.args) > 1:
+        return str(exc.args[1])
+    return str(exc)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from drivers.serial_ports import SerialPort, list_serial_ports, reader_candidates
+from drivers.serial_ports import SerialPort, list_serial_ports, reader_candidates, without_ports
 
 
 def port(device: str, vid: int | None = None) -> SerialPort:
@@ -47,3 +47,14 @@ def test_listing_the_host_works() -> None:
     assert all(p.device.startswith("/dev/") for p in ports)
     candidates = [p.device for p in ports if p.reader_candidate]
     assert reader_candidates("/nonexistent/posd-reader") == candidates
+
+
+def test_without_ports_compares_where_symlinks_lead(tmp_path: Path) -> None:
+    tty = tmp_path / "ttyACM1"
+    tty.touch()
+    scanner = tmp_path / "posd-scanner"
+    scanner.symlink_to(tty)
+    other = str(tmp_path / "ttyACM0")
+    assert without_ports([other, str(tty)], [str(scanner)]) == [other]
+    assert without_ports([str(scanner), other], [str(tty)]) == [other]
+    assert without_ports([other, str(tty)], []) == [other, str(tty)]
