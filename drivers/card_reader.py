@@ -56,6 +56,7 @@ __all__ = [
     "ReaderUnavailable",
     "card_read_from",
     "ping_port",
+    "send_and_rearm",
 ]
 
 log = logging.getLogger("drivers.card_reader")
@@ -283,16 +284,30 @@ class _Session(asyncio.Protocol):
                 case LinkDown(dropped):
                     self.end(f"no ACK after retransmissions ({dropped} message(s) dropped)")
                     return
-        if self._transport is not None and not self._transport.is_closing():
-            out = self.link.data_to_send(self._loop.time())
-            if out:
-                self._transport.write(out)
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        deadline = self.link.next_deadline()
-        if deadline is not None and self.alive:
-            self._timer = self._loop.call_at(deadline, self._on_timer)
+        self._timer = send_and_rearm(
+            self.link, self._transport, self._timer, self._on_timer if self.alive else None
+        )
+
+
+def send_and_rearm(
+    link: SrlLink,
+    transport: asyncio.Transport | None,
+    timer: asyncio.TimerHandle | None,
+    on_timer: Callable[[], None] | None,
+) -> asyncio.TimerHandle | None:
+    """Write what ``link`` has to send now, cancel ``timer`` and, unless ``on_timer`` is
+    None, arm a new one for the link's next deadline: the I/O half of driving an SrlLink."""
+    loop = asyncio.get_running_loop()
+    if transport is not None and not transport.is_closing():
+        out = link.data_to_send(loop.time())
+        if out:
+            transport.write(out)
+    if timer is not None:
+        timer.cancel()
+    deadline = link.next_deadline()
+    if deadline is None or on_timer is None:
+        return None
+    return loop.call_at(deadline, on_timer)
 
 
 def _add_stats(a: LinkStats, b: LinkStats) -> LinkStats:

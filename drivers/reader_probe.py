@@ -20,7 +20,7 @@ from typing import Literal
 
 import serial_asyncio_fast
 
-from drivers.card_reader import ReaderInfo
+from drivers.card_reader import ReaderInfo, send_and_rearm
 from drivers.serial_ports import OPEN_ERRORS, open_errno, open_error_detail
 from protocols import srl_messages as srl
 from protocols.srl_link import LinkDown, MessageReceived, MessageRejected, SrlLink
@@ -106,17 +106,9 @@ class _Ping(asyncio.Protocol):
                     self._settle("no ACK to the PING after its retransmissions")
         # Even with the answer in: the PONG is ACKed, or the reader would repeat it into
         # whatever opens the port next.
-        if self.transport is not None and not self.transport.is_closing():
-            out = self.link.data_to_send(self._loop.time())
-            if out:
-                self.transport.write(out)
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if self.answer.done():
-            return
-        deadline = self.link.next_deadline()
-        self._timer = None if deadline is None else self._loop.call_at(deadline, self._on_timer)
+        self._timer = send_and_rearm(
+            self.link, self.transport, self._timer, None if self.answer.done() else self._on_timer
+        )
 
 
 def _open_failure(path: str, exc: BaseException) -> ProbeResult:

@@ -6,8 +6,6 @@ import asyncio
 import contextlib
 import datetime
 import logging
-import os
-import tty
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -27,6 +25,7 @@ from posd.sim.card_reader import SimulatedCardReader
 from posd.sim.cards import CARDS, FOREIGN_CARD, card_data
 from posd.sim.cards import TestCard as Card
 from posd.sim.ledger_accounts import GOOD_CARD
+from posd.sim.pty import SimulatedLine
 from protocols import srl_messages as srl
 from protocols.ber_tlv import decode_tlv
 from protocols.srl_frame import encode_frame
@@ -66,16 +65,12 @@ async def ready_reader(sim: SimulatedCardReader, **kwargs: object) -> AsyncItera
 @pytest.fixture
 def silent_ptys() -> Iterator[list[str]]:
     """Serial ports with nothing behind them: opened fine, never answer."""
-    fds: list[int] = []
-    paths: list[str] = []
-    for _ in range(2):
-        master, slave = os.openpty()
-        tty.setraw(slave)
-        fds += [master, slave]
-        paths.append(os.ttyname(slave))
-    yield paths
-    for fd in fds:
-        os.close(fd)
+    lines = [SimulatedLine(device="silent port") for _ in range(2)]
+    for line in lines:
+        line.plug()
+    yield [line.path for line in lines]
+    for line in lines:
+        line.unplug()
 
 
 async def test_ping_pong_gives_reader_info(sim: SimulatedCardReader) -> None:

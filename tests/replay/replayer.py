@@ -23,13 +23,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import tty
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
 from drivers.card_reader import CardReader, ReaderState
+from posd.sim.pty import SimulatedLine
 
 SESSIONS = Path(__file__).resolve().parent / "sessions"
 SYNC_TIMEOUT_S = 5.0
@@ -77,46 +77,42 @@ class _ReaderEnd:
     """The reader's end of the line: a pty whose slave posd opens through a symlink."""
 
     def __init__(self, link: Path, on_host_bytes: Callable[[bytes], None]) -> None:
-        self.link = link
+        self._line = SimulatedLine(link, device="replayed reader")
         self._on_host_bytes = on_host_bytes
         self._loop = asyncio.get_running_loop()
-        self._fds: tuple[int, int] | None = None
         self.written = 0
         self.plug()
 
+    @property
+    def path(self) -> str:
+        return self._line.path
+
     def plug(self) -> None:
-        master, slave = os.openpty()
-        tty.setraw(slave)
-        os.set_blocking(master, False)
-        self._fds = (master, slave)
-        self.link.symlink_to(os.ttyname(slave))
-        self._loop.add_reader(master, self._readable)
+        self._loop.add_reader(self._line.plug(blocking=False), self._readable)
 
     def unplug(self) -> None:
         self.drain()
-        self.link.unlink(missing_ok=True)
-        if self._fds is not None:
-            self._loop.remove_reader(self._fds[0])
-            for fd in self._fds:
-                os.close(fd)
-            self._fds = None
+        if self._line.master is not None:
+            self._loop.remove_reader(self._line.master)
+        self._line.unplug()
 
     def write(self, data: bytes) -> None:
-        if self._fds is None:
+        master = self._line.master
+        if master is None:
             raise SessionError("the session writes to an unplugged reader")
         view = memoryview(data)
         while view:
-            view = view[os.write(self._fds[0], view) :]
+            view = view[os.write(master, view) :]
         self.written += len(data)
 
     def drain(self) -> None:
-        while self._fds is not None and self._readable():
+        while self._line.master is not None and self._readable():
             pass
 
     def _readable(self) -> bool:
-        assert self._fds is not None
+        assert self._line.master is not None
         try:
-            data = os.read(self._fds[0], 4096)
+            data = os.read(self._line.master, 4096)
         except (BlockingIOError, OSError):
             return False
         if data:
@@ -132,7 +128,7 @@ async def replay(lines: list[Line], workdir: Path) -> list[str]:
     matched = 0
     end = _ReaderEnd(workdir / "reader", host.extend)
     reader = CardReader(
-        str(end.link),
+        end.path,
         initial_seq=0,
         trace=events.append,
         reconnect_initial_s=0.05,
