@@ -16,6 +16,7 @@ import serial
 import serial_asyncio_fast
 
 from drivers.qr_scanner_base import ScannerBase
+from drivers.serial_ports import OPEN_ERRORS, open_errno, open_error_detail
 from protocols.hid_keyboard import MAX_CODE_CHARS
 
 __all__ = ["ScannerLines", "SerialQrScanner"]
@@ -89,7 +90,7 @@ class SerialQrScanner(ScannerBase):
             reader, writer = await serial_asyncio_fast.open_serial_connection(
                 url=self.port, baudrate=self.baudrate, exclusive=True
             )
-        except (serial.SerialException, OSError) as exc:
+        except OPEN_ERRORS as exc:
             self._open_failed(exc)
             return
         lines = ScannerLines(self.max_chars)
@@ -112,12 +113,13 @@ class SerialQrScanner(ScannerBase):
             writer.close()
         self._set_disconnected()
 
-    def _open_failed(self, exc: OSError) -> None:
-        if exc.errno in (errno.ENOENT, errno.ENODEV, errno.ENXIO):
+    def _open_failed(self, exc: BaseException) -> None:
+        code = open_errno(exc)
+        if code in (errno.ENOENT, errno.ENODEV, errno.ENXIO, errno.EIO):
             self._set_disconnected()
-        elif exc.errno == errno.EACCES:
+        elif code == errno.EACCES:
             self._set_error(f"no permission to open {self.port}: the posd user needs group dialout")
-        elif exc.errno in (errno.EBUSY, errno.EAGAIN, errno.EWOULDBLOCK):
+        elif code in (errno.EBUSY, errno.EAGAIN, errno.EWOULDBLOCK):
             self._set_error(f"{self.port} is in use by another program")
         else:
-            self._set_error(f"cannot open {self.port}: {exc.strerror or exc}")
+            self._set_error(f"cannot open {self.port}: {open_error_detail(exc)}")

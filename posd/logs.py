@@ -203,8 +203,11 @@ def setup_logging(level: str, fmt: str, *, stream: TextIO | None = None) -> logg
     numeric = parse_level(level)
     handler = RedactingHandler(stream if stream is not None else sys.stderr, fmt)
     root = logging.getLogger()
+    # Replace only a handler of ours (a reload may change the format): anything else on the root
+    # logger was put there on purpose by whoever embeds posd, a test harness for one.
     for old in list(root.handlers):
-        root.removeHandler(old)
+        if isinstance(old, RedactingHandler):
+            root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(numeric)
     logging.captureWarnings(True)

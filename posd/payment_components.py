@@ -60,7 +60,13 @@ def payment_components(
         # Imported here so that a QR-only stack does not load the serial reader driver.
         from drivers.card_reader import CardReader, ReaderUnavailable
 
-        reader = CardReader(port=config.card_reader.port, baudrate=config.card_reader.baudrate)
+        scanner_port = config.qr_scanner.port if config.qr_scanner.kind == "serial" else None
+        reader = CardReader(
+            port=config.card_reader.port,
+            baudrate=config.card_reader.baudrate,
+            # `auto` must never PING the serial QR scanner.
+            exclude=[scanner_port] if scanner_port else [],
+        )
         reader_errors = (ReaderUnavailable,)
     engine = PaymentEngine(config, journal, ledger, forwarder, reader, reader_errors=reader_errors)
     if read_timeout_s is not None:

@@ -117,10 +117,10 @@ _SHORTEST_SECRET = 6
 _READER_TIMEOUT_GRACE_S = 2
 # How long a new payment waits for the previous one's last reader exchange.
 FINISHING_S = 5.0
-# A card read nobody needs is cancelled again after this long: Python 3.11's wait_for can lose
-# a cancellation that lands as the reader answers, and the driver then waits for a card.
-# Cancelling a second time during the driver's own CANCEL exchange is harmless: the CANCEL
-# frame is already on the link, ahead of anything sent next.
+# A card read nobody needs is cancelled again after this long, in case a cancellation is lost
+# on its way through the driver (Python 3.11's wait_for could drop one; the driver no longer
+# uses it). Cancelling a second time during the driver's own CANCEL exchange is harmless: the
+# CANCEL frame is already on the link, ahead of anything sent next.
 _STOP_READ_GRACE_S = 1.0
 _STOP_READ_ROUNDS = 5
 

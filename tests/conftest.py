@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
+import threading
+from collections.abc import Iterator
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 # Property tests run often and must stay fast; `HYPOTHESIS_PROFILE=deep` digs further by hand.
@@ -15,3 +20,18 @@ settings.register_profile(
 )
 settings.register_profile("deep", max_examples=5000, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+@pytest.fixture(autouse=True)
+def _restore_process_logging() -> Iterator[None]:
+    """posd.logs.setup_logging (run in-process by daemon and demo tests) sets the root level and
+    the process-wide exception hooks; put them back so no test sees another's logging."""
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    hooks = (sys.excepthook, threading.excepthook, sys.unraisablehook)
+    yield
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+    root.setLevel(level)
+    sys.excepthook, threading.excepthook, sys.unraisablehook = hooks

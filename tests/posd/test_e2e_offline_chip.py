@@ -23,23 +23,25 @@ def journal_states(d: RunningDaemon) -> dict[str, str]:
         return dict(db.execute("SELECT id, state FROM payments").fetchall())
 
 
-def card_approves_offline(monkeypatch: pytest.MonkeyPatch, d: RunningDaemon) -> list[str]:
-    """The simulated chip card accepts offline (TC on Z3). Returns, per COMPLETE, the state
-    the journal held for the payment at the moment the card was asked."""
+def states_when_the_card_is_asked(monkeypatch: pytest.MonkeyPatch, d: RunningDaemon) -> list[str]:
+    """Per COMPLETE the simulated reader answers, the state the journal held on disk for the
+    payment at that moment (the simulator's answer itself is unchanged)."""
     states_when_asked: list[str] = []
 
-    def offline_capable(card: SimCard, arc: str, amount: int, atc: int) -> srl.CompleteResult:
+    def watched(card: SimCard, arc: str, amount: int, atc: int) -> srl.CompleteResult:
         states_when_asked.extend(journal_states(d).values())
-        return complete_result(card, "00" if arc == "Z3" else arc, amount, atc)
+        return complete_result(card, arc, amount, atc)
 
-    monkeypatch.setattr(sim_reader, "complete_result", offline_capable)
+    monkeypatch.setattr(sim_reader, "complete_result", watched)
     return states_when_asked
 
 
-async def pay_card(d: RunningDaemon, amount: int) -> dict[str, object]:
+async def pay_card(
+    d: RunningDaemon, amount: int, card: str = "approves-offline"
+) -> dict[str, object]:
     created = await d.create(amount, "card")
     assert d.reader is not None
-    d.reader.present("seoroeum")
+    d.reader.present(card)
     return await d.wait_final(str(created["payment_id"]))
 
 
@@ -48,7 +50,7 @@ async def test_beyond_the_limits_declined_before_the_card_is_asked(
 ) -> None:
     async with running_daemon(tmp_path, card_reader=True, ledger_up=False) as d:
         assert d.reader is not None
-        states_when_asked = card_approves_offline(monkeypatch, d)
+        states_when_asked = states_when_the_card_is_asked(monkeypatch, d)
         done = await pay_card(d, 60_000)  # the offline max_payment is 50 000
         assert (done["state"], done["decline_reason"]) == ("declined", "ledger_unavailable")
         # The card is still told Z3, to end its transaction, but only once posd has declined.
@@ -62,7 +64,7 @@ async def test_a_card_that_refuses_offline_is_declined_for_the_limit_not_the_car
     tmp_path: Path,
 ) -> None:
     async with running_daemon(tmp_path, card_reader=True, ledger_up=False) as d:
-        done = await pay_card(d, 60_000)
+        done = await pay_card(d, 60_000, card="seoroeum")
         assert (done["state"], done["decline_reason"]) == ("declined", "ledger_unavailable")
 
 
@@ -70,7 +72,7 @@ async def test_within_the_limits_a_card_that_accepts_offline_is_approved_offline
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with running_daemon(tmp_path, card_reader=True, ledger_up=False) as d:
-        states_when_asked = card_approves_offline(monkeypatch, d)
+        states_when_asked = states_when_the_card_is_asked(monkeypatch, d)
         done = await pay_card(d, 10_000)
         assert (done["state"], done["offline"]) == ("approved_offline", True), done
         assert states_when_asked == ["authorizing"]
