@@ -9,6 +9,8 @@ TOML key names. Secrets live in files the config names and are read on demand by
 from __future__ import annotations
 
 import hashlib
+import ipaddress
+import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
@@ -25,10 +27,11 @@ from posd.config_files import (
     check_ca_file,
     check_cert_and_key,
     check_state_dir,
+    looks_like_pasted_secret,
     parse_api_token,
     parse_mac_key,
     parse_password,
-    read_small_file,
+    read_secret_file,
 )
 from posd.config_lines import locate_keys
 from posd.config_values import (
@@ -259,7 +262,7 @@ def read_mac_key(config: Config) -> bytes:
     """The 32-byte ledger MAC key. Register it with the log redaction before anything else."""
     path = config.ledger.mac_key_file
     try:
-        return parse_mac_key(path, read_small_file(path))
+        return parse_mac_key(path, read_secret_file(path))
     except FileProblem as exc:
         raise ConfigFileError(config.source, str(exc), "ledger.mac_key_file") from None
 
@@ -270,7 +273,7 @@ def read_api_token(config: Config) -> str | None:
     if path is None:
         return None
     try:
-        return parse_api_token(path, read_small_file(path))
+        return parse_api_token(path, read_secret_file(path))
     except FileProblem as exc:
         raise ConfigFileError(config.source, str(exc), "api.token_file") from None
 
@@ -281,7 +284,7 @@ def read_mqtt_password(config: Config) -> str | None:
     if path is None:
         return None
     try:
-        return parse_password(path, read_small_file(path))
+        return parse_password(path, read_secret_file(path))
     except FileProblem as exc:
         raise ConfigFileError(config.source, str(exc), "mqtt.password_file") from None
 
@@ -539,6 +542,8 @@ def _check_file(
         if t.valid(key):
             t.problem(key, f"is empty, {need}")
         return
+    if _pasted_secret(t, key, path):
+        return
     if check is not None:
         try:
             check(path)
@@ -548,7 +553,28 @@ def _check_file(
             t.problem(key, str(exc))
 
 
+def _pasted_secret(t: Table, key: str, path: Path) -> bool:
+    """Report (without quoting it) a `*_file` value that is a secret pasted in place of a path.
+
+    Config problems reach stderr, the system log and MQTT, so such a value must never be echoed.
+    """
+    if not key.endswith("_file") or os.path.lexists(path):
+        return False
+    if not looks_like_pasted_secret(str(path)):
+        return False
+    t.problem(
+        key,
+        "is not a file path — did you paste the secret itself? put it in a file (mode 0640, "
+        "group posd) and name the file here (the value is not shown)",
+    )
+    return True
+
+
 def _check_cert_pair(t: Table, cert: Path | None, key: Path | None, need: str) -> None:
+    if cert is not None and _pasted_secret(t, "cert_file", cert):
+        cert = None
+    if key is not None and _pasted_secret(t, "key_file", key):
+        key = None
     if cert is None or key is None:
         _check_file(t, "cert_file", cert, need, None)
         _check_file(t, "key_file", key, need, None)
@@ -571,6 +597,13 @@ def _ledger(t: Table) -> LedgerConfig:
     key_file = t.path("key_file", "/etc/posd/terminal.key")
     mac_key_file = t.path("mac_key_file", "/etc/posd/mac.key")
     timeout_s = t.seconds("timeout_s", 15.0, MAX_LEDGER_TIMEOUT_S)
+    if not tls and t.valid("tls", "host") and host and not is_loopback_host(host):
+        t.problem(
+            "tls",
+            f"is false while host {host} is not this machine: card data would cross the network "
+            "in clear; expected tls = true (tls = false is only for a ledger on 127.0.0.1, ::1 "
+            "or localhost, such as the simulator)",
+        )
     if tls and t.valid("tls"):
         _check_file(
             t, "ca_file", ca_file, "expected the ledger CA's PEM certificate", check_ca_file
@@ -587,7 +620,7 @@ def _ledger(t: Table) -> LedgerConfig:
         "mac_key_file",
         mac_key_file,
         "expected the file holding the ledger MAC key as 64 hex characters",
-        lambda path: parse_mac_key(path, read_small_file(path)),
+        lambda path: parse_mac_key(path, read_secret_file(path)),
     )
     return LedgerConfig(
         host=host,
@@ -599,6 +632,23 @@ def _ledger(t: Table) -> LedgerConfig:
         mac_key_file=mac_key_file or Path(),
         timeout_s=timeout_s,
     )
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether `host` is this machine by its very name: 127.0.0.0/8, ::1 or localhost.
+
+    Decided without DNS: a name that merely resolves to a loopback address today may not
+    tomorrow, and only these cannot be pointed elsewhere.
+    """
+    if host.lower().removesuffix(".") == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
 
 
 def _offline(t: Table) -> OfflineConfig:
@@ -698,7 +748,7 @@ def _mqtt(t: Table, *, broker_used: bool) -> MqttConfig:
             "password_file",
             config.password_file,
             "expected the broker password file",
-            lambda path: parse_password(path, read_small_file(path)),
+            lambda path: parse_password(path, read_secret_file(path)),
         )
     return config
 
@@ -763,7 +813,7 @@ def _api(t: Table) -> ApiConfig:
             "token_file",
             token_file,
             "expected the local API bearer token file",
-            lambda path: parse_api_token(path, read_small_file(path)),
+            lambda path: parse_api_token(path, read_secret_file(path)),
         )
     return ApiConfig(
         socket=Path(socket or "/run/posd/api.sock"), tcp_port=tcp_port, token_file=token_file

@@ -17,6 +17,12 @@ from cryptography.hazmat.primitives import serialization
 MAX_FILE_BYTES = 1 << 20
 MAC_KEY_HEX_CHARS = 64
 MIN_TOKEN_CHARS = 16
+# Others get no access to a secret; the group may read it (install.sh: root:posd 0640).
+OTHERS_ACCESS = 0o007
+# A value this long made only of hex/base64/base64url characters, with no "/" or ".", reads as a
+# pasted key, token or password rather than a file name.
+_MIN_SECRET_LOOKING_CHARS = 16
+_SECRET_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+=-_")
 
 
 class FileProblem(Exception):
@@ -25,6 +31,37 @@ class FileProblem(Exception):
 
 class FileAccessProblem(FileProblem):
     """The file cannot be read at all, so the message says nothing of what it should hold."""
+
+
+def looks_like_pasted_secret(value: str) -> bool:
+    """Whether a `*_file` value is more likely a key, token or password than a file name.
+
+    Used only for values that name no existing file, so a real (odd) file name is never refused
+    for its looks; what this decides is whether a message may quote the value.
+    """
+    if "\n" in value or "-----BEGIN" in value:
+        return True
+    return len(value) >= _MIN_SECRET_LOOKING_CHARS and set(value) <= _SECRET_ALPHABET
+
+
+def read_secret_file(path: Path) -> bytes:
+    """Like read_small_file, for a file holding a secret: refused while other users can open it."""
+    data = read_small_file(path)
+    check_closed_to_others(path)
+    return data
+
+
+def check_closed_to_others(path: Path) -> None:
+    """FileProblem unless other users (not owner or group) have no access to the file."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise FileAccessProblem(f"{path} cannot be read ({exc.strerror})") from None
+    if mode & OTHERS_ACCESS:
+        raise FileProblem(
+            f"{path} is open to other users (mode {stat.S_IMODE(mode):04o}), expected no access "
+            f"for others: run `chmod 640 {path}` (owner root or posd, group posd)"
+        )
 
 
 def read_small_file(path: Path) -> bytes:
@@ -141,6 +178,11 @@ def check_cert_and_key(cert_path: Path, key_path: Path) -> tuple[str | None, str
         return cert_problem, f"{key_path} is encrypted, expected an unencrypted PEM private key"
     except (ValueError, UnsupportedAlgorithm):
         return cert_problem, f"{key_path} holds no PEM private key, expected one"
+    # Checked once the file proved to hold a key: a wrong file needs another fix than chmod.
+    try:
+        check_closed_to_others(key_path)
+    except FileProblem as exc:
+        return cert_problem, str(exc)
     if certificate is not None:
         spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         if private_key.public_key().public_bytes(*spki) != certificate.public_key().public_bytes(

@@ -1,6 +1,7 @@
 """`posd run`: load the config, open the state dir, run every component under one supervisor.
 
-Start-up order: config (invalid: every problem on stderr, exit 78), the secrets it names are
+Start-up order: core dumps forbidden (they would hold keys and card data), config (invalid:
+every problem on stderr, exit 78), the secrets it names are
 registered with the log redaction, logging as configured, the state dir (created 0700; refused
 with a clear message when unusable, exit 73), then the event loop: the supervisor runs what
 `build_components` returns, READY=1 goes to systemd once every component has said it is
@@ -23,6 +24,7 @@ import dataclasses
 import hashlib
 import logging
 import os
+import resource
 import signal
 import stat
 import sys
@@ -464,8 +466,24 @@ class Daemon:
         return touched
 
 
+def disable_core_dumps() -> str | None:
+    """Forbid core dumps of this process: one would hold the MAC key and card data in clear.
+
+    The unit's LimitCORE=0 does the same under systemd, where the seccomp filter may refuse
+    setrlimit; the result is a warning to log (logging is not set up yet), None when done.
+    """
+    try:
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    except (OSError, ValueError) as exc:
+        if resource.getrlimit(resource.RLIMIT_CORE) == (0, 0):
+            return None
+        return f"core dumps stay allowed ({exc}); run posd with LimitCORE=0 or ulimit -c 0"
+    return None
+
+
 def run_daemon(config_path: str) -> int:
     """`posd run`: the exit status (sysexits)."""
+    core_warning = disable_core_dumps()
     path = Path(config_path)
     notifier = Notifier.from_environ(unset=True)
     try:
@@ -484,6 +502,8 @@ def run_daemon(config_path: str) -> int:
         notifier.notify(status=f"failed: {len(problems)} config problem(s) (see the log)")
         return EX_CONFIG
     setup_logging(config.logging.level, config.logging.format)
+    if core_warning is not None:
+        log.warning("%s", core_warning)
     try:
         state_dir = prepare_state_dir(config.storage.state_dir)
     except StateDirError as exc:

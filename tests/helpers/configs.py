@@ -122,14 +122,17 @@ def _write_pem(path: Path, data: bytes) -> None:
     path.write_bytes(data)
 
 
+def write_secret(path: Path, content: str | bytes) -> Path:
+    """Write a secret file as posd accepts it: no access for other users (0600)."""
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
+    path.chmod(0o600)
+    return path
+
+
 def base_config(tmp_path: Path) -> dict[str, dict[str, object]]:
     """The sections `write_config` writes before overrides, with every file they name created."""
-    mac_key = tmp_path / "mac.key"
-    mac_key.write_text(MAC_KEY_HEX + "\n")
-    mac_key.chmod(0o600)
-    token = tmp_path / "api.token"
-    token.write_text(API_TOKEN + "\n")
-    token.chmod(0o600)
+    mac_key = write_secret(tmp_path / "mac.key", MAC_KEY_HEX + "\n")
+    token = write_secret(tmp_path / "api.token", API_TOKEN + "\n")
     state_dir = tmp_path / "state"
     state_dir.mkdir(mode=0o700, exist_ok=True)
     return {

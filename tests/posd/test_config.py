@@ -31,6 +31,7 @@ from tests.helpers.configs import (
     platform_key_pair,
     public_key_b64,
     write_config,
+    write_secret,
     write_tls_files,
 )
 
@@ -350,7 +351,7 @@ MANY_PROBLEMS = """\
 ledger.tls = false  # plain TCP
 ledger.port = 0
 ledger.mac_key_file = "{mac}"
-ledger.host = "ok.example"
+ledger.host = "127.0.0.1"
 [terminal]
 id = "T1"
 "merchant_id" = 'M00000000000001'
@@ -380,7 +381,7 @@ volume = 200  # too loud
 
 def test_every_problem_is_reported_at_once_on_its_line(tmp_path: Path) -> None:
     mac = tmp_path / "mac.key"
-    mac.write_text(MAC_KEY_HEX)
+    write_secret(mac, MAC_KEY_HEX)
     text = MANY_PROBLEMS.format(mac=mac, key=OTHER_KEY)
     with pytest.raises(ConfigError) as caught:
         parse_config(text, Path("many.toml"))
@@ -462,12 +463,13 @@ def test_ledger_cert_and_key_content_errors(tmp_path: Path) -> None:
     tls = write_tls_files(tmp_path / "tls")
     encrypted = tmp_path / "encrypted.key"
     key = serialization.load_pem_private_key(tls.client_key_file.read_bytes(), password=None)
-    encrypted.write_bytes(
+    write_secret(
+        encrypted,
         key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.BestAvailableEncryption(b"pw"),
-        )
+        ),
     )
     path = write_config(
         tmp_path,
@@ -618,7 +620,7 @@ def test_mqtt_files_without_tls_are_refused(tmp_path: Path) -> None:
 
 def test_mqtt_password_needs_username_and_a_readable_file(tmp_path: Path) -> None:
     password = tmp_path / "mqtt.password"
-    password.write_text("hunter2-secret\n")
+    write_secret(password, "hunter2-secret\n")
     path = write_config(tmp_path, mqtt={"enabled": True, "password_file": str(password)})
     [(_, key_path, message)] = problems(path)
     assert key_path == "mqtt.password_file" and "without a username" in message
@@ -684,7 +686,7 @@ def test_bad_mac_key_file_is_described_without_its_content(
     tmp_path: Path, content: str | bytes, fragment: str
 ) -> None:
     mac = tmp_path / "bad.key"
-    mac.write_bytes(content.encode() if isinstance(content, str) else content)
+    write_secret(mac, content)
     path = write_config(tmp_path, ledger={"mac_key_file": str(mac)})
     [(_, key_path, message)] = problems(path)
     assert key_path == "ledger.mac_key_file" and fragment in message
@@ -694,7 +696,7 @@ def test_bad_mac_key_file_is_described_without_its_content(
 @pytest.mark.parametrize("ending", ["", "\n", "\r\n"])
 def test_mac_key_file_may_end_with_one_newline(tmp_path: Path, ending: str) -> None:
     mac = tmp_path / "ok.key"
-    mac.write_text(SECRET[:64].upper() + ending, newline="")
+    write_secret(mac, SECRET[:64].upper() + ending)
     config = load_config(write_config(tmp_path, ledger={"mac_key_file": str(mac)}))
     assert read_mac_key(config) == bytes.fromhex(SECRET[:64])
 
@@ -713,7 +715,7 @@ def test_bad_api_token_file_is_described_without_its_content(
     tmp_path: Path, content: bytes, fragment: str
 ) -> None:
     token = tmp_path / "bad.token"
-    token.write_bytes(content)
+    write_secret(token, content)
     path = write_config(tmp_path, api={"token_file": str(token)})
     [(_, key_path, message)] = problems(path)
     assert key_path == "api.token_file" and fragment in message
@@ -723,7 +725,7 @@ def test_bad_api_token_file_is_described_without_its_content(
 def test_bad_password_file(tmp_path: Path) -> None:
     password = tmp_path / "pw"
     for content, fragment in [(b"", "is empty"), (b"\xff5ec2e7", "is not UTF-8")]:
-        password.write_bytes(content)
+        write_secret(password, content)
         path = write_config(
             tmp_path, mqtt={"enabled": True, "username": "u", "password_file": str(password)}
         )
@@ -858,3 +860,192 @@ def test_config_type_has_every_section() -> None:
         "terminal", "card_reader", "qr_scanner", "qr", "ledger", "offline", "mqtt", "orders",
         "audio", "api", "storage", "logging", "source", "sha256",
     ]  # fmt: skip
+
+
+# --- plain TCP to the ledger only on this machine ---
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "ledger.seoroeum.example",
+        "192.0.2.10",
+        "2001:db8::1",
+        "::ffff:192.0.2.10",
+        "localhost.example",
+        "128.0.0.1",
+    ],
+)
+def test_plain_tcp_ledger_off_this_machine_is_refused(tmp_path: Path, host: str) -> None:
+    path = write_config(tmp_path, ledger={"host": host, "tls": False})
+    [(line, key_path, message)] = problems(path)
+    assert key_path == "ledger.tls" and line == key_line(path, "ledger", "tls")
+    assert f"host {host} is not this machine" in message and "in clear" in message
+    assert "expected tls = true" in message
+
+
+@pytest.mark.parametrize(
+    "host", ["127.0.0.1", "127.8.9.10", "::1", "localhost", "LocalHost.", "::ffff:127.0.0.1"]
+)
+def test_plain_tcp_ledger_on_loopback_is_accepted(tmp_path: Path, host: str) -> None:
+    config = load_config(write_config(tmp_path, ledger={"host": host, "tls": False}))
+    assert config.ledger.tls is False and config.ledger.host == host
+
+
+def test_remote_ledger_with_tls_is_accepted(tmp_path: Path) -> None:
+    config = load_config(write_config(tmp_path, ledger={"host": "192.0.2.10", "tls": True}))
+    assert config.ledger.tls is True
+
+
+def test_mqtt_without_tls_to_a_remote_broker_is_accepted(tmp_path: Path) -> None:
+    # MQTT carries no card data (mqtt.md); only the ledger link is held to TLS off this machine.
+    config = load_config(write_config(tmp_path, mqtt={"enabled": True, "host": "192.0.2.20"}))
+    assert config.mqtt.tls is False
+
+
+# --- a secret pasted where a file path belongs is refused without being echoed ---
+
+PASTED_HEX = "9f" * 32
+PASTED_TOKEN = "c2VjcmV0LWFwaS10b2tlbi1wYXN0ZWQtaW4tcGxhY2U="
+PASTED_PASSWORD = "hunter2-broker-password"
+PASTED_PEM = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg\n"
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "extra"),
+    [
+        ("ledger", "mac_key_file", PASTED_HEX, {}),
+        ("api", "token_file", PASTED_TOKEN, {}),
+        ("mqtt", "password_file", PASTED_PASSWORD, {"enabled": True, "username": "posd"}),
+        ("ledger", "key_file", PASTED_PEM, {"tls": True}),
+        ("mqtt", "key_file", PASTED_PEM, {"enabled": True, "tls": True, "cert_file": "/x.pem"}),
+    ],
+)
+def test_secret_pasted_into_a_file_key_is_refused_unechoed(
+    tmp_path: Path, section: str, key: str, value: str, extra: dict[str, object]
+) -> None:
+    path = write_config(tmp_path, **{section: {**extra, key: value}})
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    found = {p.key_path: p.message for p in caught.value.problems}
+    assert "did you paste the secret itself?" in found[f"{section}.{key}"]
+    shown = str(caught.value)
+    for fragment in (value, value[:12], value.strip().splitlines()[-1][:12]):
+        assert fragment not in shown
+
+
+def test_a_secret_looking_name_of_an_existing_file_is_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    write_secret(tmp_path / "c2VjcmV0bmFtZWRmaWxl", MAC_KEY_HEX + "\n")
+    config = load_config(write_config(tmp_path, ledger={"mac_key_file": "c2VjcmV0bmFtZWRmaWxl"}))
+    assert read_mac_key(config) == bytes.fromhex(MAC_KEY_HEX)
+
+
+def test_a_missing_file_with_a_plain_name_is_still_named(tmp_path: Path) -> None:
+    missing = tmp_path / "absent" / "mac.key"
+    [(_, key_path, message)] = problems(write_config(tmp_path, ledger={"mac_key_file": missing}))
+    assert key_path == "ledger.mac_key_file" and f"{missing} does not exist" in message
+
+
+# --- secret files others can open are refused; the group may read them ---
+
+
+def _config_naming_secret(tmp_path: Path, key_path: str) -> tuple[Path, Path]:
+    """A valid config whose `key_path` names a secret file, and that file (to chmod)."""
+    tls = write_tls_files(tmp_path / "tls")
+    password = write_secret(tmp_path / "mqtt.password", "a-broker-password\n")
+    pair = {
+        "tls": True,
+        "ca_file": str(tls.ca_file),
+        "cert_file": str(tls.client_cert_file),
+        "key_file": str(tls.client_key_file),
+    }
+    if key_path == "ledger.mac_key_file":
+        return write_config(tmp_path), tmp_path / "mac.key"
+    if key_path == "api.token_file":
+        return write_config(tmp_path), tmp_path / "api.token"
+    if key_path == "mqtt.password_file":
+        mqtt = {"enabled": True, "username": "posd", "password_file": str(password)}
+        return write_config(tmp_path, mqtt=mqtt), password
+    if key_path == "ledger.key_file":
+        return write_config(tmp_path, ledger=pair), tls.client_key_file
+    assert key_path == "mqtt.key_file"
+    return write_config(tmp_path, mqtt={"enabled": True, **pair}), tls.client_key_file
+
+
+SECRET_KEYS = [
+    "ledger.mac_key_file",
+    "api.token_file",
+    "mqtt.password_file",
+    "ledger.key_file",
+    "mqtt.key_file",
+]
+
+
+@pytest.mark.parametrize("key_path", SECRET_KEYS)
+@pytest.mark.parametrize("mode", [0o644, 0o604, 0o602, 0o601, 0o666])
+def test_secret_file_open_to_others_is_refused(tmp_path: Path, key_path: str, mode: int) -> None:
+    config_path, secret = _config_naming_secret(tmp_path, key_path)
+    secret.chmod(mode)
+    found = {k: m for _, k, m in problems(config_path)}
+    assert found.keys() == {key_path}
+    assert f"open to other users (mode {mode:04o})" in found[key_path]
+    assert f"run `chmod 640 {secret}`" in found[key_path]
+
+
+@pytest.mark.parametrize("key_path", SECRET_KEYS)
+@pytest.mark.parametrize("mode", [0o640, 0o600, 0o400])
+def test_secret_file_readable_by_owner_and_group_is_accepted(
+    tmp_path: Path, key_path: str, mode: int
+) -> None:
+    config_path, secret = _config_naming_secret(tmp_path, key_path)
+    secret.chmod(mode)
+    load_config(config_path)
+
+
+def test_public_files_may_be_world_readable(tmp_path: Path) -> None:
+    tls = write_tls_files(tmp_path / "tls")
+    tls.ca_file.chmod(0o644)
+    tls.client_cert_file.chmod(0o644)
+    load_config(
+        write_config(
+            tmp_path,
+            ledger={
+                "tls": True,
+                "ca_file": str(tls.ca_file),
+                "cert_file": str(tls.client_cert_file),
+                "key_file": str(tls.client_key_file),
+            },
+        )
+    )
+
+
+def test_a_wrong_file_as_key_file_is_named_for_its_content_not_its_mode(tmp_path: Path) -> None:
+    tls = write_tls_files(tmp_path / "tls")
+    tls.ca_file.chmod(0o644)
+    ledger = {
+        "tls": True,
+        "ca_file": str(tls.ca_file),
+        "cert_file": str(tls.client_cert_file),
+        "key_file": str(tls.ca_file),
+    }
+    [(_, key_path, message)] = problems(write_config(tmp_path, ledger=ledger))
+    assert key_path == "ledger.key_file" and "holds no PEM private key" in message
+
+
+def test_secret_readers_refuse_a_file_opened_to_others_after_the_check(tmp_path: Path) -> None:
+    config = load_config(write_config(tmp_path))
+    (tmp_path / "mac.key").chmod(0o644)
+    (tmp_path / "api.token").chmod(0o604)
+    with pytest.raises(ConfigFileError, match=r"ledger\.mac_key_file: .*chmod 640"):
+        read_mac_key(config)
+    with pytest.raises(ConfigFileError, match=r"api\.token_file: .*chmod 640"):
+        read_api_token(config)
+
+
+def test_tls_keys_the_test_helpers_write_pass_the_mode_check(tmp_path: Path) -> None:
+    load_config(write_config(tmp_path, ledger={"tls": True}, mqtt={"enabled": True, "tls": True}))
+    for key in (tmp_path / "tls").glob("*.key"):
+        assert key.stat().st_mode & 0o007 == 0

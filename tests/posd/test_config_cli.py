@@ -103,3 +103,21 @@ def test_installed_command_example_then_check_names_only_the_missing_files(
             if row.startswith(key.split(".")[1] + " = ")
         )
         assert problem.startswith(f"{path}:{line}: {key}: {file} does not exist; ")
+
+
+def test_check_never_shows_a_secret_pasted_into_a_file_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mac_key = "9f" * 32
+    password = "hunter2-broker-password"
+    path = write_config(
+        tmp_path,
+        ledger={"mac_key_file": mac_key},
+        mqtt={"enabled": True, "username": "posd", "password_file": password},
+    )
+    assert main(["config", "check", str(path)]) == os.EX_CONFIG
+    out, err = capsys.readouterr()
+    assert "ledger.mac_key_file: is not a file path" in err
+    assert "mqtt.password_file: is not a file path" in err
+    for shown in (out, err):
+        assert mac_key[:12] not in shown and password not in shown

@@ -12,7 +12,7 @@ import pytest
 from posd import config as config_module
 from posd.config import Config, ConfigError, parse_config
 from posd.config_cli import example_text
-from tests.helpers.configs import MAC_KEY_HEX, write_tls_files
+from tests.helpers.configs import MAC_KEY_HEX, write_secret, write_tls_files
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -112,7 +112,7 @@ def test_example_is_valid_except_for_the_files_it_names() -> None:
 def test_example_with_its_files_present_holds_the_operations_defaults(tmp_path: Path) -> None:
     tls = write_tls_files(tmp_path / "tls")
     mac = tmp_path / "mac.key"
-    mac.write_text(MAC_KEY_HEX + "\n")
+    write_secret(mac, MAC_KEY_HEX + "\n")
     text = example_text()
     for old, new in [
         ("/etc/posd/ledger-ca.pem", tls.ca_file),

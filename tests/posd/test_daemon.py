@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -119,7 +120,9 @@ def posd_config(tmp_path: Path, **overrides: dict[str, object]) -> Path:
     return write_config(tmp_path, card_reader=reader, **overrides)
 
 
-async def start_posd(config: Path, **env: str) -> Posd:
+async def start_posd(
+    config: Path, preexec_fn: Callable[[], None] | None = None, **env: str
+) -> Posd:
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("NOTIFY_", "WATCHDOG_"))}
     environ.update(env)
     proc = await asyncio.create_subprocess_exec(
@@ -134,6 +137,7 @@ async def start_posd(config: Path, **env: str) -> Posd:
         stderr=subprocess.PIPE,
         env=environ,
         cwd=ROOT,
+        preexec_fn=preexec_fn,
     )
     return Posd(proc)
 
@@ -273,6 +277,44 @@ async def test_unusable_state_dir_exits_73(tmp_path: Path, running: list[Posd]) 
     assert await posd.exit_code() == EX_CANTCREAT
     assert expected in posd.stderr
     assert "Traceback" not in posd.stderr
+
+
+async def test_secrets_pasted_into_file_keys_never_reach_stderr(
+    tmp_path: Path, running: list[Posd]
+) -> None:
+    mac_key = "9f" * 32
+    token = "c2VjcmV0LWFwaS10b2tlbi1wYXN0ZWQtaW4tcGxhY2U="
+    config = posd_config(tmp_path, api={"token_file": token}, ledger={"mac_key_file": mac_key})
+    posd = await start_posd(config)
+    running.append(posd)
+    assert await posd.exit_code() == EX_CONFIG
+    assert "ledger.mac_key_file: is not a file path" in posd.stderr
+    assert "api.token_file: is not a file path" in posd.stderr
+    assert mac_key not in posd.stderr and mac_key[:12] not in posd.stderr
+    assert token not in posd.stderr and token[:12] not in posd.stderr
+
+
+def _core_limit(pid: int) -> list[str]:
+    limits = Path(f"/proc/{pid}/limits").read_text().splitlines()
+    [line] = [row for row in limits if row.startswith("Max core file size")]
+    return line.split()[4:6]
+
+
+async def test_run_forbids_core_dumps(tmp_path: Path, running: list[Posd]) -> None:
+    _, hard = resource.getrlimit(resource.RLIMIT_CORE)
+    if hard == 0:
+        pytest.skip("core dumps are already forbidden to this test run; no change to observe")
+    allowed = 1 << 20 if hard == resource.RLIM_INFINITY else min(hard, 1 << 20)
+
+    def allow_core_dumps() -> None:
+        resource.setrlimit(resource.RLIMIT_CORE, (allowed, hard))
+
+    posd = await start_posd(posd_config(tmp_path), preexec_fn=allow_core_dumps)
+    running.append(posd)
+    await posd.wait_for_line("ready: every component is serving")
+    assert _core_limit(posd.proc.pid) == ["0", "0"]
+    posd.signal(signal.SIGTERM)
+    assert await posd.exit_code() == EX_OK
 
 
 # -- state dir -----------------------------------------------------------------------------------
@@ -623,6 +665,7 @@ def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "posd.service" not in proc.stderr, proc.stderr
+    assert "\nLimitCORE=0\n" in unit
 
 
 @pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze not installed (Debian: systemd)")
