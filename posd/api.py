@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import re
+import socket
 import stat
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -52,6 +53,9 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES: Final = 64 * 1024
 # Writing a comment this often makes a vanished SSE client fail a write and be dropped.
 HEARTBEAT_S: Final = 15.0
+# Event streams open at once across both listeners: each holds a subscription and a task, and
+# a shop's POS apps need a handful at most.
+MAX_EVENT_STREAMS: Final = 16
 SOCKET_MODE: Final = 0o660
 SOCKET_GROUP: Final = "posd"
 # sockaddr_un.sun_path is 108 bytes including the terminating NUL.
@@ -113,6 +117,10 @@ def _invalid(field: str, message: str) -> ApiError:
     return ApiError(400, "invalid_request", f"{field}: {message}", field)
 
 
+class _ClientNotReading(Exception):
+    """An event stream write did not complete in time: the client stopped reading."""
+
+
 class _DuplicateKey(ValueError):
     def __init__(self, key: str) -> None:
         super().__init__(key)
@@ -150,6 +158,9 @@ async def _read_object(request: web.Request, allowed: frozenset[str]) -> dict[st
         )
     except UnicodeDecodeError:
         raise ApiError(400, "invalid_json", "the body is not UTF-8 text") from None
+    except RecursionError:
+        # json's parser recurses per nesting level: "[[[[…" deep enough exhausts the stack.
+        raise ApiError(400, "invalid_json", "the body nests too deeply to be a request") from None
     except _DuplicateKey as exc:
         raise _invalid(exc.key, "given more than once") from None
     except ValueError:
@@ -236,11 +247,29 @@ def _bearer_ok(header: str, token_digest: bytes) -> bool:
     return hmac.compare_digest(offered, token_digest) and scheme.lower() == "bearer"
 
 
+class StreamSlots:
+    """How many event streams may be open at once; one instance shared by every listener."""
+
+    def __init__(self, limit: int = MAX_EVENT_STREAMS) -> None:
+        self.limit = limit
+        self.open = 0
+
+
 class _Routes:
-    def __init__(self, service: PaymentService, closing: asyncio.Event, heartbeat_s: float) -> None:
+    def __init__(
+        self,
+        service: PaymentService,
+        closing: asyncio.Event,
+        heartbeat_s: float,
+        stream_slots: StreamSlots,
+    ) -> None:
         self._service = service
         self._closing = closing
         self._heartbeat_s = heartbeat_s
+        # A client that has not taken a write in two heartbeats is not reading: end its stream
+        # rather than hold its task and buffers for as long as the connection stays up.
+        self._write_timeout_s = 2 * heartbeat_s
+        self._slots = stream_slots
         self._local_seq = 0
 
     def add_to(self, app: web.Application) -> None:
@@ -306,6 +335,30 @@ class _Routes:
         return f"id: {seq}\ndata: {_dumps(event)}\n\n".encode()
 
     async def events(self, request: web.Request) -> web.StreamResponse:
+        if self._slots.open >= self._slots.limit:
+            raise ApiError(
+                503,
+                "too_many_streams",
+                f"{self._slots.limit} event streams are already open; close one and retry",
+            )
+        self._slots.open += 1
+        try:
+            return await self._stream_events(request)
+        finally:
+            self._slots.open -= 1
+
+    async def _write(self, request: web.Request, response: web.StreamResponse, data: bytes) -> None:
+        try:
+            async with asyncio.timeout(self._write_timeout_s):
+                await response.write(data)
+        except TimeoutError:
+            # The connection is dropped, not just left: aiohttp would otherwise wait for the
+            # same client to take the end of the stream.
+            if request.transport is not None:
+                request.transport.abort()
+            raise _ClientNotReading from None
+
+    async def _stream_events(self, request: web.Request) -> web.StreamResponse:
         subscription = self._service.events()
         next_event: asyncio.Future[dict[str, object]] | None = None
         closing = asyncio.ensure_future(self._closing.wait())
@@ -316,7 +369,7 @@ class _Routes:
         try:
             await response.prepare(request)
             # Tells the client the subscription is live: what happens from now on reaches it.
-            await response.write(b": connected\n\n")
+            await self._write(request, response, b": connected\n\n")
             while True:
                 if next_event is None:
                     next_event = asyncio.ensure_future(_next(subscription))
@@ -329,16 +382,20 @@ class _Routes:
                 if closing in done:
                     break
                 if next_event not in done:
-                    await response.write(b": heartbeat\n\n")
+                    await self._write(request, response, b": heartbeat\n\n")
                     continue
                 try:
                     event = next_event.result()
                 except StopAsyncIteration:
                     break
                 next_event = None
-                await response.write(self._frame(event))
+                await self._write(request, response, self._frame(event))
         except ConnectionResetError:
             log.info("events client went away")
+        except _ClientNotReading:
+            log.warning(
+                "events client took nothing for %g s; its stream is ended", self._write_timeout_s
+            )
         except Exception:
             if not response.prepared:
                 raise
@@ -424,13 +481,18 @@ def build_app(
     token: str | None,
     closing: asyncio.Event,
     heartbeat_s: float = HEARTBEAT_S,
+    stream_slots: StreamSlots | None = None,
 ) -> web.Application:
-    """The API application; with a `token`, every request must carry it as a bearer token."""
+    """The API application; with a `token`, every request must carry it as a bearer token.
+
+    Apps given the same `stream_slots` share its limit on open event streams.
+    """
     middlewares: list[Middleware] = [_log_requests, _json_errors]
     if token is not None:
         middlewares.append(_token_middleware(token))
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
-    _Routes(service, closing, heartbeat_s).add_to(app)
+    slots = stream_slots if stream_slots is not None else StreamSlots()
+    _Routes(service, closing, heartbeat_s, slots).add_to(app)
     return app
 
 
@@ -466,6 +528,23 @@ async def _clear_socket_path(path: Path) -> None:
         raise ApiStartError(f"another process already serves {path}; is posd already running?")
     # Left behind by a process that died without cleaning up.
     _remove_socket(path, None)
+
+
+def bind_unix_socket(path: Path, group: str | None) -> socket.socket:
+    """A stream socket bound at `path` with mode 0660 (and `group`), not yet listening.
+
+    Clients can connect only once the socket listens, and the mode is right before that, so
+    there is no moment where the process umask's looser mode lets anyone in. This avoids
+    changing the umask, which is process-wide (sqlite's and to_thread's workers share it).
+    """
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(str(path))
+        _restrict_socket(path, group)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def _restrict_socket(path: Path, group: str | None) -> None:
@@ -524,22 +603,31 @@ class LocalApi:
 
     async def run(self, started: Callable[[], None]) -> None:
         closing = asyncio.Event()
+        slots = StreamSlots()
         runners: list[web.AppRunner] = []
         socket_inode: int | None = None
         try:
             await _clear_socket_path(self.socket_path)
             unix_runner = web.AppRunner(
                 build_app(
-                    self._service, token=None, closing=closing, heartbeat_s=self._heartbeat_s
+                    self._service,
+                    token=None,
+                    closing=closing,
+                    heartbeat_s=self._heartbeat_s,
+                    stream_slots=slots,
                 ),
                 access_log=None,
                 shutdown_timeout=_SHUTDOWN_TIMEOUT_S,
             )
             await unix_runner.setup()
             runners.append(unix_runner)
-            await web.UnixSite(unix_runner, str(self.socket_path)).start()
+            unix_socket = bind_unix_socket(self.socket_path, self._group)
             socket_inode = os.lstat(self.socket_path).st_ino
-            _restrict_socket(self.socket_path, self._group)
+            try:
+                await web.SockSite(unix_runner, unix_socket).start()
+            except BaseException:
+                unix_socket.close()
+                raise
             log.info("local API listening on %s", self.socket_path)
             if self._tcp_port is not None:
                 tcp_runner = web.AppRunner(
@@ -548,6 +636,7 @@ class LocalApi:
                         token=self._token,
                         closing=closing,
                         heartbeat_s=self._heartbeat_s,
+                        stream_slots=slots,
                     ),
                     access_log=None,
                     shutdown_timeout=_SHUTDOWN_TIMEOUT_S,

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from posd.api import MAX_BODY_BYTES, ApiStartError, LocalApi
+from posd.api import MAX_BODY_BYTES, ApiStartError, LocalApi, bind_unix_socket
 from posd.payment_service import MAX_AMOUNT
 from tests.posd.test_api_support import (
     MemoryPaymentService,
@@ -196,6 +196,9 @@ BAD_BODIES: list[tuple[str, bytes | None, str | None, int, str, str | None]] = [
         None,
     ),
     ("text", b'{"amount": 1000}', "text/plain", 415, "unsupported_media_type", None),
+    ("nested arrays", b"[" * 60000, "application/json", 400, "invalid_json", None),
+    ("nested objects", b'{"a":' * 12000, "application/json", 400, "invalid_json", None),
+    ("1000 levels", b"[" * 1000 + b"]" * 1000, "application/json", 400, "invalid_json", None),
 ]
 
 
@@ -432,6 +435,18 @@ async def test_request_log_has_no_body(
     assert not any(marker in line for line in lines)
 
 
+async def test_deep_nesting_logs_no_error(
+    served: RunningApi, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    status, body, _ = await call(
+        served, "POST", "/v1/payments", data=b"[" * 5000, content_type="application/json"
+    )
+    assert status == 400
+    assert body["error"]["message"] == "the body nests too deeply to be a request"
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
 # ---- the socket file ---------------------------------------------------------------------------
 
 
@@ -442,6 +457,29 @@ async def test_socket_is_0660_and_removed_at_stop(tmp_path: Path) -> None:
         assert stat.S_IMODE(mode) == 0o660
         path = running.socket_path
     assert not path.exists()
+
+
+async def test_socket_is_0660_whatever_the_umask(tmp_path: Path) -> None:
+    previous = os.umask(0)
+    try:
+        async with running_api(tmp_path) as running:
+            assert stat.S_IMODE(os.stat(running.socket_path).st_mode) == 0o660
+    finally:
+        os.umask(previous)
+
+
+def test_bound_socket_refuses_connections_until_it_listens(tmp_path: Path) -> None:
+    # The mode is set between bind and listen: nobody can connect while it is still the umask's.
+    path = tmp_path / "api.sock"
+    previous = os.umask(0)
+    try:
+        sock = bind_unix_socket(path, None)
+    finally:
+        os.umask(previous)
+    with sock, socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o660
+        with pytest.raises(ConnectionRefusedError):
+            client.connect(str(path))
 
 
 async def test_stale_socket_file_is_replaced(tmp_path: Path) -> None:
