@@ -4,7 +4,8 @@
 SQLite connection, so the event loop never waits on an fsync. Every write is committed, and
 with WAL + synchronous=FULL on disk, before its coroutine returns: durable before visible.
 A caller cancelled while awaiting does not cancel the write; it may or may not have landed,
-and the journal (not the caller's memory) says which.
+and the journal (not the caller's memory) says which. Any call raises JournalStorageError when
+the disk under the journal is full or failing: nothing of that call was recorded.
 
 Payment ids are "p_" + 16 random hex digits. Times passed in are Unix seconds; times in
 records are Unix milliseconds.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import functools
+import sqlite3
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -30,6 +32,7 @@ from posd.journal_model import (
     IllegalTransition,
     InvalidArgument,
     JournalError,
+    JournalStorageError,
     OfflineExposure,
     OfflineLimits,
     OfflineRefused,
@@ -43,7 +46,7 @@ from posd.journal_model import (
     UnknownSafEntry,
     mask_pan,
 )
-from posd.journal_schema import JournalSchemaError
+from posd.journal_schema import DB_FILE_NAME, JournalSchemaError
 
 __all__ = [
     "ADVICE_REFUSED",
@@ -56,6 +59,7 @@ __all__ = [
     "JournalError",
     "JournalKeyError",
     "JournalSchemaError",
+    "JournalStorageError",
     "OfflineExposure",
     "OfflineLimits",
     "OfflineRefused",
@@ -71,9 +75,24 @@ __all__ = [
     "day_bounds",
     "mask_pan",
     "saf_listing",
+    "storage_failure",
 ]
 
 T = TypeVar("T")
+
+# SQLite's primary result codes for storage that fails under it, rather than a bad query:
+# SQLITE_READONLY (a filesystem remounted read-only after errors, common on SD cards),
+# SQLITE_IOERR, SQLITE_FULL (disk full), SQLITE_CANTOPEN (the -wal or -shm file).
+_STORAGE_CODES = frozenset({8, 10, 13, 14})
+
+
+def storage_failure(exc: BaseException) -> bool:
+    """Whether `exc` is SQLite saying the disk under the journal failed (full, I/O error)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if not isinstance(exc, sqlite3.OperationalError) or not isinstance(code, int):
+        return False
+    # Extended codes (SQLITE_IOERR_WRITE, ...) carry the primary code in their low byte.
+    return (code & 0xFF) in _STORAGE_CODES
 
 
 def day_bounds(date: datetime.date, tz: datetime.tzinfo | None = None) -> tuple[int, int]:
@@ -95,13 +114,19 @@ class Journal:
         """Opens (creating on first start) the journal and its key in state_dir.
 
         Raises JournalKeyError (key file unsafe, wrong size, missing for an existing journal,
-        or not this journal's key) and JournalSchemaError (database from a newer posd).
+        or not this journal's key), JournalSchemaError (database from a newer posd) and
+        JournalStorageError (the disk under it is full or failing).
         """
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="posd-journal")
         try:
             core = await asyncio.get_running_loop().run_in_executor(
                 executor, JournalCore, state_dir
             )
+        except sqlite3.OperationalError as exc:
+            executor.shutdown(wait=False)
+            if storage_failure(exc):
+                raise JournalStorageError(state_dir / DB_FILE_NAME, str(exc)) from exc
+            raise
         except BaseException:
             executor.shutdown(wait=False)
             raise
@@ -125,7 +150,12 @@ class Journal:
         if self._closed:
             raise JournalError("the journal is closed")
         call = functools.partial(fn, *args, **kwargs)
-        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        except sqlite3.OperationalError as exc:
+            if storage_failure(exc):
+                raise JournalStorageError(self.path, str(exc)) from exc
+            raise
 
     # -- payments -------------------------------------------------------------------------
 

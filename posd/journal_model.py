@@ -89,6 +89,16 @@ class InvalidArgument(JournalError, ValueError):
         self.message = message
 
 
+class JournalStorageError(JournalError):
+    """The journal's file cannot be written or read (disk full, I/O error, read-only
+    filesystem). Nothing was recorded; the same call can succeed once the storage is fixed.
+    `reason` is SQLite's own text, which never holds a value the journal stores."""
+
+    def __init__(self, path: object, reason: str) -> None:
+        super().__init__(f"journal storage failed at {path}: {reason}")
+        self.reason = reason
+
+
 class UnknownPayment(JournalError, LookupError):
     def __init__(self, payment_id: str) -> None:
         super().__init__(f"no payment {payment_id!r} in the journal")

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 
 DB_FILE_NAME = "journal.db"
+# SQLite's companions of the database file in WAL mode; they hold the same data.
+_COMPANION_SUFFIXES = ("-wal", "-shm")
+
+log = logging.getLogger(__name__)
 
 # MIGRATIONS[n] takes a database from schema version n to n + 1. Append, never edit: a
 # shipped step has already run on terminals in the field.
@@ -100,6 +106,8 @@ def connect(path: Path) -> sqlite3.Connection:
     if not path.exists():
         # SQLite gives the -wal and -shm files the database file's mode, so create it private.
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    else:
+        make_private(path)
     conn = sqlite3.connect(path, isolation_level=None, timeout=5.0)
     try:
         conn.execute("PRAGMA journal_mode=WAL")
@@ -121,6 +129,20 @@ def connect(path: Path) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+def make_private(path: Path) -> None:
+    """Mode 0600 for the database and its -wal and -shm files, where group or others had
+    access (a journal restored from a backup at 0644): they hold the payment history, and
+    SQLite creates the companions with the database file's mode."""
+    for file in (path, *(path.with_name(path.name + s) for s in _COMPANION_SUFFIXES)):
+        try:
+            mode = stat.S_IMODE(file.stat().st_mode)
+        except FileNotFoundError:
+            continue
+        if mode & 0o077:
+            os.chmod(file, 0o600)
+            log.warning("journal file %s was mode %o; set to 0600", file, mode)
 
 
 def migrate(conn: sqlite3.Connection, path: Path) -> None:
