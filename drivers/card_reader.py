@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import errno
 import logging
+import math
 import random
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass, field, fields
@@ -80,6 +81,12 @@ PORT_CLOSE_TIMEOUT_S = 2.0
 COMPLETE_TIMEOUT_S = 5.0
 # Opening runs in an executor thread too; a probe ended early waits this long for it.
 PORT_OPEN_TIMEOUT_S = 2.0
+# Messages held for the operation waiting on the reader. An operation takes a few; a faulty
+# reader can send without end, so past this the oldest goes.
+INBOX_LIMIT = 64
+# A faulty reader can send ERROR or malformed messages without end: one warning per kind
+# this often, the next one counting those held back.
+WARNING_INTERVAL_S = 60.0
 
 
 class ReaderUnavailable(Exception):
@@ -188,8 +195,35 @@ _LOST = object()
 """Put in a session's inbox when its link ends, to wake whoever waits on it."""
 
 
+class _Throttle:
+    """Lets one log line through per interval; the next one says how many were held back."""
+
+    def __init__(self, interval_s: float) -> None:
+        self._interval_s = interval_s
+        self._next_at = -math.inf
+        self._held = 0
+
+    def allow(self, now: float) -> int | None:
+        """None: hold this line back; else how many were held back since the last one."""
+        if now < self._next_at:
+            self._held += 1
+            return None
+        held, self._held = self._held, 0
+        self._next_at = now + self._interval_s
+        return held
+
+
+def _held_note(held: int) -> str:
+    return f" ({held} more since the last such warning)" if held else ""
+
+
 class _Session(asyncio.Protocol):
-    """One open port: the link machine, its timer, and the messages it delivered."""
+    """One open port: the link machine, its timer, and the messages it delivered.
+
+    Only what arrives while an operation waits for an answer is kept: anything else is
+    unsolicited (a reader's CARD_INSERTED with no read running, or a faulty one's flood) and
+    no operation would take it, so it is dropped and counted rather than held without bound.
+    """
 
     def __init__(
         self,
@@ -198,11 +232,20 @@ class _Session(asyncio.Protocol):
         initial_seq: int,
         trace: Callable[[str], None],
         on_end: Callable[[_Session, str], None],
+        throttles: tuple[_Throttle, _Throttle] | None = None,
     ) -> None:
         self.path = path
         self._on_end = on_end
         self.link = SrlLink("host", baudrate=baudrate, initial_seq=initial_seq)
-        self.inbox: asyncio.Queue[object] = asyncio.Queue()
+        self.inbox: asyncio.Queue[object] = asyncio.Queue(maxsize=INBOX_LIMIT)
+        self.waiters = 0
+        """Operations waiting on `inbox` (one at most: the reader's lock, or a probe's PING)."""
+        self.dropped = 0
+        """Messages not kept: unsolicited, or the oldest of a full inbox."""
+        self._error_log, self._invalid_log = throttles or (
+            _Throttle(WARNING_INTERVAL_S),
+            _Throttle(WARNING_INTERVAL_S),
+        )
         self.ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._trace = trace
@@ -256,11 +299,24 @@ class _Session(asyncio.Protocol):
             # Before the waiting operation hears of it: a caller told "link lost" finds
             # the reader disconnected already.
             self._on_end(self, reason)
-            self.inbox.put_nowait(_LOST)
+            self.put(_LOST)
         if self._transport is not None and not self._transport.is_closing():
             # abort, not close: a graceful close drains output first, which blocks on a
             # port whose other end is gone.
             self._transport.abort()
+
+    def put(self, item: object) -> None:
+        """Into the inbox, making room by dropping the oldest message when it is full."""
+        if self.inbox.full():
+            self.inbox.get_nowait()
+            self.dropped += 1
+        self.inbox.put_nowait(item)
+
+    def _deliver(self, msg: srl.Message) -> None:
+        if self.waiters:
+            self.put(msg)
+        else:
+            self.dropped += 1
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -274,13 +330,27 @@ class _Session(asyncio.Protocol):
                 case MessageReceived(msg):
                     self._trace(f"rx {srl.describe(msg)}")
                     if isinstance(msg, srl.ReaderError):
-                        log.warning("card reader on %s reports %s", self.path, srl.describe(msg))
-                    self.inbox.put_nowait(msg)
+                        held = self._error_log.allow(self._loop.time())
+                        if held is not None:
+                            log.warning(
+                                "card reader on %s reports %s%s",
+                                self.path,
+                                srl.describe(msg),
+                                _held_note(held),
+                            )
+                    self._deliver(msg)
                 case FrameRejected(reason):
                     self._trace(f"bad frame: {reason}")
                 case MessageRejected(cmd, reason):
                     self._trace(f"rejected CMD 0x{cmd:02X}")
-                    log.warning("card reader on %s sent an invalid message: %s", self.path, reason)
+                    held = self._invalid_log.allow(self._loop.time())
+                    if held is not None:
+                        log.warning(
+                            "card reader on %s sent an invalid message: %s%s",
+                            self.path,
+                            reason,
+                            _held_note(held),
+                        )
                 case LinkDown(dropped):
                     self.end(f"no ACK after retransmissions ({dropped} message(s) dropped)")
                     return
@@ -361,6 +431,9 @@ class CardReader:
         self.last_error: str | None = None
         self._session: _Session | None = None
         self._past_stats = LinkStats()
+        self._past_dropped = 0
+        # Shared by every session, so reconnecting does not reset the warning rate.
+        self._throttles = (_Throttle(WARNING_INTERVAL_S), _Throttle(WARNING_INTERVAL_S))
         self._lock = asyncio.Lock()
         self._state_changed = asyncio.Event()
 
@@ -370,6 +443,13 @@ class CardReader:
         if self._session is None:
             return _add_stats(self._past_stats, LinkStats())
         return _add_stats(self._past_stats, self._session.link.stats)
+
+    @property
+    def dropped_messages(self) -> int:
+        """Reader messages dropped since start: sent while no operation waited for one (a
+        faulty reader's flood, a late event), or the oldest beyond INBOX_LIMIT."""
+        session_dropped = self._session.dropped if self._session is not None else 0
+        return self._past_dropped + session_dropped
 
     # -- the component ----------------------------------------------------
 
@@ -431,6 +511,7 @@ class CardReader:
         self._next_seq = session.link.next_seq
         if self._session is session:
             self._past_stats = _add_stats(self._past_stats, session.link.stats)
+            self._past_dropped += session.dropped
             self._session = None
             self.port = self._configured
 
@@ -494,7 +575,9 @@ class CardReader:
         raise _OpenFailed("disconnected", f"no card reader answered on {', '.join(paths)}")
 
     def _new_session(self, path: str) -> _Session:
-        return _Session(path, self.baudrate, self._next_seq, self._trace, self._lost)
+        return _Session(
+            path, self.baudrate, self._next_seq, self._trace, self._lost, self._throttles
+        )
 
     async def _open_and_ping(self, session: _Session) -> tuple[_Session, ReaderInfo]:
         await self._open(session)
@@ -623,7 +706,7 @@ class CardReader:
             # Events left from an earlier operation (a late CARD_REMOVED) are not answers.
             while not session.inbox.empty():
                 if session.inbox.get_nowait() is _LOST:
-                    session.inbox.put_nowait(_LOST)
+                    session.put(_LOST)
                     break
             try:
                 yield session
@@ -643,11 +726,13 @@ class CardReader:
             # drops a cancellation that lands as it arrives, and a cancelled read then went on
             # waiting for a card with no CANCEL sent.
             async with asyncio.timeout(timeout_s):
-                return await self._next_of(session, kinds, what)
+                session.waiters += 1
+                try:
+                    return await self._next_of(session, kinds, what)
+                finally:
+                    session.waiters -= 1
         except TimeoutError:
-            raise ReaderUnavailable(
-                f"the card reader sent no {what} in {timeout_s:g} s"
-            ) from None
+            raise ReaderUnavailable(f"the card reader sent no {what} in {timeout_s:g} s") from None
 
     async def _next_of(
         self, session: _Session, kinds: tuple[type[srl.Message], ...], what: str
@@ -655,7 +740,7 @@ class CardReader:
         while True:
             item = await session.inbox.get()
             if item is _LOST:
-                session.inbox.put_nowait(_LOST)
+                session.put(_LOST)
                 raise ReaderUnavailable(f"card reader link lost waiting for {what}")
             assert isinstance(item, srl.Message)
             if isinstance(item, kinds):
@@ -664,8 +749,9 @@ class CardReader:
                 raise ReaderUnavailable(
                     f"card reader error 0x{item.code:02X} waiting for {what}: {item.text}"
                 )
-            log.debug("card reader on %s: %s while waiting for %s", session.path,
-                      srl.describe(item), what)
+            log.debug(
+                "card reader on %s: %s while waiting for %s", session.path, srl.describe(item), what
+            )
 
     # -- state -------------------------------------------------------------
 

@@ -12,12 +12,14 @@ from pathlib import Path
 import pytest
 
 from drivers.card_reader import (
+    INBOX_LIMIT,
     CardDataError,
     CardRead,
     CardReader,
     ReaderState,
     ReaderUnavailable,
     ReadFailed,
+    _Throttle,
     card_read_from,
     ping_port,
 )
@@ -77,7 +79,9 @@ async def test_ping_pong_gives_reader_info(sim: SimulatedCardReader) -> None:
     async with ready_reader(sim) as reader:
         assert reader.info is not None
         assert (reader.info.model, reader.info.firmware, reader.info.serial) == (
-            "SIM-R1", "1.0.0", "SIM00001",
+            "SIM-R1",
+            "1.0.0",
+            "SIM00001",
         )
         assert reader.port == sim.port
         info = await reader.ping()
@@ -340,6 +344,73 @@ async def test_reader_error_during_a_read_is_unavailable(sim: SimulatedCardReade
         assert reader.state == "ready"
 
 
+def unsolicited_frames(sim: SimulatedCardReader, messages: list[srl.Message]) -> bytes:
+    """Hand-made frames carrying `messages`, numbered so the last is not a SEQ the simulated
+    reader will use next (the link would take its next frame for a repeat)."""
+    last = (sim.link.next_seq + 128) % 256
+    first = (last - len(messages) + 1) % 256
+    return b"".join(
+        encode_frame((first + i) % 256, *srl.encode_message(msg)) for i, msg in enumerate(messages)
+    )
+
+
+async def test_unsolicited_messages_while_idle_are_dropped_and_counted(
+    sim: SimulatedCardReader,
+) -> None:
+    flood = 3 * INBOX_LIMIT
+    async with ready_reader(sim) as reader:
+        frames_before = reader.stats.frames_in
+        sim.inject(unsolicited_frames(sim, [srl.CardInserted()] * flood))
+        await wait_until(lambda: reader.stats.frames_in >= frames_before + flood, "the flood")
+        assert reader.dropped_messages == flood
+        assert reader.state == "ready"
+        sim.present("seoroeum")
+        read = await asyncio.wait_for(reader.read_card(1000, ALL, 30), WAIT_S)
+        assert isinstance(read, CardRead)
+        assert reader.dropped_messages == flood
+
+
+async def test_a_flood_during_a_read_is_bounded_and_the_answer_still_arrives(
+    sim: SimulatedCardReader,
+) -> None:
+    flood = 2000
+    async with ready_reader(sim) as reader:
+        read = asyncio.create_task(reader.read_card(1000, ALL, 30))
+        await wait_until(lambda: sent_start_read(sim), "START_READ")
+        await wait_state(reader, "busy")
+        frames_before = reader.stats.frames_in
+        sim.inject(unsolicited_frames(sim, [srl.CardRemoved()] * flood))
+        await wait_until(lambda: reader.stats.frames_in >= frames_before + flood, "the flood")
+        # Delivered in chunks of many frames each, faster than the read takes them: the inbox
+        # drops its oldest rather than grow.
+        assert reader.dropped_messages > 0
+        sim.present("seoroeum")
+        assert isinstance(await asyncio.wait_for(read, WAIT_S), CardRead)
+
+
+async def test_reader_errors_are_warned_about_once_per_interval(
+    sim: SimulatedCardReader, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="drivers.card_reader")
+    errors: list[srl.Message] = [srl.ReaderError(0x42, "antenna fault")] * 50
+    async with ready_reader(sim) as reader:
+        frames_before = reader.stats.frames_in
+        sim.inject(unsolicited_frames(sim, errors))
+        await wait_until(lambda: reader.stats.frames_in >= frames_before + 50, "the errors")
+        assert reader.state == "ready"
+    warned = [r.getMessage() for r in caplog.records if "reports ERROR" in r.getMessage()]
+    assert len(warned) == 1 and "antenna fault" in warned[0]
+
+
+def test_throttle_lets_one_line_through_per_interval_and_counts_the_rest() -> None:
+    throttle = _Throttle(60.0)
+    assert throttle.allow(1000.0) == 0
+    assert [throttle.allow(1000.0 + t) for t in (1.0, 30.0, 59.9)] == [None, None, None]
+    assert throttle.allow(1060.0) == 3
+    assert throttle.allow(1061.0) is None
+    assert throttle.allow(1200.0) == 1
+
+
 async def test_unusable_card_data_is_a_card_error_without_the_pan(
     sim: SimulatedCardReader, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -425,8 +496,23 @@ def test_simulator_refuses_unknown_cards_and_reasons() -> None:
 def test_simulated_chip_data_carries_every_tag_reader_link_md_lists(name: str) -> None:
     msg = card_data(CARDS[name], 12000, datetime.date(2026, 11, 25), 7)
     tags = {item.tag for item in decode_tlv(msg.tlv)}
-    required = {0x5A, 0x5F24, 0x5F34, 0x9F26, 0x9F27, 0x9F10, 0x9F37, 0x9F36, 0x95, 0x9A,
-                0x9C, 0x9F02, 0x5F2A, 0x82, 0x84}
+    required = {
+        0x5A,
+        0x5F24,
+        0x5F34,
+        0x9F26,
+        0x9F27,
+        0x9F10,
+        0x9F37,
+        0x9F36,
+        0x95,
+        0x9A,
+        0x9C,
+        0x9F02,
+        0x5F2A,
+        0x82,
+        0x84,
+    }
     assert required <= tags
     read = card_read_from(msg)
     assert read.pan == CARDS[name].pan and read.expiry == CARDS[name].expiry
