@@ -29,6 +29,12 @@ Decisions taken here where the specs are silent:
   first) is told `Z3`, so its transaction ends.
 - A cancel answers once the journal says cancelled, whatever the reader does; the reader is
   told CANCEL meanwhile, again if the first went unheeded, and the next payment waits for it.
+- A journal that cannot write (disk full, I/O error) refuses new payments with
+  DeviceNotReady naming the journal's storage, and the status object's `storage` (not in
+  mqtt.md) shows the error. A payment it leaves unsettled (a 0200 out and no reversal
+  queued, or a ledger approval the card refused) still has its card told COMPLETE, then holds
+  the engine: no payment is taken, the component stops (error in the supervisor) and each
+  restart's `recover` retries until the journal takes the reversal.
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ from posd.journal import (
     IdempotencyConflict,
     InvalidArgument,
     Journal,
+    JournalStorageError,
     OfflineRefused,
     PaymentRecord,
     RefundRefused,
@@ -67,7 +74,14 @@ from posd.journal_model import (
 )
 from posd.ledger_client import LedgerSecurityError, LedgerTimeout, LedgerUnavailable
 from posd.logs import register_secret
-from posd.payment_devices import CardData, CardReaderPort, LedgerPort, ReadFailure, ScannerPort
+from posd.payment_devices import (
+    CardData,
+    CardReaderPort,
+    CardVerdict,
+    LedgerPort,
+    ReadFailure,
+    ScannerPort,
+)
 from posd.payment_events import EventHub
 from posd.payment_journal import JournalHolder
 from posd.payment_rules import (
@@ -127,6 +141,12 @@ _STOP_READ_ROUNDS = 5
 
 class ReaderMissing(Exception):
     """A chip card's COMPLETE is due and there is no reader object at all."""
+
+
+class PaymentsHeld(Exception):
+    """A payment could not be settled in the journal (its 0200 may have reached the ledger and
+    no reversal is queued): the engine stops taking payments, and the supervisor's restarts
+    retry the settling through `recover` until the journal takes it."""
 
 
 @dataclass(frozen=True)
@@ -196,6 +216,16 @@ class PaymentEngine:
         # Chip payments the ledger approved whose card has not answered COMPLETE yet: the
         # journal says approved (the ledger's answer is durable), the POS sees authorizing.
         self._card_deciding: set[str] = set()
+        # Chip payments the ledger approved and the card did not, whose reversal the journal
+        # has not taken yet (disk full): payment id -> decline reason. The journal says
+        # approved, so this is what makes `recover` reverse them and the POS see authorizing.
+        self._owed: dict[str, str] = {}
+        # Whether the card of the payment under way still awaits its COMPLETE.
+        self._card_open = False
+        # Why no payment is taken: a payment left unsettled (the ledger may hold its money).
+        self._held: str | None = None
+        self._halt = asyncio.Event()
+        self._storage_error: str | None = None
         self._create_lock = asyncio.Lock()
         self._tasks: asyncio.TaskGroup | None = None
         self._started_mono = time.monotonic()
@@ -205,28 +235,48 @@ class PaymentEngine:
 
     async def run(self, started: Callable[[], None]) -> None:
         self._started_mono = time.monotonic()
+        self._halt = asyncio.Event()
         await self._journal.wait()
         await self.recover()
         try:
             async with asyncio.TaskGroup() as tasks:
                 self._tasks = tasks
                 started()
-                await asyncio.Event().wait()
+                await self._halt.wait()
+                self._tasks = None
         finally:
             self._tasks = None
             self._waiting = None
+        raise PaymentsHeld(self._held or "a payment could not be settled")
 
     async def recover(self) -> None:
         """What a crash left: waiting → cancelled; authorizing → reversal queued. Each payment
-        on its own: one that cannot be settled is logged and left for the next start."""
-        for rec in await self._jn().in_flight():
+        on its own, so one that cannot be settled does not hold back the others; then, if any
+        could not be, PaymentsHeld: no payment is taken until a later call settles them all
+        (the supervisor's restarts make that call)."""
+        unsettled: list[str] = []
+        try:
+            owed = [await self._jn().get(payment_id) for payment_id in list(self._owed)]
+            in_flight = [r for r in owed if r is not None] + await self._jn().in_flight()
+        except JournalStorageError as exc:
+            self._note_storage(exc)
+            self._hold(f"the payments in flight ({exc})")
+            raise PaymentsHeld(str(self._held)) from exc
+        for rec in in_flight:
             try:
                 await self._recover_one(rec)
-            except Exception:
-                log.exception(
-                    "payment %s (%s) could not be settled at start-up", rec.payment_id, rec.state
-                )
+            except Exception as exc:
+                _log_failure(exc, f"payment {rec.payment_id} ({rec.state}) could not be settled")
+                self._note_storage(exc)
+                unsettled.append(f"{rec.payment_id} ({rec.state}): {_why(exc)}")
         self._forwarder.wake()
+        if unsettled:
+            self._hold(f"payment {'; '.join(unsettled)}")
+            raise PaymentsHeld(str(self._held))
+        if self._held is not None:
+            log.warning("payments held back earlier are settled; taking payments again")
+        self._held = None
+        self._storage_error = None
 
     async def _recover_one(self, rec: PaymentRecord) -> None:
         if rec.state == WAITING_FOR_CARD:
@@ -239,6 +289,8 @@ class PaymentEngine:
             log.warning(
                 "payment %s had no ledger answer at restart: reversal queued", rec.payment_id
             )
+        elif rec.payment_id in self._owed:
+            rec = await self._reverse_owed(rec, publish=False)
         else:
             return
         self._publish(rec)
@@ -249,11 +301,11 @@ class PaymentEngine:
         self, amount: int, method: str, idempotency_key: str, benefit_plus: bool
     ) -> PaymentView:
         async with self._create_lock:
-            known = await self._jn().by_idempotency_key(idempotency_key)
-            if known is None:
-                await self._previous_finished()
-                self._check_ready(method)
             try:
+                known = await self._jn().by_idempotency_key(idempotency_key)
+                if known is None:
+                    await self._previous_finished()
+                    self._check_ready(method)
                 rec, created = await self._jn().create_payment(
                     amount=amount,
                     method=method,
@@ -267,8 +319,11 @@ class PaymentEngine:
                 raise IdempotencyKeyReused(str(exc)) from None
             except InvalidArgument as exc:
                 raise InvalidRequest(exc.field, exc.message) from None
+            except JournalStorageError as exc:
+                raise self._storage_not_ready(exc) from None
             if not created:
                 return PaymentView(rec)
+            self._storage_error = None
             assert self._tasks is not None  # _check_ready saw the engine running
             waiting = _Waiting(
                 rec.payment_id,
@@ -316,6 +371,8 @@ class PaymentEngine:
             known = await self._jn().by_idempotency_key(idempotency_key, kind="refund")
             if known is not None and known.original_payment_id == payment_id:
                 return PaymentView(known)
+        if self._held is not None:
+            raise DeviceNotReady(self._held_message())
         if not self._ledger.is_up():
             raise DeviceNotReady("the ledger link is down; refunds are made online only")
         if original.rrn is None and original.kind == "purchase" and original.stan is not None:
@@ -334,6 +391,8 @@ class PaymentEngine:
             if exc.reason == "exceeds_original":
                 raise InvalidRequest("amount", str(exc)) from None
             raise WrongState(str(exc)) from None
+        except JournalStorageError as exc:
+            raise self._storage_not_ready(exc) from None
         if not created:
             return PaymentView(rec)
         self._publish(rec)
@@ -372,6 +431,11 @@ class PaymentEngine:
                 "audio": {"state": "disabled", "output": self._config.audio.output},
             },
             "saf": (await self._jn().saf_summary(now)).to_json(),
+            # Not in mqtt.md: the journal's storage, so that a full or failing disk shows.
+            "storage": {
+                "state": "error" if self._held or self._storage_error else "ready",
+                "last_error": self._held or self._storage_error,
+            },
             "orders": {"alerting": 0, "missed_today": 0},
             "payments_today": await self._jn().payments_today(now),
         }
@@ -444,12 +508,13 @@ class PaymentEngine:
     # ---- the flow -------------------------------------------------------------------------
 
     async def _drive(self, rec: PaymentRecord, waiting: _Waiting) -> None:
-        card_taken = chip_taken = False
+        card_taken = False
+        self._card_open = False
         try:
             got = await self._wait_for_payer(rec, waiting)
             waiting.deciding = True
             card_taken = isinstance(got, CardData)
-            chip_taken = isinstance(got, CardData) and got.entry_mode == "chip"
+            self._card_open = isinstance(got, CardData) and got.entry_mode == "chip"
             if waiting.read is not None and not card_taken:
                 # Stopped at once, so the reader is not still reading while a QR pays; the
                 # rest of the stop (and a Z3 for a chip card it read) is in `finally`.
@@ -467,19 +532,16 @@ class PaymentEngine:
                 await self._decline_here(rec, got.reason)
             else:
                 await self._decline_here(rec, "timeout")
-        except Exception:
-            # A bug here must not leave the reader held nor a 0200 without its answer: the
-            # payment is settled the way start-up recovery would settle it.
+        except Exception as exc:
+            # A bug here, or a journal that cannot write (disk full), must not leave the
+            # reader held, the card's transaction open, nor a 0200 without its answer.
             log.exception("payment %s failed", rec.payment_id)
-            rec = await self._refresh(rec)
-            if rec.state == WAITING_FOR_CARD:
-                await self._decline_now(rec, "internal_error")
-            elif rec.state == AUTHORIZING:
-                await self._reverse(rec, "internal_error", publish=True)
-            else:
-                return
-            if chip_taken:
-                await self._tell_card(ARC_LEDGER_NOT_REACHED)
+            self._note_storage(exc)
+            try:
+                await self._settle_failed(rec)
+            finally:
+                if self._card_open:
+                    await self._tell_card(ARC_LEDGER_NOT_REACHED)
         finally:
             waiting.decided.set()
             try:
@@ -489,6 +551,24 @@ class PaymentEngine:
                 if self._waiting is waiting:
                     self._waiting = None
                 waiting.settled.set()
+
+    async def _settle_failed(self, rec: PaymentRecord) -> None:
+        """Settles a payment whose flow failed, as start-up recovery would. If the journal
+        cannot take that either, the engine is held (no new payment) and stops, so that the
+        supervisor's restarts retry through `recover`."""
+        try:
+            rec = await self._refresh(rec)
+            if rec.state == WAITING_FOR_CARD:
+                await self._decline_now(rec, "internal_error")
+            elif rec.state == AUTHORIZING:
+                await self._reverse(rec, "internal_error", publish=True)
+            elif rec.payment_id in self._owed:
+                await self._reverse_owed(rec, publish=True)
+        except Exception as exc:
+            _log_failure(exc, f"payment {rec.payment_id} could not be settled")
+            self._note_storage(exc)
+            self._hold(f"payment {rec.payment_id} ({rec.state}): {_why(exc)}")
+            self._halt.set()
 
     async def _wait_for_payer(self, rec: PaymentRecord, waiting: _Waiting) -> _Payer:
         """The first card read or QR text; the card side's failure or None when nothing
@@ -673,11 +753,13 @@ class PaymentEngine:
         try:
             rec = await self._record_answer(rec, response, keep_card_data=True)
             try:
-                result = await self._reader_or_raise().complete(response.response_code, b"")
+                result = await self._complete(response.response_code)
             except self.reader_errors:
-                return await self._reverse(rec, "reader_error", publish=True)
+                self._owed[rec.payment_id] = "reader_error"
+                return await self._reverse_owed(rec, publish=True)
             if not result.approved:
-                return await self._reverse(rec, "card_declined", publish=True)
+                self._owed[rec.payment_id] = "card_declined"
+                return await self._reverse_owed(rec, publish=True)
             await self._jn().drop_card_data(rec.payment_id)
         finally:
             self._card_deciding.discard(rec.payment_id)
@@ -713,7 +795,7 @@ class PaymentEngine:
             if refusal is not None:
                 return await self._offline_refused(rec, refusal, chip=True)
             try:
-                result = await self._reader_or_raise().complete(ARC_LEDGER_NOT_REACHED, b"")
+                result = await self._complete(ARC_LEDGER_NOT_REACHED)
             except self.reader_errors:
                 return await self._decline_now(rec, "reader_error")
             if not result.approved:
@@ -777,6 +859,19 @@ class PaymentEngine:
         self._forwarder.wake()
         return rec
 
+    async def _reverse_owed(self, rec: PaymentRecord, *, publish: bool) -> PaymentRecord:
+        """Reverses an approval the card refused (see `_owed`), unless already reversing."""
+        reason = self._owed[rec.payment_id]
+        if rec.state == APPROVED:
+            rec = await self._reverse(rec, reason, publish=publish)
+            log.warning(
+                "payment %s: approved by the ledger, not by the card (%s): reversal queued",
+                rec.payment_id,
+                reason,
+            )
+        del self._owed[rec.payment_id]
+        return rec
+
     async def _decline_here(
         self, rec: PaymentRecord, reason: str, *, chip: bool = False
     ) -> PaymentRecord:
@@ -794,12 +889,18 @@ class PaymentEngine:
         self._publish(rec)
         return rec
 
+    async def _complete(self, arc: str) -> CardVerdict:
+        """COMPLETE to the card: one per transaction, even if it fails on the way."""
+        reader = self._reader_or_raise()
+        self._card_open = False
+        return await reader.complete(arc, b"")
+
     async def _tell_card(self, arc: str) -> None:
         """Ends the card's transaction after a decline; its own verdict changes nothing."""
         if self.reader is None:
             return
         try:
-            await self.reader.complete(arc, b"")
+            await self._complete(arc)
         except self.reader_errors:
             log.info("reader gone before COMPLETE %s; the card ends its transaction itself", arc)
 
@@ -868,6 +969,8 @@ class PaymentEngine:
                     await waiting.settled.wait()
 
     def _check_ready(self, method: str) -> None:
+        if self._held is not None:
+            raise DeviceNotReady(self._held_message())
         if self._tasks is None:
             raise DeviceNotReady("posd is starting; try again in a moment")
         if self._waiting is not None:
@@ -895,8 +998,25 @@ class PaymentEngine:
         fresh = await self._jn().get(rec.payment_id)
         return fresh if fresh is not None else rec
 
+    def _hold(self, why: str) -> None:
+        self._held = why
+        log.error("no payment is taken until this is settled: %s", why)
+
+    def _note_storage(self, exc: BaseException) -> None:
+        if isinstance(exc, JournalStorageError):
+            self._storage_error = str(exc)
+
+    def _storage_not_ready(self, exc: JournalStorageError) -> DeviceNotReady:
+        self._storage_error = str(exc)
+        log.error("payment refused: %s", exc)
+        return DeviceNotReady(f"{exc}; free space in the state directory or replace the disk")
+
+    def _held_message(self) -> str:
+        return f"payments are held until the journal can settle {self._held}"
+
     def _view(self, rec: PaymentRecord) -> PaymentView:
-        if rec.payment_id in self._card_deciding and rec.state == APPROVED:
+        undecided = rec.payment_id in self._card_deciding or rec.payment_id in self._owed
+        if undecided and rec.state == APPROVED:
             return PaymentView(rec, shown_state=AUTHORIZING)
         return PaymentView(rec)
 
@@ -937,6 +1057,20 @@ def reversal_of(
         auth_code=rec.auth_code,
         original=OriginalData("0200", rec.stan, rec.field7),
     )
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, JournalStorageError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _log_failure(exc: BaseException, what: str) -> None:
+    # A full or failing disk is the operator's to fix, and retried: no traceback each time.
+    if isinstance(exc, JournalStorageError):
+        log.error("%s: %s", what, exc)
+    else:
+        log.error("%s", what, exc_info=exc)
 
 
 def _consume_outcome(task: asyncio.Task[CardData | ReadFailure]) -> None:

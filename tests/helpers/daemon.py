@@ -34,6 +34,7 @@ from posd.sim.card_reader import SimulatedCardReader
 from posd.sim.ledger import LedgerSimulator, server_ssl_context
 from posd.sim.qr_issuer import QrIssuer
 from posd.sim.qr_scanner import SimulatedSerialScanner
+from posd.supervisor import Backoff
 from tests.helpers.configs import (
     MAC_KEY_HEX,
     PLATFORM_KEY_ID,
@@ -161,10 +162,12 @@ async def running_daemon(
     usb_backend: Any = None,
     saf_retry_interval_s: float = 0.3,
     read_timeout_s: int = 5,
+    backoff: Backoff | None = None,
     **overrides: Mapping[str, object] | None,
 ) -> AsyncIterator[RunningDaemon]:
     """posd with the reference ledger and a serial QR scanner on a pty (or, given
-    `usb_backend`, a USB HID scanner through that pyusb backend); see the module doc."""
+    `usb_backend`, a USB HID scanner through that pyusb backend); see the module doc.
+    `backoff`: the supervisor's restart delays, for tests that make a component crash."""
     issuer = QrIssuer(key_id=PLATFORM_KEY_ID, private_key=platform_key_pair())
     scanner = SimulatedSerialScanner()
     reader = SimulatedCardReader(link=tmp_path / "posd-reader") if card_reader else None
@@ -211,7 +214,13 @@ async def running_daemon(
         card_reader=card_reader,
         usb_backend=usb_backend,
     )
-    daemon = Daemon(config, config_path, prepare_state_dir(config.storage.state_dir), build=build)
+    daemon = Daemon(
+        config,
+        config_path,
+        prepare_state_dir(config.storage.state_dir),
+        build=build,
+        backoff=backoff,
+    )
     # In-process: pytest keeps its own SIGINT handler, so Ctrl-C still stops the test run.
     serving = asyncio.create_task(daemon.serve(handle_signals=False))
     running = RunningDaemon(tmp_path, config_path, config, daemon, ledger, scanner, issuer, reader)

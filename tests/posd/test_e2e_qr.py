@@ -190,7 +190,10 @@ async def test_status_object_and_totals(tmp_path: Path) -> None:
             "saf",
             "orders",
             "payments_today",
+            # posd's addition to mqtt.md's object: a full or failing disk shows.
+            "storage",
         }
+        assert state["storage"] == {"state": "ready", "last_error": None}
         assert state["terminal_id"] == d.config.terminal.id
         assert state["config_sha256"] == d.config.sha256
         assert state["ledger"]["link"] == "up" and state["ledger"]["last_rtt_ms"] is not None
