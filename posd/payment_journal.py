@@ -15,7 +15,7 @@ from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 
 from posd.component import Component
-from posd.journal import Journal
+from posd.journal import Journal, JournalStorageError
 from posd.payment_service import DeviceNotReady
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,8 @@ class JournalHolder:
     def __init__(self, state_dir: Path) -> None:
         self._state_dir = state_dir
         self._journal: Journal | None = None
+        # Why the last open failed, when it was the disk: the API says so rather than "starting".
+        self._open_error: str | None = None
         self._open = asyncio.Event()
         self._users = 0
         self._idle = asyncio.Event()
@@ -38,6 +40,8 @@ class JournalHolder:
 
     def __call__(self) -> Journal:
         if self._journal is None:
+            if self._open_error is not None:
+                raise DeviceNotReady(f"the journal cannot be opened: {self._open_error}")
             raise DeviceNotReady("the journal is not open yet; posd is starting")
         return self._journal
 
@@ -61,7 +65,12 @@ class JournalHolder:
                 self._idle.set()
 
     async def run(self, started: Callable[[], None]) -> None:
-        journal = await Journal.open(self._state_dir)
+        try:
+            journal = await Journal.open(self._state_dir)
+        except JournalStorageError as exc:
+            self._open_error = str(exc)
+            raise
+        self._open_error = None
         self._journal = journal
         self._open.set()
         started()

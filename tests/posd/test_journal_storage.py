@@ -3,6 +3,7 @@ loses nothing; a journal restored with loose file modes is made private on open.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import logging
@@ -18,6 +19,8 @@ import pytest
 
 from posd.journal import Journal, JournalStorageError, storage_failure
 from posd.journal_core import JournalCore
+from posd.payment_journal import JournalHolder
+from posd.payment_service import DeviceNotReady
 
 NOW = 1_795_600_000.0
 
@@ -174,3 +177,31 @@ async def test_a_private_journal_is_left_as_it_is(
         await (await Journal.open(state)).close()
     assert not [r for r in caplog.records if r.name == "posd.journal_schema"]
     assert stat.S_IMODE(db.stat().st_mode) == 0o600
+
+
+async def test_a_journal_that_cannot_open_on_a_full_disk_says_so_to_its_users(
+    tmp_path: Path,
+) -> None:
+    with small_filesystem(tmp_path / "fs") as fs:
+        await (await Journal.open(fs / "state")).close()
+        filler = fill(fs)
+        holder = JournalHolder(fs / "state")
+        with pytest.raises(JournalStorageError):
+            await holder.run(lambda: None)
+        with pytest.raises(DeviceNotReady, match="cannot be opened: journal storage failed"):
+            holder()
+        filler.unlink()
+        started = asyncio.Event()
+        running = asyncio.create_task(holder.run(started.set))
+        try:
+            async with asyncio.timeout(10):
+                await started.wait()
+            assert (
+                await holder().create_payment(
+                    amount=1_000, method="qr", idempotency_key="k", benefit_plus_rate_bps=0, now=NOW
+                )
+            )[1]
+        finally:
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
