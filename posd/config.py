@@ -542,7 +542,7 @@ def _check_file(
         if t.valid(key):
             t.problem(key, f"is empty, {need}")
         return
-    if _pasted_secret(t, key, path):
+    if not t.valid(key) or _pasted_secret(t, key, path):
         return
     if check is not None:
         try:

@@ -222,7 +222,18 @@ class Table:
         return default if value is None else value
 
     def path(self, key: str, default: str) -> Path | None:
-        """A file or directory path; "" means none. Relative paths are relative to the cwd."""
+        """A file or directory path; "" means none. Relative paths are relative to the cwd.
+
+        A value of another type is not shown in the problem: where a secret's file belongs,
+        it may be the secret itself, pasted without quotes.
+        """
+        raw = self.data.get(key, _MISSING)
+        if raw is not _MISSING and not isinstance(raw, str):
+            self._get(key, default)
+            self.problem(
+                key, f"got {toml_type(raw)} (not shown here), expected a string holding a file path"
+            )
+            return Path(default) if default else None
 
         def no_nul(value: str) -> str | None:
             return "holds a NUL character, expected a file path" if "\0" in value else None

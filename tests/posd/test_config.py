@@ -1049,3 +1049,14 @@ def test_tls_keys_the_test_helpers_write_pass_the_mode_check(tmp_path: Path) -> 
     load_config(write_config(tmp_path, ledger={"tls": True}, mqtt={"enabled": True, "tls": True}))
     for key in (tmp_path / "tls").glob("*.key"):
         assert key.stat().st_mode & 0o007 == 0
+
+
+@pytest.mark.parametrize("value", [123456789012345678, 12.5e9, ["hunter2-broker-password"]])
+def test_a_file_key_of_another_type_is_refused_without_its_value(
+    tmp_path: Path, value: object
+) -> None:
+    path = write_config(tmp_path, ledger={"mac_key_file": value})
+    [(_, key_path, message)] = problems(path)
+    assert key_path == "ledger.mac_key_file"
+    assert "(not shown here), expected a string holding a file path" in message
+    assert "1234" not in message and "125" not in message and "hunter2" not in message
