@@ -5,6 +5,10 @@ back into HTTP; every payment rule lives behind that interface.
 
 Extensions to local-api.md, documented in docs/local-api-guide.md: `GET /v1/saf` (the
 store-and-forward queue, masked) and `POST /v1/saf/flush`, used by `posd saf`.
+
+Limits a misbehaving client meets: bodies over MAX_BODY_BYTES (413) or nested too deeply to
+parse (400 invalid_json); more than MAX_EVENT_STREAMS open event streams (503
+too_many_streams); an event stream whose client takes no write for two heartbeats is ended.
 """
 
 from __future__ import annotations
