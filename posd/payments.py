@@ -396,8 +396,17 @@ class PaymentEngine:
         if not created:
             return PaymentView(rec)
         self._publish(rec)
-        request = await self._refund_request(rec)
-        return PaymentView(await self._authorize(rec, request, card=None))
+        try:
+            request = await self._refund_request(rec)
+            return PaymentView(await self._authorize(rec, request, card=None))
+        except Exception as exc:
+            # As in _drive: a refund in authorizing is reversed, or else holds the engine.
+            _log_failure(exc, f"refund {rec.payment_id} failed")
+            self._note_storage(exc)
+            await self._settle_failed(rec)
+            if isinstance(exc, JournalStorageError):
+                raise self._storage_not_ready(exc) from None
+            raise
 
     def events(self) -> AsyncIterator[dict[str, object]]:
         return self._hub.subscribe()
@@ -535,7 +544,7 @@ class PaymentEngine:
         except Exception as exc:
             # A bug here, or a journal that cannot write (disk full), must not leave the
             # reader held, the card's transaction open, nor a 0200 without its answer.
-            log.exception("payment %s failed", rec.payment_id)
+            _log_failure(exc, f"payment {rec.payment_id} failed")
             self._note_storage(exc)
             try:
                 await self._settle_failed(rec)

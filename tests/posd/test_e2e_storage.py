@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from posd.sim.ledger_accounts import GOOD_QR_ACCOUNT
 from posd.supervisor import Backoff
 from protocols import srl_messages as srl
 from tests.helpers.daemon import WAIT_S, RunningDaemon, running_daemon
@@ -138,3 +139,36 @@ async def test_a_card_refusal_the_full_disk_cannot_record_is_reversed_once_it_ca
             assert financial(d)[:3] == ["0200", "0200", "0400"]
             await d.wait_status(lambda s: s["storage"]["state"] == "ready")
             assert (await pay_card(d))["state"] == "approved"
+
+
+async def test_a_refund_whose_answer_the_full_disk_cannot_record_is_reversed_once_it_can(
+    tmp_path: Path,
+) -> None:
+    with small_filesystem(tmp_path / "fs", "8m") as fs:
+        async with running_daemon(fs, backoff=FAST_RESTARTS) as d:
+            created = await d.create(10_000, "qr")
+            await d.scanner.scan(d.issuer.valid(GOOD_QR_ACCOUNT))
+            paid = await d.wait_final(str(created["payment_id"]))
+            assert paid["state"] == "approved"
+            d.ledger.faults.delay_s = 0.5
+            refund = asyncio.create_task(
+                d.request("POST", f"/v1/payments/{paid['payment_id']}/refund", {"amount": 2_500})
+            )
+            await until(lambda: financial(d) == ["0200", "0200"])
+            filler = fill(fs)
+            status, body = await refund
+            assert (status, body["error"]["code"]) == (503, "device_not_ready"), body
+            assert "journal storage failed" in body["error"]["message"]
+            await refused_create(d, "qr")
+            assert financial(d) == ["0200", "0200"]
+
+            filler.unlink()
+            d.ledger.faults.delay_s = 0
+            await until(lambda: financial(d)[2:3] == ["0400"])
+            await d.wait_status(
+                lambda s: s["storage"]["state"] == "ready" and not s["saf"]["pending"]
+            )
+            status, again = await d.request(
+                "POST", f"/v1/payments/{paid['payment_id']}/refund", {"amount": 2_500}
+            )
+            assert status in (200, 202) and again["state"] == "approved", again
