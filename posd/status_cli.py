@@ -114,6 +114,10 @@ def render_status(state: Mapping[str, Any]) -> str:
     if saf.get("needs_attention"):
         # Entries the ledger answered without settling: someone must look at them.
         saf_line += f", {_show(saf.get('needs_attention'))} NEED ATTENTION (posd saf)"
+    storage = _get(state, "storage") or {}
+    storage_line = _show(storage.get("state"))
+    if storage.get("last_error") and storage.get("state") != "ready":
+        storage_line += f": {storage['last_error']} (free space under storage.state_dir)"
     orders = _get(state, "orders") or {}
     today = _get(state, "payments_today") or {}
     rows = [
@@ -122,6 +126,7 @@ def render_status(state: Mapping[str, Any]) -> str:
         ("qr scanner", f"{_show(scanner.get('state'))} ({_show(scanner.get('kind'))})"),
         ("audio", f"{_show(audio.get('state'))} ({_show(audio.get('output'))})"),
         ("saf queue", saf_line),
+        ("journal", storage_line),
         (
             "orders",
             f"{_show(orders.get('alerting'))} alerting, "

@@ -23,6 +23,17 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 @pytest.fixture(autouse=True)
+def _fresh_redactor(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts with an empty secret registry: secrets registered by one test (every
+    journal key, every QR) must neither mask another test's output nor make every later
+    registration recompile an ever longer pattern."""
+    import posd.logs
+    from posd.redaction import Redactor
+
+    monkeypatch.setattr(posd.logs, "_REDACTOR", Redactor())
+
+
+@pytest.fixture(autouse=True)
 def _restore_process_logging() -> Iterator[None]:
     """posd.logs.setup_logging (run in-process by daemon and demo tests) sets the root level and
     the process-wide exception hooks; put them back so no test sees another's logging."""

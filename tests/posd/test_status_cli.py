@@ -166,3 +166,12 @@ def test_render_status_flags_saf_entries_that_need_attention() -> None:
     assert "NEED ATTENTION" not in status_cli.render_status(calm)
     stuck = {"saf": {"pending": 2, "pending_amount": 900, "oldest_age_s": 90, "needs_attention": 1}}
     assert "1 NEED ATTENTION (posd saf)" in status_cli.render_status(stuck)
+
+
+def test_render_status_shows_a_journal_storage_failure() -> None:
+    fine = {"storage": {"state": "ready", "last_error": None}}
+    assert "  journal      ready\n" in status_cli.render_status(fine)
+    full = {"storage": {"state": "error", "last_error": "database or disk is full"}}
+    text = status_cli.render_status(full)
+    expected = "error: database or disk is full (free space under storage.state_dir)"
+    assert f"  journal      {expected}" in text
