@@ -11,7 +11,7 @@ import base64
 import binascii
 import datetime as dt
 import re
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import ClassVar, Final, Generic, Literal, TypeVar
 
@@ -859,18 +859,37 @@ def _reraise_with_ids(exc: LedgerFormatError, iso: IsoMessage) -> LedgerFormatEr
     return LedgerFormatError(exc.field, exc.problem, mti=iso.mti, stan=stan)
 
 
-def decode_request(data: bytes, mac_key: bytes) -> Inbound[LedgerRequest | NetworkRequest]:
-    """Parse a request (the ledger's side); raises LedgerFormatError naming the field."""
+N = TypeVar("N")
+F = TypeVar("F")
+
+
+def _decode_inbound(
+    data: bytes,
+    mac_key: bytes,
+    network_mti: str,
+    parse_network: Callable[[IsoMessage], N],
+    financial_mtis: Collection[str],
+    parse_financial: Callable[[IsoMessage], F],
+    side: str,
+) -> Inbound[N | F]:
+    """Decode one side's message: the network MTI has no MAC, a financial one must carry one."""
     iso = decode_message(data)
     try:
-        if iso.mti == "0800":
-            return Inbound(_parse_network_request(iso), True)
-        if iso.mti not in _REQUEST_MTIS:
-            raise LedgerFormatError("t", "not a request MTI of this profile")
+        if iso.mti == network_mti:
+            return Inbound(parse_network(iso), True)
+        if iso.mti not in financial_mtis:
+            raise LedgerFormatError("t", f"not a {side} MTI of this profile")
         mac_valid = _mac_valid(iso, mac_key)
-        return Inbound(_parse_request(iso), mac_valid)
+        return Inbound(parse_financial(iso), mac_valid)
     except LedgerFormatError as exc:
         raise _reraise_with_ids(exc, iso) from None
+
+
+def decode_request(data: bytes, mac_key: bytes) -> Inbound[LedgerRequest | NetworkRequest]:
+    """Parse a request (the ledger's side); raises LedgerFormatError naming the field."""
+    return _decode_inbound(
+        data, mac_key, "0800", _parse_network_request, _REQUEST_MTIS, _parse_request, "request"
+    )
 
 
 def request_from_fields(mti: str, fields: Mapping[int, FieldValue]) -> LedgerRequest:
@@ -887,11 +906,17 @@ def request_from_fields(mti: str, fields: Mapping[int, FieldValue]) -> LedgerReq
         raise _reraise_with_ids(exc, iso) from None
 
 
-def _parse_network_request(iso: IsoMessage) -> NetworkRequest:
-    _check_present(iso.fields, _Rule(frozenset(), frozenset()), frozenset({7, 11, 41, 70}))
+def _network_code(iso: IsoMessage, required: frozenset[int]) -> str:
+    """Field 70 of an 0800/0810 whose required fields are all present."""
+    _check_present(iso.fields, _Rule(frozenset(), frozenset()), required)
     code = iso.text(70)
     if code not in NETWORK_CODES:
         raise LedgerFormatError("70", "must be 001, 002 or 301")
+    return code
+
+
+def _parse_network_request(iso: IsoMessage) -> NetworkRequest:
+    code = _network_code(iso, frozenset({7, 11, 41, 70}))
     return NetworkRequest(
         code,  # type: ignore[arg-type]
         int(iso.text(11) or "0"),
@@ -941,23 +966,13 @@ def _parse_request(iso: IsoMessage) -> LedgerRequest:
 
 def decode_response(data: bytes, mac_key: bytes) -> Inbound[LedgerResponse | NetworkResponse]:
     """Parse a response (posd's side); raises LedgerFormatError naming the field."""
-    iso = decode_message(data)
-    try:
-        if iso.mti == "0810":
-            return Inbound(_parse_network_response(iso), True)
-        if iso.mti not in _RESPONSE_MTIS:
-            raise LedgerFormatError("t", "not a response MTI of this profile")
-        mac_valid = _mac_valid(iso, mac_key)
-        return Inbound(_parse_response(iso), mac_valid)
-    except LedgerFormatError as exc:
-        raise _reraise_with_ids(exc, iso) from None
+    return _decode_inbound(
+        data, mac_key, "0810", _parse_network_response, _RESPONSE_MTIS, _parse_response, "response"
+    )
 
 
 def _parse_network_response(iso: IsoMessage) -> NetworkResponse:
-    _check_present(iso.fields, _Rule(frozenset(), frozenset()), frozenset({7, 11, 39, 41, 70}))
-    code = iso.text(70)
-    if code not in NETWORK_CODES:
-        raise LedgerFormatError("70", "must be 001, 002 or 301")
+    code = _network_code(iso, frozenset({7, 11, 39, 41, 70}))
     return NetworkResponse(
         code,  # type: ignore[arg-type]
         int(iso.text(11) or "0"),
