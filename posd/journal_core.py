@@ -857,19 +857,14 @@ class JournalCore:
         )
 
     def _pending_entry(self, db: sqlite3.Connection, entry_id: int) -> SafEntry:
-        row = db.execute(
-            f"SELECT {_SAF_COLUMNS} FROM saf JOIN payments p ON p.id = saf.payment_id"
-            " WHERE saf.id = ? AND saf.completed_at IS NULL",
-            (entry_id,),
-        ).fetchone()
-        if row is None:
-            raise UnknownSafEntry(entry_id)
-        return _saf_entry(row)
+        return self._saf_entry(db, entry_id, pending=True)
 
-    def _saf_entry(self, db: sqlite3.Connection, entry_id: int) -> SafEntry:
+    def _saf_entry(
+        self, db: sqlite3.Connection, entry_id: int, *, pending: bool = False
+    ) -> SafEntry:
         row = db.execute(
             f"SELECT {_SAF_COLUMNS} FROM saf JOIN payments p ON p.id = saf.payment_id"
-            " WHERE saf.id = ?",
+            " WHERE saf.id = ?" + (" AND saf.completed_at IS NULL" if pending else ""),
             (entry_id,),
         ).fetchone()
         if row is None:
