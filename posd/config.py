@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Literal, cast, get_args
+from typing import Literal, TypeVar, cast, get_args
 
 from posd.config_errors import ConfigError, ConfigFileError, ConfigProblem
 from posd.config_fields import REQUIRED, Problems, Table, show, toml_type
@@ -258,13 +258,12 @@ def parse_config(text: str, source: Path) -> Config:
     return _parse(text, source, hashlib.sha256(text.encode()).hexdigest())
 
 
+_Secret = TypeVar("_Secret", bytes, str)
+
+
 def read_mac_key(config: Config) -> bytes:
     """The 32-byte ledger MAC key. Register it with the log redaction before anything else."""
-    path = config.ledger.mac_key_file
-    try:
-        return parse_mac_key(path, read_secret_file(path))
-    except FileProblem as exc:
-        raise ConfigFileError(config.source, str(exc), "ledger.mac_key_file") from None
+    return _read_secret(config, config.ledger.mac_key_file, parse_mac_key, "ledger.mac_key_file")
 
 
 def read_api_token(config: Config) -> str | None:
@@ -272,10 +271,7 @@ def read_api_token(config: Config) -> str | None:
     path = config.api.token_file
     if path is None:
         return None
-    try:
-        return parse_api_token(path, read_secret_file(path))
-    except FileProblem as exc:
-        raise ConfigFileError(config.source, str(exc), "api.token_file") from None
+    return _read_secret(config, path, parse_api_token, "api.token_file")
 
 
 def read_mqtt_password(config: Config) -> str | None:
@@ -283,10 +279,17 @@ def read_mqtt_password(config: Config) -> str | None:
     path = config.mqtt.password_file
     if path is None:
         return None
+    return _read_secret(config, path, parse_password, "mqtt.password_file")
+
+
+def _read_secret(
+    config: Config, path: Path, parse: Callable[[Path, bytes], _Secret], key: str
+) -> _Secret:
+    """A secret file's parsed value; a problem with the file is the config key's problem."""
     try:
-        return parse_password(path, read_secret_file(path))
+        return parse(path, read_secret_file(path))
     except FileProblem as exc:
-        raise ConfigFileError(config.source, str(exc), "mqtt.password_file") from None
+        raise ConfigFileError(config.source, str(exc), key) from None
 
 
 def _read_config_file(source: Path) -> bytes:

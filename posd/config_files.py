@@ -102,6 +102,17 @@ def _strip_one_newline(data: bytes) -> bytes:
     return data
 
 
+def _one_text(path: Path, data: bytes, encoding: str, undecodable: str, expected: str) -> str:
+    """A secret file's non-empty text without one trailing newline."""
+    try:
+        text = _strip_one_newline(data).decode(encoding)
+    except UnicodeDecodeError:
+        raise FileProblem(f"{path} {undecodable}, {expected}") from None
+    if not text:
+        raise FileProblem(f"{path} is empty, {expected}")
+    return text
+
+
 def parse_mac_key(path: Path, data: bytes) -> bytes:
     """The 32-byte MAC key from a file of exactly 64 hex characters and an optional newline."""
     body = _strip_one_newline(data)
@@ -122,12 +133,7 @@ def parse_api_token(path: Path, data: bytes) -> str:
         f"expected one line of at least {MIN_TOKEN_CHARS} visible ASCII characters "
         "(e.g. from `openssl rand -hex 32`)"
     )
-    try:
-        token = _strip_one_newline(data).decode("ascii")
-    except UnicodeDecodeError:
-        raise FileProblem(f"{path} holds non-ASCII bytes, {expected}") from None
-    if not token:
-        raise FileProblem(f"{path} is empty, {expected}")
+    token = _one_text(path, data, "ascii", "holds non-ASCII bytes", expected)
     if not all("!" <= char <= "~" for char in token):
         raise FileProblem(f"{path} holds spaces or control characters, {expected}")
     if len(token) < MIN_TOKEN_CHARS:
@@ -138,13 +144,7 @@ def parse_api_token(path: Path, data: bytes) -> str:
 def parse_password(path: Path, data: bytes) -> str:
     """A broker password: the file's UTF-8 text without one trailing newline."""
     expected = "expected the broker password as UTF-8 text"
-    try:
-        password = _strip_one_newline(data).decode("utf-8")
-    except UnicodeDecodeError:
-        raise FileProblem(f"{path} is not UTF-8 text, {expected}") from None
-    if not password:
-        raise FileProblem(f"{path} is empty, {expected}")
-    return password
+    return _one_text(path, data, "utf-8", "is not UTF-8 text", expected)
 
 
 def check_ca_file(path: Path) -> None:
