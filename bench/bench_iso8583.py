@@ -11,9 +11,9 @@ import itertools
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
+from bench.timing import calls_per_second
 from posd.ledger_client import LedgerClient, LedgerTls
 from posd.sim.ledger import LedgerSimulator, server_ssl_context
 from protocols.ledger_messages import (
@@ -28,19 +28,7 @@ from protocols.ledger_messages import (
 KEY = bytes(range(32))
 ROUND_TRIPS = 300
 NOW = dt.datetime(2026, 11, 25, 3, 4, 5, tzinfo=dt.UTC)
-SECONDS = 1.0
 ICC = bytes.fromhex("9F2608" + "00" * 8 + "9F2701809F360200019F02060000000120009F1A020410")
-
-
-def _rate(fn: Callable[[], object], seconds: float = SECONDS) -> float:
-    calls = 0
-    batch = 100
-    start = time.perf_counter()
-    while (elapsed := time.perf_counter() - start) < seconds:
-        for _ in range(batch):
-            fn()
-        calls += batch
-    return calls / elapsed
 
 
 def _purchase(stan: int = 1) -> LedgerRequest:
@@ -58,14 +46,14 @@ def _purchase(stan: int = 1) -> LedgerRequest:
 
 
 def main() -> None:
-    encode_rate = _rate(lambda: encode(_purchase(), KEY))
+    encode_rate = calls_per_second(lambda: encode(_purchase(), KEY))
     response = encode(respond(_purchase(), "00", rrn="000000000001", auth_code="A12345"), KEY)
 
     def decode_and_verify() -> None:
         inbound = decode_response(response, KEY)
         assert inbound.mac_valid
 
-    decode_rate = _rate(decode_and_verify)
+    decode_rate = calls_per_second(decode_and_verify)
     # The link carries a few messages a minute; thousands a second is ample headroom.
     print(f"iso8583: 0200 encode+MAC/s: {encode_rate:.0f}")
     print(f"iso8583: 0210 decode+verify/s: {decode_rate:.0f}")

@@ -2,31 +2,16 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from bench.bench_srl import chip_card_data
+from bench.timing import calls_per_second
 from protocols.ber_tlv import decode_tlv, find_tag
 from protocols.hid_keyboard import HidKeyboardDecoder, reports_for_text
 from protocols.qr_token import QrToken, make_qr, verify_qr
 
 NOW = 1_764_000_000
-SECONDS = 1.0
-
-
-def _rate(fn: Callable[[], object], seconds: float = SECONDS) -> float:
-    """Calls per second of `fn`, timed over batches until `seconds` have passed."""
-    calls = 0
-    batch = 100
-    start = time.perf_counter()
-    while (elapsed := time.perf_counter() - start) < seconds:
-        for _ in range(batch):
-            fn()
-        calls += batch
-    return calls / elapsed
 
 
 def main() -> None:
@@ -34,7 +19,7 @@ def main() -> None:
     keys = {1: key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)}
     token = make_qr("9410000012345678", NOW, NOW + 180, bytes(8), 1, key)
     assert isinstance(verify_qr(token, keys, NOW), QrToken)
-    print(f"qr: verify/s: {_rate(lambda: verify_qr(token, keys, NOW)):.0f}")
+    print(f"qr: verify/s: {calls_per_second(lambda: verify_qr(token, keys, NOW)):.0f}")
 
     card = chip_card_data().tlv
 
@@ -42,7 +27,8 @@ def main() -> None:
         # The whole list is walked: the looked-for tag is the last one.
         find_tag(decode_tlv(card), 0x9F34)
 
-    print(f"qr: tlv decode/s: {_rate(decode_card):.0f} (chip CARD_DATA, {len(card)} bytes)")
+    decodes = calls_per_second(decode_card)
+    print(f"qr: tlv decode/s: {decodes:.0f} (chip CARD_DATA, {len(card)} bytes)")
 
     reports = reports_for_text(token, rollover=True)
     decoder = HidKeyboardDecoder()
@@ -51,7 +37,7 @@ def main() -> None:
         for report in reports:
             decoder.feed(report)
 
-    scans = _rate(type_token)
+    scans = calls_per_second(type_token)
     per_report = scans * len(reports)
     print(f"qr: hid codes/s: {scans:.0f} ({len(token)} chars, {per_report:.0f} reports/s)")
 

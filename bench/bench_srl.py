@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
-from collections.abc import Callable
 
+from bench.timing import items_per_second
 from drivers.card_reader import CardReader
 from posd.sim.card_reader import SimulatedCardReader
 from protocols.ber_tlv import Tlv, encode_tlv
@@ -16,7 +16,6 @@ from protocols.srl_frame import Frame, FrameDecoder, encode_frame
 from protocols.srl_link import SrlLink
 from protocols.srl_messages import CardData, EntryMode, decode_message, encode_message
 
-SECONDS = 1.0
 BATCH = 64
 
 
@@ -46,15 +45,6 @@ def chip_card_data() -> CardData:
         ]
     )
     return CardData(EntryMode.CHIP, tlv)
-
-
-def _rate(fn: Callable[[], int], seconds: float = SECONDS) -> float:
-    """Items per second of ``fn`` (which returns how many it handled)."""
-    items = 0
-    start = time.perf_counter()
-    while (elapsed := time.perf_counter() - start) < seconds:
-        items += fn()
-    return items / elapsed
 
 
 async def _pty_round_trips(count: int = 200) -> list[float]:
@@ -105,10 +95,11 @@ def main() -> None:
         return len(host.events())
 
     print(f"srl: card_data frame size: {len(frame)} bytes")
-    print(f"srl: frames parsed/s: {_rate(parse_batch):.0f}")
-    print(f"srl: card_data frame decode: {1e6 / _rate(parse_one):.1f} us")
-    print(f"srl: frames through host link/s: {_rate(link_batch):.0f}")
-    print(f"srl: frame encode: {1e6 / _rate(lambda: bool(encode_frame(1, cmd, data))):.1f} us")
+    print(f"srl: frames parsed/s: {items_per_second(parse_batch):.0f}")
+    print(f"srl: card_data frame decode: {1e6 / items_per_second(parse_one):.1f} us")
+    print(f"srl: frames through host link/s: {items_per_second(link_batch):.0f}")
+    encodes = items_per_second(lambda: bool(encode_frame(1, cmd, data)))
+    print(f"srl: frame encode: {1e6 / encodes:.1f} us")
     trips = asyncio.run(_pty_round_trips())
     print(
         f"srl: PING->PONG over a pty (driver and simulator, one loop): "
