@@ -6,7 +6,9 @@ long a code was, at most.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Literal
 
@@ -17,8 +19,9 @@ ScannerState = Literal["ready", "busy", "disconnected", "error"]
 log = logging.getLogger("drivers.qr_scanner")
 
 
-class ScannerBase:
-    """State and delivery for a scanner component; subclasses implement `run`."""
+class ScannerBase(ABC):
+    """State, delivery and the rescan loop of a scanner component; subclasses implement
+    `_session`."""
 
     name = "qr_scanner"
     kind = ""
@@ -44,6 +47,18 @@ class ScannerBase:
         self.scans = 0
         self.discarded = 0
         """Codes dropped for running past the length cap before their terminator."""
+
+    async def run(self, started: Callable[[], None]) -> None:
+        self.state = "disconnected"
+        started()
+        while True:
+            await self._session()
+            await asyncio.sleep(self._next_delay())
+
+    @abstractmethod
+    async def _session(self) -> None:
+        """Open the device, deliver its codes until it goes away, and return; a failure to
+        open sets the error state and returns too, so `run` looks again after a delay."""
 
     def _next_delay(self) -> float:
         """Seconds before the next look for the device: doubling while it stays away."""

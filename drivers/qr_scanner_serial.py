@@ -7,7 +7,6 @@ one that exists but cannot be opened (permissions, another program's lock) as `e
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import re
 from collections.abc import Callable
@@ -76,13 +75,6 @@ class SerialQrScanner(ScannerBase):
         self.port = port
         self.baudrate = baudrate
         self.max_chars = max_chars
-
-    async def run(self, started: Callable[[], None]) -> None:
-        self.state = "disconnected"
-        started()
-        while True:
-            await self._session()
-            await asyncio.sleep(self._next_delay())
 
     async def _session(self) -> None:
         try:

@@ -116,13 +116,6 @@ class UsbQrScanner(ScannerBase):
         self.read_timeout_ms = read_timeout_ms
         self.decoder = HidKeyboardDecoder()
 
-    async def run(self, started: Callable[[], None]) -> None:
-        self.state = "disconnected"
-        started()
-        while True:
-            await self._session()
-            await asyncio.sleep(self._next_delay())
-
     async def _session(self) -> None:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
