@@ -41,9 +41,11 @@ async def sim(tmp_path: Path) -> AsyncIterator[SimulatedCardReader]:
 
 
 @pytest.fixture
-def lines() -> Iterator[list[SimulatedLine]]:
-    """Serial ports with nothing behind them: open fine, never answer."""
-    made = [SimulatedLine(device=f"silent port {n}") for n in range(3)]
+def lines(tmp_path: Path) -> Iterator[list[SimulatedLine]]:
+    """Serial ports with nothing behind them: open fine, never answer. Each is a symlink, so
+    a port unplugged is a path gone: its /dev/pts number, freed, may be handed to another
+    test's pty (another xdist worker's) before the probe opens the port."""
+    made = [SimulatedLine(tmp_path / f"silent-{n}", device=f"silent port {n}") for n in range(3)]
     for line in made:
         line.plug(blocking=False)
     yield made
@@ -90,30 +92,30 @@ def free(path: str) -> bool:
 async def test_auto_skips_the_scanner_port_even_through_a_symlink(
     tmp_path: Path, sim: SimulatedCardReader, lines: list[SimulatedLine]
 ) -> None:
-    scanner = lines[0]
+    scanner = os.path.realpath(lines[0].path)
     link = tmp_path / "posd-scanner"
-    link.symlink_to(scanner.path)
-    reader = make_reader("auto", candidates=lambda: [scanner.path, sim.port], exclude=[str(link)])
+    link.symlink_to(scanner)
+    reader = make_reader("auto", candidates=lambda: [scanner, sim.port], exclude=[str(link)])
     async with running(reader):
         await wait_state(reader, "ready")
         assert reader.port == sim.port
-    assert received(scanner) == b"", "the scanner was sent a PING"
+    assert received(lines[0]) == b"", "the scanner was sent a PING"
 
 
 async def test_auto_with_only_the_scanner_port_says_so(
     tmp_path: Path, lines: list[SimulatedLine]
 ) -> None:
-    scanner = lines[0]
+    scanner = os.path.realpath(lines[0].path)
     link = tmp_path / "posd-scanner"
-    link.symlink_to(scanner.path)
-    reader = make_reader("auto", candidates=lambda: [str(link)], exclude=[scanner.path])
+    link.symlink_to(scanner)
+    reader = make_reader("auto", candidates=lambda: [str(link)], exclude=[scanner])
     async with running(reader):
         await wait_until(lambda: reader.last_error is not None, "a probe error")
         assert reader.state == "disconnected"
         assert f"no serial port to look for a card reader on (skipped {link}" in (
             reader.last_error or ""
         )
-    assert received(scanner) == b""
+    assert received(lines[0]) == b""
 
 
 async def test_a_stop_mid_probe_closes_every_port_it_opened(
