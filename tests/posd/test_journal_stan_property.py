@@ -3,6 +3,7 @@ positions, the journal never hands out a STAN that is pending or already used th
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 import tempfile
@@ -16,6 +17,9 @@ from posd.journal_model import CardSecrets
 
 NOW = 1_795_600_000.0
 DAY = 86_400.0
+# One key for every example, so the redactor learns one secret rather than one per example;
+# random, not bytes(range(32)), which the fuzz targets use as their own key.
+KEY = os.urandom(32)
 OPS = st.lists(
     st.tuples(
         st.sampled_from(["begin", "answer", "reverse", "complete", "alloc", "rewind", "day"]),
@@ -34,6 +38,9 @@ SCRATCH = "/dev/shm" if Path("/dev/shm").is_dir() else None
 @example(ops=[("begin", 0)] * 3 + [("day", 0), ("rewind", 0), ("begin", 0)], start=999_998)
 def test_no_pending_or_same_day_stan_is_handed_out(ops: list[tuple[str, int]], start: int) -> None:
     state_dir = Path(tempfile.mkdtemp(dir=SCRATCH))
+    key_file = state_dir / "journal.key"
+    key_file.touch(mode=0o600)  # never readable by others, not even before the write
+    key_file.write_bytes(KEY)
     core = JournalCore(state_dir)
     try:
         run(core, state_dir, ops, start)
