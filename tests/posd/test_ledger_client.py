@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import itertools
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -444,13 +445,18 @@ async def test_a_link_that_swallows_everything_is_down_after_one_timeout(pki: Pk
             await client.send(purchase(), 5)
 
 
-async def test_slow_answer_times_out_and_the_late_answer_is_dropped(pki: Pki) -> None:
+async def test_slow_answer_times_out_and_the_late_answer_is_dropped(
+    pki: Pki, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="posd.ledger_client")
     async with linked(pki) as (sim, client):
         sim.faults.delay_s = 0.4
+        request = purchase()
         with pytest.raises(LedgerTimeout):
-            await client.send(purchase(), 0.1)
+            await client.send(request, 0.1)
         sim.faults.delay_s = 0.0
-        await asyncio.sleep(0.4)  # the late answer arrives meanwhile, matching nothing
+        late = f"answer 0210 stan {request.stan:06d} matches no waiting request"
+        await wait_until(lambda: any(late in r.getMessage() for r in caplog.records))
         assert client.is_up()
         assert (await client.send(purchase(), 5)).approved
 
