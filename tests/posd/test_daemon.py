@@ -104,8 +104,8 @@ class Posd:
     def signal(self, sig: signal.Signals) -> None:
         self.proc.send_signal(sig)
 
-    async def exit_code(self, within_s: float = WAIT_S) -> int:
-        code = await asyncio.wait_for(self.proc.wait(), within_s)
+    async def exit_code(self) -> int:
+        code = await asyncio.wait_for(self.proc.wait(), WAIT_S)
         await asyncio.wait_for(self._reader, WAIT_S)
         return code
 
@@ -178,7 +178,7 @@ async def test_ready_after_start_then_orderly_stop_on_sigterm(
     posd.signal(signal.SIGTERM)
     stopping = await listener.until(lambda m: "STOPPING" in m)
     assert stopping["STOPPING"] == "1"
-    assert await posd.exit_code(within_s=5.0) == EX_OK
+    assert await posd.exit_code() == EX_OK
     assert "stopped" in posd.stderr
 
 
@@ -191,7 +191,7 @@ async def test_watchdog_pings_at_half_the_interval(
     for _ in range(3):
         await listener.until(lambda m: m.get("WATCHDOG") == "1")
     posd.signal(signal.SIGINT)
-    assert await posd.exit_code(within_s=5.0) == EX_OK
+    assert await posd.exit_code() == EX_OK
 
 
 async def test_sighup_with_broken_config_keeps_running(
@@ -216,7 +216,7 @@ async def test_sighup_with_broken_config_keeps_running(
     posd.signal(signal.SIGHUP)
     await posd.wait_for_line("configuration reloaded")
     posd.signal(signal.SIGTERM)
-    assert await posd.exit_code(within_s=5.0) == EX_OK
+    assert await posd.exit_code() == EX_OK
 
 
 async def test_sighup_with_valid_changed_config_reloads(
@@ -235,7 +235,7 @@ async def test_sighup_with_valid_changed_config_reloads(
     # The new format applies from the reload on: this very line is JSON.
     assert line.startswith("{") and "changed sections: logging" in line
     posd.signal(signal.SIGTERM)
-    assert await posd.exit_code(within_s=5.0) == EX_OK
+    assert await posd.exit_code() == EX_OK
     assert posd.lines[-1].startswith("{")
 
 

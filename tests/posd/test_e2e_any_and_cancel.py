@@ -12,7 +12,7 @@ from posd.api_client import ApiClient
 from posd.payments import ALL_MODES
 from posd.sim.ledger_accounts import GOOD_QR_ACCOUNT
 from protocols import srl_messages as srl
-from tests.helpers.daemon import RunningDaemon, running_daemon
+from tests.helpers.daemon import WAIT_S, RunningDaemon, running_daemon
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -72,10 +72,11 @@ async def test_a_chip_card_read_but_not_used_is_told_z3(tmp_path: Path) -> None:
 
 async def test_cancel_right_after_a_declined_chip_payment_answers_at_once(tmp_path: Path) -> None:
     """H-api's race: a cancel that lands as READ_STARTED arrives used to be lost in the driver
-    (Python 3.11 wait_for), and the cancel waited for the reader's own read timeout."""
+    (Python 3.11 wait_for), and the cancel waited for the reader's own read timeout: a read
+    timeout far beyond the wait here makes that regression a clear failure."""
     async with (
-        running_daemon(tmp_path, card_reader=True) as d,
-        ApiClient(d.config.api.socket, 5) as api,
+        running_daemon(tmp_path, card_reader=True, read_timeout_s=60) as d,
+        ApiClient(d.config.api.socket, WAIT_S) as api,
     ):
         assert d.reader is not None
         for i in range(20):
@@ -83,7 +84,7 @@ async def test_cancel_right_after_a_declined_chip_payment_answers_at_once(tmp_pa
             d.reader.present("insufficient-funds")
             assert (await d.wait_final(poor["payment_id"]))["state"] == "declined"
             created = await api.create_payment(1_000, "card", f"k{i}")
-            cancelled = await asyncio.wait_for(api.cancel(created["payment_id"]), 5)
+            cancelled = await asyncio.wait_for(api.cancel(created["payment_id"]), WAIT_S)
             assert cancelled["state"] == "cancelled", (i, cancelled)
 
 
