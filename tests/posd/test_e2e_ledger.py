@@ -45,7 +45,8 @@ async def test_ledger_down_offline_approval_then_forwarded(tmp_path: Path) -> No
 
 
 async def test_no_answer_to_the_0200_is_reversed_never_resent(tmp_path: Path) -> None:
-    async with running_daemon(tmp_path) as d:
+    # A short ledger timeout: the test waits out one for the 0200 and one for the 0400.
+    async with running_daemon(tmp_path, ledger={"timeout_s": 0.5}) as d:
         d.ledger.faults.no_answer = True
         pid = await start_qr(d, 5_000)
         failed = await d.wait_state(pid, {"reversing"})
@@ -112,7 +113,7 @@ async def test_ledger_with_a_certificate_of_another_ca_is_refused(tmp_path: Path
 async def test_saf_flush_forwards_now_and_is_refused_while_the_link_is_down(
     tmp_path: Path,
 ) -> None:
-    async with running_daemon(tmp_path, saf_retry_interval_s=600) as d:
+    async with running_daemon(tmp_path, saf_retry_interval_s=600, ledger={"timeout_s": 0.5}) as d:
         d.ledger.faults.no_answer = True
         pid = await start_qr(d, 5_000)
         await d.wait_state(pid, {"reversing"})
