@@ -3,15 +3,18 @@ unencrypted file in state_dir, across approved, offline, reversed and declined p
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
 from pathlib import Path
 
+import aiohttp
 import pytest
 
+from posd.logs import RedactingFormatter
 from posd.sim.ledger_accounts import GOOD_CARD, GOOD_QR_ACCOUNT
-from tests.helpers.daemon import running_daemon
+from tests.helpers.daemon import WAIT_S, running_daemon, sse_lines
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -26,13 +29,53 @@ def forbidden(account: str, tokens: list[str]) -> list[bytes]:
     return needles
 
 
+def log_output(records: list[logging.LogRecord]) -> bytes:
+    """Every record as posd's code made it (message and traceback) and as the journal gets
+    it, in both line formats."""
+    plain = logging.Formatter()
+    formats = [RedactingFormatter("text"), RedactingFormatter("json")]
+    out: list[str] = []
+    for record in records:
+        out.append(record.getMessage())
+        if record.exc_info is not None:
+            out.append(plain.formatException(record.exc_info))
+        out.append(record.exc_text or "")
+        out += [formatter.format(record) for formatter in formats]
+    return "\n".join(out).encode()
+
+
+async def read_until(
+    stream: aiohttp.ClientResponse, body: bytearray, payment_id: str, state: str
+) -> None:
+    """Read the /v1/events stream into `body` until it has told `state` for `payment_id`."""
+
+    def told() -> bool:
+        return any(
+            e.get("payment", {}).get("payment_id") == payment_id
+            and e["payment"]["state"] == state
+            for e in sse_lines(bytes(body))
+        )
+
+    async with asyncio.timeout(WAIT_S):
+        while not told():
+            chunk = await stream.content.readany()
+            assert chunk, "the event stream ended"
+            body += chunk
+
+
 async def test_no_account_or_token_anywhere(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     tokens: list[str] = []
     answers: list[object] = []
-    async with running_daemon(tmp_path, card_reader=True) as d:
+    events = bytearray()
+    unbounded = aiohttp.ClientTimeout(total=None)  # read_until bounds each wait
+    async with (
+        running_daemon(tmp_path, card_reader=True, ledger={"timeout_s": 0.5}) as d,
+        d.session.get("http://posd/v1/events", timeout=unbounded) as stream,
+    ):
+        assert stream.status == 200
 
         async def pay(amount: int) -> dict[str, object]:
             token = d.issuer.valid(GOOD_QR_ACCOUNT)
@@ -60,7 +103,10 @@ async def test_no_account_or_token_anywhere(
         await d.wait_status(lambda s: s["ledger"]["link"] != "up")
         answers.append(await pay(3_000))  # approved offline, advice queued
         answers.append(await card(2_000, "seoroeum-magstripe"))  # offline, advice queued
-        answers.append(await pay(900_000))  # declined beyond the offline limit
+        declined = await pay(900_000)  # declined beyond the offline limit
+        answers.append(declined)
+        # Events come in order: once the last one is in, so are all before it.
+        await read_until(stream, events, str(declined["payment_id"]), "declined")
         for path in ("/v1/status", "/v1/saf", "/v1/totals?date=2026-01-01"):
             answers.append((await d.request("GET", path))[1])
         for payment in list(answers):
@@ -69,8 +115,11 @@ async def test_no_account_or_token_anywhere(
         state_files = {p: p.read_bytes() for p in d.state_dir.rglob("*") if p.is_file()}
     needles = forbidden(GOOD_QR_ACCOUNT, tokens) + forbidden(GOOD_CARD, [])
     assert any("posd" in r.name for r in caplog.records)  # the daemon's logs were captured
-    logged = "\n".join(r.getMessage() for r in caplog.records).encode()
-    api = json.dumps(answers).encode()
+    logged = log_output(caplog.records)
+    assert {e["payment"]["state"] for e in sse_lines(bytes(events))} >= {
+        "approved", "approved_offline", "reversing", "declined"
+    }  # fmt: skip
+    api = json.dumps(answers).encode() + bytes(events)
     for needle in needles:
         assert needle not in logged
         assert needle not in api

@@ -8,16 +8,22 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fuzz import fuzz_iso8583, fuzz_payloads
-from protocols.command_payload import sign_command
+from protocols.command_payload import VerifiedCommand, sign_command, verify_command
 from protocols.ledger_messages import (
     CardPayer,
+    LedgerRequest,
+    LedgerResponse,
+    NetworkRequest,
     build_purchase,
     build_reversal,
+    decode_request,
+    decode_response,
     encode,
     network_request,
     respond,
 )
 from protocols.length_prefix import frame
+from protocols.order_payload import Order, parse_order
 
 NOW = dt.datetime(2026, 11, 25, 3, 4, 5, tzinfo=dt.UTC)
 PURCHASE = build_purchase(
@@ -55,14 +61,33 @@ def test_payloads_target(data: bytes) -> None:
     fuzz_payloads.target(data)
 
 
+ORDER_SEED = (
+    b'{"order_id":"a","placed_at":"2026-11-25T03:00:00Z",'
+    b'"items":[{"name":"x","qty":1,"price":1}],"total":1}'
+)
+COMMAND_SEED = sign_command(
+    "log_level", "c", fuzz_payloads.NOW, {"level": "info"}, fuzz_payloads.OPERATOR
+)
+
+
 def test_targets_reach_past_the_first_checks() -> None:
+    # The seeds are good messages under the targets' own keys: the decoders and the MAC and
+    # signature checks all pass on them, so mutations start from the deepest paths.
+    key = fuzz_iso8583.KEY
+    requests = [decode_request(seed, key) for seed in (SEEDS[0], SEEDS[1], SEEDS[3])]
+    assert all(inbound.mac_valid for inbound in requests)
+    assert [type(inbound.message) for inbound in requests] == [
+        LedgerRequest, LedgerRequest, NetworkRequest
+    ]  # fmt: skip
+    answer = decode_response(SEEDS[2], key)
+    assert answer.mac_valid and isinstance(answer.message, LedgerResponse)
+    assert isinstance(parse_order(ORDER_SEED), Order)
+    assert isinstance(
+        verify_command("log_level", COMMAND_SEED, fuzz_payloads.KEYS, fuzz_payloads.NOW, set()),
+        VerifiedCommand,
+    )
     for seed in SEEDS:
         fuzz_iso8583.target(seed)
         fuzz_iso8583.target(frame(seed) + frame(seed))
-    fuzz_payloads.target(
-        b'{"order_id":"a","placed_at":"2026-11-25T03:00:00Z",'
-        b'"items":[{"name":"x","qty":1,"price":1}],"total":1}'
-    )
-    fuzz_payloads.target(
-        sign_command("log_level", "c", fuzz_payloads.NOW, {"level": "info"}, fuzz_payloads.OPERATOR)
-    )
+    fuzz_payloads.target(ORDER_SEED)
+    fuzz_payloads.target(COMMAND_SEED)
