@@ -605,6 +605,24 @@ class LocalApi:
             token=token,
         )
 
+    async def _app_runner(
+        self, token: str | None, closing: asyncio.Event, slots: StreamSlots
+    ) -> web.AppRunner:
+        """A set-up runner of the API app for one listener; `token` None asks for none."""
+        runner = web.AppRunner(
+            build_app(
+                self._service,
+                token=token,
+                closing=closing,
+                heartbeat_s=self._heartbeat_s,
+                stream_slots=slots,
+            ),
+            access_log=None,
+            shutdown_timeout=_SHUTDOWN_TIMEOUT_S,
+        )
+        await runner.setup()
+        return runner
+
     async def run(self, started: Callable[[], None]) -> None:
         closing = asyncio.Event()
         slots = StreamSlots()
@@ -612,18 +630,7 @@ class LocalApi:
         socket_inode: int | None = None
         try:
             await _clear_socket_path(self.socket_path)
-            unix_runner = web.AppRunner(
-                build_app(
-                    self._service,
-                    token=None,
-                    closing=closing,
-                    heartbeat_s=self._heartbeat_s,
-                    stream_slots=slots,
-                ),
-                access_log=None,
-                shutdown_timeout=_SHUTDOWN_TIMEOUT_S,
-            )
-            await unix_runner.setup()
+            unix_runner = await self._app_runner(None, closing, slots)
             runners.append(unix_runner)
             unix_socket = bind_unix_socket(self.socket_path, self._group)
             socket_inode = os.lstat(self.socket_path).st_ino
@@ -634,18 +641,7 @@ class LocalApi:
                 raise
             log.info("local API listening on %s", self.socket_path)
             if self._tcp_port is not None:
-                tcp_runner = web.AppRunner(
-                    build_app(
-                        self._service,
-                        token=self._token,
-                        closing=closing,
-                        heartbeat_s=self._heartbeat_s,
-                        stream_slots=slots,
-                    ),
-                    access_log=None,
-                    shutdown_timeout=_SHUTDOWN_TIMEOUT_S,
-                )
-                await tcp_runner.setup()
+                tcp_runner = await self._app_runner(self._token, closing, slots)
                 runners.append(tcp_runner)
                 # Loopback only, whatever else the config might say: local-api.md.
                 site = web.TCPSite(tcp_runner, "127.0.0.1", self._tcp_port)
