@@ -79,9 +79,13 @@ _SAF_COLUMNS = """saf.id, saf.payment_id, saf.kind, saf.stan, saf.amount, p.mask
 
 
 def to_ms(now: float) -> int:
-    if not math.isfinite(now) or now < 0:
-        raise InvalidArgument("now", "must be a finite, non-negative Unix time in seconds")
-    return round(now * 1000)
+    return _seconds_to_ms(now, "now", "Unix time in seconds")
+
+
+def _seconds_to_ms(seconds: float, argument: str, meaning: str) -> int:
+    if not math.isfinite(seconds) or seconds < 0:
+        raise InvalidArgument(argument, f"must be a finite, non-negative {meaning}")
+    return round(seconds * 1000)
 
 
 def field7(now_ms: int) -> str:
@@ -961,9 +965,7 @@ def offline_refusal(limits: OfflineLimits, charged: int, exposure: OfflineExposu
 
 
 def _hold_ms(hold_s: float) -> int:
-    if not math.isfinite(hold_s) or hold_s < 0:
-        raise InvalidArgument("hold_s", "must be a finite, non-negative number of seconds")
-    return round(hold_s * 1000)
+    return _seconds_to_ms(hold_s, "hold_s", "number of seconds")
 
 
 def _check_response_code(response_code: str) -> None:
