@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ from posd.sim.qr_issuer import MERCHANT_PRESENTED_QR, QrIssuer
 from posd.sim.qr_scanner import SimulatedSerialScanner
 from protocols.hid_keyboard import MAX_CODE_CHARS
 from protocols.qr_token import QrRejected, QrToken, verify_qr
+from tests.helpers.unprivileged import run_python
 
 from .test_qr_scanner_support import Scans, running, wait_until
 
@@ -87,14 +87,31 @@ async def test_absent_port_at_start(tmp_path: Path) -> None:
             assert await scans.next() == "hello"
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root opens any file: no permission error")
-async def test_a_port_without_permission_shows_error(tmp_path: Path) -> None:
+# Run in a child without root's override of file modes (CI runs the suite as root); it prints
+# the scanner's state and error once it has tried the port.
+NO_PERMISSION_CHILD = """
+import asyncio, sys
+from tests.drivers.test_qr_scanner_serial import scanner_on
+from tests.drivers.test_qr_scanner_support import Scans, running, wait_until
+
+async def main() -> None:
+    scanner = scanner_on(sys.argv[1], Scans())
+    async with running(scanner):
+        await wait_until(lambda: scanner.state != "disconnected", "a verdict")
+        print(scanner.state)
+        print(scanner.last_error)
+
+asyncio.run(main())
+"""
+
+
+def test_a_port_without_permission_shows_error(tmp_path: Path) -> None:
     port = tmp_path / "ttyNOPE"
     port.touch(mode=0o000)
-    scanner = scanner_on(str(port), Scans())
-    async with running(scanner):
-        await wait_until(lambda: scanner.state == "error", "error")
-        assert scanner.last_error is not None and "dialout" in scanner.last_error
+    child = run_python("-c", NO_PERMISSION_CHILD, str(port))
+    assert child.returncode == 0, child
+    state, error = child.stdout.splitlines()
+    assert state == "error" and "dialout" in error, child
 
 
 @pytest.mark.parametrize(

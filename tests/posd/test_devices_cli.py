@@ -27,6 +27,7 @@ from posd.sim.usb_hid_backend import HidScannerBackend
 from protocols import srl_messages as srl
 from protocols.srl_link import MessageReceived, SrlLink
 from tests.helpers.configs import write_config
+from tests.helpers.unprivileged import run_python
 
 TIMEOUT_S = 0.4
 GARBAGE = b"\x99hello, not SRL/1\xff\xfe\x80"
@@ -240,15 +241,27 @@ async def test_pong_shown_for_the_reader_only(
     assert "no answer: not a byte came back" in text
 
 
+# Run in a child without root's override of file modes: CI runs the suite as root.
+PROBE_CHILD = """
+import asyncio, sys
+from drivers.reader_probe import probe_port
+
+result = asyncio.run(probe_port(sys.argv[1], timeout_s=float(sys.argv[2])))
+print(result.status)
+print(result.detail)
+"""
+
+
 async def test_probe_reports_what_stops_it_opening(tmp_path: Path, ptys: Ptys) -> None:
     gone = await probe_port(str(tmp_path / "ttyACM9"), timeout_s=TIMEOUT_S)
     assert (gone.status, gone.info) == ("absent", None)
-    if os.geteuid() != 0:
-        locked = tmp_path / "locked"
-        locked.write_bytes(b"")
-        locked.chmod(0)
-        denied = await probe_port(str(locked), timeout_s=TIMEOUT_S)
-        assert denied.status == "no_permission" and "dialout" in denied.detail
+    locked = tmp_path / "locked"
+    locked.write_bytes(b"")
+    locked.chmod(0)
+    child = await asyncio.to_thread(run_python, "-c", PROBE_CHILD, str(locked), str(TIMEOUT_S))
+    assert child.returncode == 0, child
+    status, detail = child.stdout.splitlines()
+    assert status == "no_permission" and "dialout" in detail, child
     not_a_tty = tmp_path / "plain-file"
     not_a_tty.write_bytes(b"")
     odd = await probe_port(str(not_a_tty), timeout_s=TIMEOUT_S)
