@@ -190,10 +190,7 @@ class UsbQrScanner(ScannerBase):
             detached = self._claim(dev, target)
         except usb.core.USBError as exc:
             usb.util.dispose_resources(dev)
-            if _gone(exc):
-                post(self._set_disconnected)
-                return
-            post(self._set_error, _describe(exc, target.label))
+            self._post_failure(post, exc, target.label)
             return
         post(self._set_ready_usb, target.label)
         try:
@@ -203,14 +200,18 @@ class UsbQrScanner(ScannerBase):
                 except usb.core.USBTimeoutError:
                     continue
                 except usb.core.USBError as exc:
-                    if _gone(exc):
-                        post(self._set_disconnected)
-                        return
-                    post(self._set_error, _describe(exc, target.label))
+                    self._post_failure(post, exc, target.label)
                     return
                 post(self._on_report, bytes(data))
         finally:
             self._release(dev, target, detached)
+
+    def _post_failure(self, post: Callable[..., None], exc: usb.core.USBError, label: str) -> None:
+        """A device that went away is disconnected; any other failure is an error to show."""
+        if _gone(exc):
+            post(self._set_disconnected)
+        else:
+            post(self._set_error, _describe(exc, label))
 
     @staticmethod
     def _claim(dev: Any, target: _Target) -> bool:
