@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime
 from pathlib import Path
 
@@ -11,9 +12,21 @@ import pytest
 from posd.sim.ledger_accounts import GOOD_QR_ACCOUNT, POOR_QR_ACCOUNT
 from posd.sim.qr_issuer import MERCHANT_PRESENTED_QR
 from posd.sim.usb_hid_backend import HidScannerBackend
+from protocols.ber_tlv import Tlv, decode_tlv, encode_tlv
 from tests.helpers.daemon import RunningDaemon, running_daemon
 
 pytestmark = pytest.mark.timeout(60)
+
+
+def without_element(token: str, tag: int) -> str:
+    """A genuine token with one element of its 61/63 templates cut out, as a scan cut short
+    or a broken app would give."""
+
+    def strip(items: list[Tlv]) -> list[Tlv]:
+        kept = [item for item in items if item.tag != tag]
+        return [Tlv(i.tag, encode_tlv(strip(i.children()))) if i.constructed else i for i in kept]
+
+    return base64.b64encode(encode_tlv(strip(decode_tlv(base64.b64decode(token))))).decode()
 
 
 async def pay_qr(d: RunningDaemon, amount: int, text: str, **kw: bool) -> dict[str, object]:
@@ -60,6 +73,7 @@ async def test_every_bad_qr_is_declined_with_its_reason_and_never_reaches_the_le
             "qr_unknown_key": d.issuer.unknown_key(GOOD_QR_ACCOUNT),
             "qr_not_seoroeum": MERCHANT_PRESENTED_QR,
             "qr_unreadable": "this is not a token!",
+            "qr_incomplete": without_element(d.issuer.valid(GOOD_QR_ACCOUNT), 0xDF05),
             "qr_replayed": replayed,
         }
         for reason, text in cases.items():
@@ -73,6 +87,25 @@ async def test_insufficient_funds(tmp_path: Path) -> None:
         done = await pay_qr(d, 50_000, d.issuer.valid(POOR_QR_ACCOUNT))
         assert done["state"] == "declined"
         assert (done["response_code"], done["decline_reason"]) == ("51", "insufficient_funds")
+
+
+async def test_two_payments_at_once_on_an_idle_terminal_one_is_refused_409(
+    tmp_path: Path,
+) -> None:
+    async with running_daemon(tmp_path) as d:
+        bodies = [
+            {"amount": 1_000 + n, "method": "qr", "idempotency_key": f"k{n}", "benefit_plus": False}
+            for n in range(2)
+        ]
+        results = await asyncio.gather(*(d.request("POST", "/v1/payments", b) for b in bodies))
+        assert sorted(status for status, _ in results) == [202, 409], results
+        [(_, created)] = [r for r in results if r[0] == 202]
+        [(_, refused)] = [r for r in results if r[0] == 409]
+        assert refused["error"]["code"] == "payment_in_progress", refused
+        # The one taken is the one in progress: a scan pays it.
+        await d.scanner.scan(d.issuer.valid(GOOD_QR_ACCOUNT))
+        done = await d.wait_final(created["payment_id"])
+        assert done["state"] == "approved" and done["amount"] == created["amount"], done
 
 
 async def test_second_payment_while_one_waits_is_refused_409(tmp_path: Path) -> None:
