@@ -29,8 +29,8 @@ async def test_ledger_down_offline_approval_then_forwarded(tmp_path: Path) -> No
         done = await d.wait_final(pid)
         assert done["state"] == "approved_offline" and done["offline"] is True
         assert done["auth_code"].startswith("Y1") and len(done["auth_code"]) == 6
-        status = await d.wait_status(lambda s: s["saf"]["pending"] == 1)
-        assert status["saf"]["pending_amount"] == 10_000
+        queued = await d.wait_status(lambda s: s["saf"]["pending"] == 1)
+        assert queued["saf"]["pending_amount"] == 10_000
         # Beyond the offline limit: declined, the ledger being unreachable.
         big = await start_qr(d, 60_000)
         assert (await d.wait_final(big))["decline_reason"] == "ledger_unavailable"

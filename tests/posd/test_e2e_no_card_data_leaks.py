@@ -107,8 +107,8 @@ async def test_no_account_or_token_anywhere(
         answers.append(declined)
         # Events come in order: once the last one is in, so are all before it.
         await read_until(stream, events, str(declined["payment_id"]), "declined")
-        for path in ("/v1/status", "/v1/saf", "/v1/totals?date=2026-01-01"):
-            answers.append((await d.request("GET", path))[1])
+        for api_path in ("/v1/status", "/v1/saf", "/v1/totals?date=2026-01-01"):
+            answers.append((await d.request("GET", api_path))[1])
         for payment in list(answers):
             if isinstance(payment, dict) and "payment_id" in payment:
                 answers.append(await d.payment(str(payment["payment_id"])))
