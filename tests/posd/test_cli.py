@@ -32,6 +32,7 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     [[], ["bogus"], ["status", "--bogus"], ["config"], ["config", "frob"], ["saf", "drain"]],
 )
 def test_misuse_exits_64_with_a_hint(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    code: int | str | None
     try:
         code = main(argv)
     except SystemExit as exc:

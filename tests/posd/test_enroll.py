@@ -49,7 +49,9 @@ def test_enroll_writes_a_private_key_0600_and_a_matching_csr(
     )
     eku = csr.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert ExtendedKeyUsageOID.CLIENT_AUTH in eku
-    assert csr.public_key().public_numbers() == key.public_key().public_numbers()
+    public = csr.public_key()
+    assert isinstance(public, ec.EllipticCurvePublicKey)
+    assert public.public_numbers() == key.public_key().public_numbers()
     out = capsys.readouterr()
     assert "PRIVATE KEY" not in out.out + out.err
     assert str(key_path) in out.out
