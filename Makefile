@@ -30,7 +30,7 @@ bench: venv
 
 lint: venv
 	$(VENV)/bin/ruff check posd drivers protocols tests bench fuzz
-	$(VENV)/bin/mypy --strict protocols drivers
+	$(VENV)/bin/mypy --strict protocols drivers posd
 
 fuzz: venv
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[fuzz]'
