@@ -15,40 +15,11 @@ from posd.api_client import ApiClient, ApiRequestError
 from posd.sim.ledger_accounts import GOOD_QR_ACCOUNT
 from posd.status_cli import render_status
 from tests.helpers.daemon import RunningDaemon, running_daemon
+from tests.helpers.spec_objects import PAYMENT_OBJECT_KEYS, STATE_OBJECT_KEYS
 
 pytestmark = pytest.mark.timeout(60)
 
 WAIT_S = 10.0
-# mqtt.md: "State payload (all keys present)".
-STATE_KEYS = {
-    "terminal_id",
-    "merchant_id",
-    "version",
-    "uptime_s",
-    "config_sha256",
-    "ledger",
-    "devices",
-    "saf",
-    "orders",
-    "payments_today",
-}
-PAYMENT_KEYS = {
-    "payment_id",
-    "state",
-    "amount",
-    "discount",
-    "charged",
-    "method",
-    "entry_mode",
-    "stan",
-    "rrn",
-    "auth_code",
-    "response_code",
-    "decline_reason",
-    "offline",
-    "created_at",
-    "updated_at",
-}
 
 
 async def next_payment_event(stream: Any) -> dict[str, Any]:
@@ -66,7 +37,7 @@ async def test_a_qr_payment_seen_through_the_event_stream(tmp_path: Path) -> Non
         token = d.issuer.valid(GOOD_QR_ACCOUNT)
         created = await api.create_payment(5_000, "qr", "real-qr-1")
         assert created["state"] == "waiting_for_card"
-        assert created.keys() >= PAYMENT_KEYS
+        assert created.keys() >= PAYMENT_OBJECT_KEYS
         await d.scanner.scan(token)
         events = [await next_payment_event(stream) for _ in range(3)]
         got = await api.payment(created["payment_id"])
@@ -145,7 +116,7 @@ async def test_refund_status_totals_and_saf_on_the_real_service(tmp_path: Path) 
         assert (over.value.status, over.value.field) == (400, "amount")
 
         state = await api.status()
-        assert state.keys() >= STATE_KEYS
+        assert state.keys() >= STATE_OBJECT_KEYS
         assert state["ledger"]["link"] == "up"
         assert state["devices"]["qr_scanner"]["state"] == "ready"
         shown = render_status(state)

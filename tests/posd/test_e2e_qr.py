@@ -14,6 +14,7 @@ from posd.sim.qr_issuer import MERCHANT_PRESENTED_QR
 from posd.sim.usb_hid_backend import HidScannerBackend
 from protocols.ber_tlv import Tlv, decode_tlv, encode_tlv
 from tests.helpers.daemon import RunningDaemon, running_daemon
+from tests.helpers.spec_objects import STATE_OBJECT_KEYS
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -212,20 +213,8 @@ async def test_status_object_and_totals(tmp_path: Path) -> None:
         await pay_qr(d, 50_000, d.issuer.valid(POOR_QR_ACCOUNT))  # declined
         status, state = await d.request("GET", "/v1/status")
         assert status == 200
-        assert set(state) == {
-            "terminal_id",
-            "merchant_id",
-            "version",
-            "uptime_s",
-            "config_sha256",
-            "ledger",
-            "devices",
-            "saf",
-            "orders",
-            "payments_today",
-            # posd's addition to mqtt.md's object: a full or failing disk shows.
-            "storage",
-        }
+        # posd's addition to mqtt.md's object: a full or failing disk shows.
+        assert set(state) == STATE_OBJECT_KEYS | {"storage"}
         assert state["storage"] == {"state": "ready", "last_error": None}
         assert state["terminal_id"] == d.config.terminal.id
         assert state["config_sha256"] == d.config.sha256

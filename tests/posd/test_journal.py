@@ -23,29 +23,13 @@ from posd.journal import (
     RefundRefused,
     UnknownPayment,
 )
+from tests.helpers.spec_objects import PAYMENT_OBJECT_KEYS
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = 1_795_600_000.0  # 2026-11-25T09:46:40Z
 PAN = "9410123456789012"
 CHIP = CardSecrets("chip", PAN, expiry="2812", icc=bytes.fromhex("5a0894101234567890129f2701 80"))
 QR = CardSecrets("qr", "9410000011112222", qr_text="hVBDUFYwMQ==")
-API_KEYS = {
-    "payment_id",
-    "state",
-    "amount",
-    "discount",
-    "charged",
-    "method",
-    "entry_mode",
-    "stan",
-    "rrn",
-    "auth_code",
-    "response_code",
-    "decline_reason",
-    "offline",
-    "created_at",
-    "updated_at",
-}
 
 
 @pytest.fixture
@@ -80,7 +64,7 @@ async def test_create_computes_benefit_plus_and_api_object(journal: Journal) -> 
     assert record.payment_id.startswith("p_") and len(record.payment_id) == 18
     assert (record.discount, record.charged) == (864, 11_481)  # floor(12345 * 0.07)
     doc = record.to_api()
-    assert set(doc) == API_KEYS | {"card_last4"}
+    assert set(doc) == PAYMENT_OBJECT_KEYS | {"card_last4"}
     assert doc["state"] == "waiting_for_card"
     assert doc["stan"] is None and doc["offline"] is False
     assert doc["created_at"] == "2026-11-25T09:46:40.000Z"
