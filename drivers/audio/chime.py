@@ -125,6 +125,8 @@ def _check(design: ChimeDesign) -> None:
     for timbre in (design.normal, design.loud):
         if len(timbre.partials) != len(timbre.phases):
             raise ValueError("chime design: one phase per partial")
+        if not any(timbre.partials):
+            raise ValueError("chime design: a timbre needs a partial")
         if not timbre.peak_dbfs < 0:
             raise ValueError("chime design: the peak must be below full scale")
 

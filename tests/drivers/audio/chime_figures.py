@@ -126,8 +126,8 @@ def _regions(env: Signal) -> list[tuple[int, int]]:
 
 def _spectrum(x: Signal, rate: int) -> tuple[Signal, Signal]:
     n = 1 << 16
-    spec = np.abs(np.fft.rfft(x * np.hanning(len(x)), n))
-    freqs = np.fft.rfftfreq(n, 1 / rate)
+    spec: Signal = np.abs(np.fft.rfft(x * np.hanning(len(x)), n)).astype(np.float64)
+    freqs: Signal = np.fft.rfftfreq(n, 1 / rate).astype(np.float64)
     return freqs, spec
 
 
