@@ -9,9 +9,12 @@ Modules:
 - `beeper`: the console beeper (KIOCSOUND), the last resort;
 - `player`: the chain `auto` walks, `build_player` from the `[audio]` config.
 
-The daemon calls `build_player(...)`, `await player.check()` at start and now and then,
-`await player.play(loud)` per chime, and reads `player.status()` for `devices.audio`;
-`posd chime --to FILE.wav` writes `chime_wav(loud, volume)`.
+The daemon calls `build_player(output, device, volume, escpos_form=..., on_change=...)`,
+then `await player.prepare()` and `await player.check()` at start (and `check()` now and
+then), `await player.play(loud)` per chime (`AudioError`: no output played it, the shop is
+deaf), and reads `player.status()` for `devices.audio`; each `OutputChange` is a `device`
+event. `posd chime` is `await build_player(...).play(loud)`, or with `--to FILE.wav`,
+`Path(FILE).write_bytes(chime_wav(loud, volume))`.
 """
 
 from .alsa import AlsaOutput

@@ -204,9 +204,14 @@ def _wav(samples: array[int], rate: int) -> bytes:
     return buffer.getvalue()
 
 
-@lru_cache(maxsize=8)
 def chime_wav(loud: bool = False, volume: int = 100, design: ChimeDesign = DESIGN) -> bytes:
-    """The chime as a WAV file (16-bit mono PCM), rendered once per (loud, volume) and cached."""
+    """The chime as a WAV file (16-bit mono PCM), rendered once per (loud, volume) and cached;
+    the escalated chime ignores `volume`."""
+    return _chime_wav(loud, 100 if loud else volume, design)
+
+
+@lru_cache(maxsize=8)
+def _chime_wav(loud: bool, volume: int, design: ChimeDesign) -> bytes:
     return _wav(render(loud, volume, design), design.sample_rate)
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from .alsa import AlsaOutput
 from .base import AudioDisabled, AudioError, Output, OutputState, Started
 from .beeper import CONSOLES, BeepOutput
+from .chime import chime_wav
 from .escpos import EscposForm, EscposOutput
 from .pulse import PulseOutput
 
@@ -153,6 +154,14 @@ class Player:
         self._select(None)
         raise AudioError("no audio output played the chime: " + "; ".join(failures))
 
+    async def prepare(self) -> None:
+        """Renders the chimes the outputs will play (tens of ms of CPU) in a thread, so that
+        neither the event loop nor the first chime waits for it; call it at start."""
+        for output in self.outputs:
+            if isinstance(output, AlsaOutput | PulseOutput):
+                await asyncio.to_thread(chime_wav, False, output.volume)
+                await asyncio.to_thread(chime_wav, True)
+
     async def check(self) -> AudioStatus:
         """Checks every output without a sound (cheap: no device is opened for playback) and
         picks the first that works; the daemon calls it at start and now and then, so that a
@@ -219,7 +228,7 @@ class Player:
 
 def build_player(
     output: str,
-    device: str = "",
+    device: str | None = None,
     volume: int = 80,
     *,
     escpos_form: EscposForm = "esc-paren-a",
@@ -238,6 +247,7 @@ def build_player(
         raise ValueError(f"volume {volume} is not a percentage from 0 to 100")
     if volume == 0 and output != "none":
         log.warning("audio.volume is 0: the chime is silent until it escalates")
+    device = device or ""
     outputs: list[Output] = []
     if output == "alsa":
         outputs.append(AlsaOutput(device, volume=volume))

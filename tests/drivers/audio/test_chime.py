@@ -88,7 +88,7 @@ def test_the_escalated_chime_is_the_burst_twice_brighter_and_louder(
 
 
 def test_the_escalated_chime_is_louder_at_any_volume(loud: Figures) -> None:
-    assert chime_wav(True, 10) == chime_wav(True, 100)
+    assert chime_wav(True, 10) is chime_wav(True, 100)
     for volume in (100, 80, 50):
         assert louder_by_db(measure(chime_wav(False, volume)), loud) >= 2.0
 

@@ -155,8 +155,8 @@ async def test_a_player_flooding_stderr_costs_a_bounded_message() -> None:
 
 
 def _sleeper(pid_file: Path) -> list[str]:
-    code = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(60)"
-    return [sys.executable, "-c", code]
+    """A player that hangs: records its pid (sh starts in a millisecond), then sleeps."""
+    return ["sh", "-c", f"echo $$ > '{pid_file}'; exec sleep 60"]
 
 
 def _gone(pid: int) -> bool:

@@ -224,3 +224,13 @@ async def test_a_failing_change_handler_does_not_stop_the_chime(
         assert (await player.play()).output == "escpos"
     assert await printer.read(len(ESCPOS)) == ESCPOS
     assert "the audio change handler failed" in caplog.text
+
+
+async def test_prepare_renders_the_chimes_off_the_event_loop() -> None:
+    from drivers.audio.chime import _chime_wav
+
+    _chime_wav.cache_clear()
+    await build_player("alsa", "null", 37).prepare()
+    assert _chime_wav.cache_info().currsize == 2
+    await build_player("escpos", "/dev/usb/lp0", 37).prepare()  # no WAV to render
+    assert _chime_wav.cache_info().currsize == 2
