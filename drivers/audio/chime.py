@@ -8,8 +8,9 @@ I/O. Every figure is stated in `ChimeDesign` the way the tests measure it from t
   falling half-amplitude point to the next note's rising one, so notes and gaps add up to the
   burst; rise and fall run from 10 % to 90 % of the note's level (raised-cosine ramps: no click);
 - each note is a harmonic complex, at least four partials between 300 and 4,000 Hz within
-  15 dB of the strongest, most of the energy between 1 and 4 kHz (where speech and fans mask
-  least and small speakers work best): masking one band leaves the others;
+  15 dB of the strongest, most of the energy between 1 and 4 kHz (above the rumble of hoods,
+  fans and dishwashers, where the ear is keenest and small speakers work best): masking one
+  band leaves the others;
 - the escalated chime is the burst twice, brighter (weight moved to higher partials) and
   louder: always at full volume, closer to full scale, and with phases chosen for a low crest
   factor, so that more energy fits under the same peak.
