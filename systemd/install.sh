@@ -38,7 +38,8 @@ while (($#)); do
     case $1 in
         --root) set_root "${2:-}"; shift 2 ;;
         --root=*) set_root "${1#--root=}"; shift ;;
-        --wheelhouse) wheelhouse=${2:-}; shift 2 ;;
+        --wheelhouse) [[ -n ${2:-} ]] || die "--wheelhouse needs a directory" 64
+            wheelhouse=$2; shift 2 ;;
         --wheelhouse=*) wheelhouse=${1#--wheelhouse=}; shift ;;
         -h | --help) usage ;;
         -*) echo "install.sh: unknown option $1" >&2; usage 64 >&2 ;;
@@ -214,6 +215,12 @@ if [[ -f $here/../README.md ]]; then
 fi
 install -m 0755 "$here/uninstall.sh" "$R$prefix/uninstall.sh"
 install -m 0644 "$here/layout.sh" "$R$prefix/layout.sh"
+if [[ -L $R$command_link || ! -e $R$command_link ]]; then
+    mkdir -p "$(dirname "$R$command_link")"
+    ln -sfn "$venv/bin/posd" "$R$command_link"
+else
+    echo "note: $R$command_link is not posd's link, left as it is: the command is $venv/bin/posd"
+fi
 
 was_active=no
 if live_systemd; then

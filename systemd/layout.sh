@@ -4,6 +4,7 @@
 #
 #   $prefix/venv                         virtual environment; the command is $prefix/venv/bin/posd
 #   $prefix/README.md, uninstall.sh, layout.sh
+#   /usr/local/bin/posd                  symlink to $prefix/venv/bin/posd (the technician's `posd`)
 #   /etc/posd/                           root:posd 0750; posd.toml root:posd 0640 (written from
 #                                        `posd config example` only if absent), and the secrets
 #                                        it names (mac.key, terminal.key, ...) beside it
@@ -18,6 +19,7 @@
 
 prefix=${POSD_PREFIX:-/opt/posd}
 venv=$prefix/venv
+command_link=/usr/local/bin/posd
 config_dir=/etc/posd
 config=$config_dir/posd.toml
 state_dir=/var/lib/posd

@@ -4,7 +4,7 @@
 #   sudo /opt/posd/uninstall.sh [--root DIR] [--purge]      (or systemd/uninstall.sh)
 #
 # Stops and disables the service; removes the unit, 99-posd.rules, the sysusers and tmpfiles
-# entries and $POSD_PREFIX (venv, README, this script). Keeps, unless --purge: /etc/posd (config
+# entries, $POSD_PREFIX (venv, README, this script) and the /usr/local/bin/posd link. Keeps, unless --purge: /etc/posd (config
 # and secrets), /var/lib/posd (the journal: payments not yet forwarded to the ledger live there;
 # `posd saf` lists them) and 98-posd-local.rules. --purge deletes those too. The system user
 # posd and its groups always stay (Debian practice: a uid that owned files is not handed out
@@ -48,6 +48,9 @@ elif [[ -e $R$unit ]]; then
     systemctl --root="${R:-/}" disable --quiet posd.service 2>/dev/null || true
 fi
 remove "$unit" "$rules" "$sysusers" "$tmpfiles" "$prefix"
+if [[ -L $R$command_link && $(readlink "$R$command_link") == "$venv/bin/posd" ]]; then
+    remove "$command_link"
+fi
 if [[ $purge == yes ]]; then
     remove "$config_dir" "$state_dir" "$runtime_dir" "$local_rules"
 fi

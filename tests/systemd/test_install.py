@@ -115,8 +115,9 @@ def _run(argv: list[str], **env: str) -> subprocess.CompletedProcess[str]:
 
 def _probe_venv(root: Path) -> dict[str, str]:
     """The venv run where it was built, the paths its files name, and (where a private mount
-    namespace can be had) the venv run at /opt/posd/venv: root's /opt bound over this
-    machine's, as on the booted box (the interpreter is this machine's)."""
+    namespace can be had) the venv run at /opt/posd/venv through the root's /usr/local/bin/posd
+    link: root's /opt bound over this machine's, as on the booted box (the interpreter is this
+    machine's)."""
     venv = root / "opt/posd/venv"
     site = next((venv / "lib").glob("python3.*/site-packages"))
     probe = {"version": _run([str(venv / "bin/posd"), "--version"]).stdout.strip()}
@@ -136,7 +137,7 @@ def _probe_venv(root: Path) -> dict[str, str]:
         probe["mounted"] = "skip: no private mount namespace here (unshare --mount)"
         return probe
     script = (
-        f'mount --bind "{root}/opt" /opt && /opt/posd/venv/bin/posd --version && '
+        f'mount --bind "{root}/opt" /opt && "{root}/usr/local/bin/posd" --version && '
         '/opt/posd/venv/bin/python -c "import posd.cli, sys; print(sys.prefix, posd.cli.__file__)"'
     )
     proc = subprocess.run(
@@ -236,6 +237,9 @@ PARENTS = {
         "/opt/posd",
         "/opt/posd/venv",
         "/run",
+        "/usr",
+        "/usr/local",
+        "/usr/local/bin",
         "/var",
         "/var/lib",
     ]
@@ -258,6 +262,7 @@ LAID_DOWN = {
     "/opt/posd/README.md": Entry("f", 0o644, "root:root"),
     "/opt/posd/uninstall.sh": Entry("f", 0o755, "root:root"),
     "/opt/posd/layout.sh": Entry("f", 0o644, "root:root"),
+    "/usr/local/bin/posd": Entry("l", 0o777, "root:root", "/opt/posd/venv/bin/posd"),
 }
 SHIPPED_AS = {
     "/etc/systemd/system/posd.service": "posd.service",
