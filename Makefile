@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.posd-installed
 PYTEST_ARGS ?=
 
-.PHONY: all venv systools test demo bench lint fuzz replay-regen clean
+.PHONY: all venv systools test demo bench lint fuzz replay-regen install clean
 
 all: test
 
@@ -38,6 +38,12 @@ fuzz: venv
 
 replay-regen: venv
 	$(PY) scripts/regen-replay $(REPLAY_ARGS)
+
+# Installs posd on this box (as root), or into DESTDIR as the root a box will boot:
+# systemd/install.sh --root DESTDIR. WHEELHOUSE= installs offline from a directory of wheels,
+# SOURCE= a posd wheel instead of this tree. Upgrade: the same again. Removal: uninstall.sh.
+install:
+	systemd/install.sh $(if $(DESTDIR),--root $(DESTDIR)) $(if $(WHEELHOUSE),--wheelhouse $(WHEELHOUSE)) $(SOURCE)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

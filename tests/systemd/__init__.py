@@ -1,0 +1,1 @@
+"""Tests of what systemd/ ships: udev rules, the install and uninstall scripts."""
