@@ -265,9 +265,7 @@ async def serve(
             try:
                 if started is not None:
                     started(server)
-                async with asyncio.TaskGroup() as tasks:
-                    tasks.create_task(console.run())
-                    tasks.create_task(link.run(console))
+                await link.run(console)
             finally:
                 await server.stop()
     except CallStoreError as exc:

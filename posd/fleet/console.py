@@ -7,8 +7,8 @@ The MQTT wiring drives it through three entry points:
 - `console.set_broker(up, detail)` when the broker link comes up or goes down;
 - `console.transport = send` with a `commands.CommandTransport`, to send signed commands.
 
-`run()` does the rest in the background: call-list writes (to SQLite, in order, off the event
-loop), stale boxes as time passes, the day's rollover of the summary.
+`Console.open(...)` runs the rest in the background while it is open: call-list writes (to
+SQLite, in order, off the event loop), stale boxes as time passes, the day's rollover.
 """
 
 from __future__ import annotations
@@ -93,10 +93,11 @@ class Console:
         day: Callable[[float], datetime.date] = local_day,
         max_streams: int = MAX_STREAMS,
     ) -> AsyncIterator[Console]:
+        """The console with its background (`run`) going until the block ends."""
         store = await CallStore.open(db_path)
         try:
             calls = await store.current(clock())
-            yield cls(
+            console = cls(
                 model,
                 store,
                 calls,
@@ -106,6 +107,12 @@ class Console:
                 day=day,
                 max_streams=max_streams,
             )
+            async with asyncio.TaskGroup() as tasks:
+                background = tasks.create_task(console.run())
+                try:
+                    yield console
+                finally:
+                    background.cancel()
         finally:
             await store.close()
 

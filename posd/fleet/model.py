@@ -496,9 +496,7 @@ class FleetModel:
         elif event.order_state in ("deaf", "hearing"):
             self._hearing(box, event.order_state == "deaf", event.ts, event.reason, change)
 
-    def _hearing(
-        self, box: Box, deaf: bool, ts: float, reason: str | None, change: Change
-    ) -> None:
+    def _hearing(self, box: Box, deaf: bool, ts: float, reason: str | None, change: Change) -> None:
         if ts < box.deaf_ts:
             return  # older evidence than what set the current value
         box.deaf_ts = ts

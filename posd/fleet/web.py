@@ -314,9 +314,7 @@ class _Routes:
             frames.append(b"event: summary\ndata: " + compact(self.console.summary()))
         for terminal_id in sorted(removed):
             if terminal_id not in model.boxes:
-                frames.append(
-                    b"event: box_removed\ndata: " + compact({"terminal_id": terminal_id})
-                )
+                frames.append(b"event: box_removed\ndata: " + compact({"terminal_id": terminal_id}))
         for terminal_id in sorted(rows | (removed & model.boxes.keys())):
             box = model.boxes.get(terminal_id)
             if box is not None:

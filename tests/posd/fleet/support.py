@@ -60,13 +60,9 @@ async def running_console(
     ) as console:
         server = ConsoleServer(console, "127.0.0.1", 0, token=token, heartbeat_s=heartbeat_s)
         await server.start()
-        background = asyncio.create_task(console.run())
         try:
             yield Served(console, server, token)
         finally:
-            background.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await background
             await server.stop()
 
 

@@ -254,8 +254,10 @@ async def test_the_page_and_its_files_are_served_with_a_strict_policy(tmp_path: 
         assert "script-src 'self'" in policy and "default-src 'none'" in policy
         assert response.headers["X-Content-Type-Options"] == "nosniff"
         # No external resources at all: every src and href is this origin's.
-        assert "http://" not in page and "https://" not in page and "//" not in page.replace(
-            "<!--", ""
+        assert (
+            "http://" not in page
+            and "https://" not in page
+            and "//" not in page.replace("<!--", "")
         )
         assert "<script>" not in page and "style=" not in page
         async with http.get("/static/console.js") as response:
@@ -287,7 +289,11 @@ async def test_events_stream_rows_summary_and_calls_as_they_change(tmp_path: Pat
                 topic(terminal(1), "event/order"), order_event(now, "O-1", "missed"), False, now
             )
             call = await next_event(stream, "call", lambda c: c["kind"] == "missed_order")
-            assert (call["kind"], call["order_id"], call["called"]) == ("missed_order", "O-1", False)
+            assert (call["kind"], call["order_id"], call["called"]) == (
+                "missed_order",
+                "O-1",
+                False,
+            )
             served.console.feed(topic(terminal(5), "state"), b"", True, now + 6)
             served.console.feed(topic(terminal(5), "availability"), b"", True, now + 6)
             gone = await next_event(stream, "box_removed", lambda r: True)
@@ -303,7 +309,10 @@ async def test_a_burst_of_changes_to_one_box_is_coalesced_into_its_latest_row(
             await next_event(stream, "summary", lambda s: True)
             for n in range(1, 201):
                 served.console.feed(
-                    topic(terminal(1), "state"), state(terminal(1), now + n, saf_pending=n), False, now
+                    topic(terminal(1), "state"),
+                    state(terminal(1), now + n, saf_pending=n),
+                    False,
+                    now,
                 )
             seen = []
             while True:
@@ -315,22 +324,25 @@ async def test_a_burst_of_changes_to_one_box_is_coalesced_into_its_latest_row(
 
 
 async def test_event_streams_are_bounded(tmp_path: Path) -> None:
-    async with running_console(tmp_path / "c.db", max_streams=2) as served:
-        async with served.session() as http:
-            first = await http.get("/api/events")
-            second = await http.get("/api/events")
-            async with http.get("/api/events") as third:
-                assert third.status == 503
-                assert_error(await third.json(), "too_many_streams")
-            first.close()
-            second.close()
-            # Closed streams free their slots (the server notices at its next write).
-            deadline = asyncio.get_running_loop().time() + WAIT_S
-            while served.console.hub.watchers and asyncio.get_running_loop().time() < deadline:
-                served.console.hub.summary()
-                await asyncio.sleep(0.05)
-            async with http.get("/api/events") as again:
-                assert again.status == 200
+    async with (
+        running_console(tmp_path / "c.db", max_streams=2) as served,
+        served.session() as http,
+    ):
+        first = await http.get("/api/events")
+        second = await http.get("/api/events")
+        async with http.get("/api/events") as third:
+            assert third.status == 503
+            assert_error(await third.json(), "too_many_streams")
+        first.close()
+        second.close()
+        # Closed streams free their slots (the server notices at its next write).
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WAIT_S
+        while served.console.hub.watchers and loop.time() < deadline:
+            served.console.hub.summary()
+            await asyncio.sleep(0.05)
+        async with http.get("/api/events") as again:
+            assert again.status == 200
 
 
 async def test_a_stream_whose_client_stops_reading_is_ended(tmp_path: Path) -> None:
