@@ -47,6 +47,11 @@ def local_day(epoch: float) -> datetime.date:
     return datetime.datetime.fromtimestamp(epoch).date()
 
 
+def _report_failure(task: asyncio.Task[NoReturn]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.critical("the console's background stopped", exc_info=task.exception())
+
+
 class Console:
     def __init__(
         self,
@@ -107,12 +112,17 @@ class Console:
                 day=day,
                 max_streams=max_streams,
             )
-            async with asyncio.TaskGroup() as tasks:
-                background = tasks.create_task(console.run())
-                try:
-                    yield console
-                finally:
-                    background.cancel()
+            # Not a TaskGroup around the body: that would wrap every error of the caller's
+            # block in an ExceptionGroup. The background only ends by cancellation; should it
+            # fail, it says so at once and again when the block ends.
+            background = asyncio.create_task(console.run())
+            background.add_done_callback(_report_failure)
+            try:
+                yield console
+            finally:
+                background.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await background
         finally:
             await store.close()
 

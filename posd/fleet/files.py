@@ -31,10 +31,11 @@ def read_secret(path: Path, what: str) -> bytes:
         raise SecretFileError(f"{what} {path} does not exist") from None
     except OSError as exc:
         raise SecretFileError(f"{what} {path} cannot be opened ({exc.strerror})") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise SecretFileError(f"{what} {path} is not a regular file")
     with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise SecretFileError(f"{what} {path} is not a regular file")
         if info.st_mode & 0o007:
             raise SecretFileError(
                 f"{what} {path} is open to other users (mode {stat.S_IMODE(info.st_mode):04o}); "
