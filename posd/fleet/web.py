@@ -188,6 +188,7 @@ class _Routes:
     def add_to(self, app: web.Application) -> None:
         app.router.add_get("/", self.page)
         app.router.add_get("/static/{name}", self.static)
+        app.router.add_get("/favicon.ico", self.no_icon)
         app.router.add_get("/api/summary", self.summary)
         app.router.add_get("/api/boxes", self.boxes)
         app.router.add_get("/api/boxes/{terminal_id}", self.box)
@@ -199,6 +200,9 @@ class _Routes:
 
     async def page(self, request: web.Request) -> web.Response:
         return self._file("index.html")
+
+    async def no_icon(self, request: web.Request) -> web.Response:
+        return web.Response(status=204)
 
     async def static(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]

@@ -97,7 +97,11 @@ function renderCalls() {
   let cursor = tbody.firstChild;
   for (const call of list) {
     let kept = callRows.get(call.id);
-    if (kept && kept.called !== call.called) { kept.tr.remove(); kept = undefined; }
+    if (kept && kept.called !== call.called) {
+      if (kept.tr === cursor) cursor = cursor.nextSibling;
+      kept.tr.remove();
+      kept = undefined;
+    }
     if (!kept) { kept = callRow(call); callRows.set(call.id, kept); }
     kept.ago.textContent = ago(call.at);
     if (kept.tr === cursor) cursor = cursor.nextSibling;
@@ -196,8 +200,11 @@ function spacer(rows) {
 function renderBoxes() {
   if (viewDirty) computeView();
   const scroller = $("table-scroll");
-  const first = Math.max(0, Math.floor(scroller.scrollTop / ROW_H) - OVERSCAN);
-  const count = Math.ceil(scroller.clientHeight / ROW_H) + 2 * OVERSCAN;
+  const visible = Math.ceil(scroller.clientHeight / ROW_H);
+  // Clamped: after the view shrank, scrollTop may still point past its end.
+  const first = Math.max(0, Math.min(Math.floor(scroller.scrollTop / ROW_H) - OVERSCAN,
+    view.length - visible - OVERSCAN));
+  const count = visible + 2 * OVERSCAN;
   const last = Math.min(view.length, first + count);
   const rows = [spacer(first)];
   for (let i = first; i < last; i++) rows.push(boxRow(boxes.get(view[i])));
@@ -291,7 +298,9 @@ function onBlock(block) {
     else if (line.startsWith("data: ")) data.push(line.slice(6));
     else if (line === ": connected") loadAll().catch(() => {});
   }
-  if (data.length) onEvent(name, JSON.parse(data.join("\n")));
+  if (!data.length) return;
+  try { onEvent(name, JSON.parse(data.join("\n"))); }
+  catch (e) { console.error(`event ${name}:`, e); }  // one bad event must not end the stream
 }
 
 // fetch() rather than EventSource, which cannot send the Authorization header.
@@ -314,7 +323,7 @@ async function stream() {
           buffer = buffer.slice(end + 2);
         }
       }
-    } catch (e) { /* reconnect below */ }
+    } catch (e) { console.error("event stream:", e); }
     showConsole({ broker: { up: false, since: new Date().toISOString(), detail: "콘솔 연결 끊김 console unreachable" } });
     await new Promise((resolve) => setTimeout(resolve, 2000));
   }
