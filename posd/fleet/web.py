@@ -339,7 +339,7 @@ class _Routes:
             raise _ClientNotReading from None
 
     async def _stream(self, request: web.Request, watcher: Watcher) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"X-Accel-Buffering": "no"})
+        response = web.StreamResponse(headers={**_SECURITY_HEADERS, "X-Accel-Buffering": "no"})
         response.content_type = "text/event-stream"
         closing = asyncio.ensure_future(self.closing.wait())
         try:
