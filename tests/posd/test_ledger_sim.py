@@ -26,8 +26,8 @@ from posd.sim.ledger_accounts import (
     AccountBook,
     AccountsFileError,
 )
+from protocols.ledger_fields import AdditionalData
 from protocols.ledger_messages import (
-    AdditionalData,
     CardPayer,
     LedgerRequest,
     OriginalData,
