@@ -221,7 +221,7 @@ def answer_fields(
     """The fields of an answer to a request of fields `request`: its 11 and 41, those
     numbered in `echo` (None: every one, as ISO 8583 hosts commonly answer) and the answer's
     `own` (those not None, in place of their echoes)."""
-    kept = ANSWER_IDS if echo is None else ANSWER_IDS | set(echo)
-    fields = {n: v for n, v in request.items() if echo is None or n in kept}
+    kept = None if echo is None else ANSWER_IDS | set(echo)
+    fields = {n: v for n, v in request.items() if kept is None or n in kept}
     fields.update((n, v) for n, v in own.items() if v is not None)
     return fields

@@ -148,3 +148,12 @@ network_codes = st.sampled_from(["001", "002", "301"])
 # Which of its request's fields an answer echoes: None for all of them.
 echoes = st.none() | st.sets(st.sampled_from([2, 3, 4, 7, 12, 13, 14, 22, 25, 35, 37, 38, 42,
                                               48, 49, 55, 90]))  # fmt: skip
+
+
+def card_purchase(payer: CardPayer | QrPayer | None = None, stan: int = 3) -> LedgerRequest:
+    """A fixed 0200 purchase of 1,000 won, by default a chip card's."""
+    return build_purchase(
+        stan=stan, transmitted_at=NOW, local_now=NOW, amount=1000, terminal_id="T0000001",
+        merchant_id="M00000000000001",
+        payer=payer or CardPayer("chip", PAN, "2812", None, ARQC_ICC),
+    )  # fmt: skip
