@@ -166,22 +166,19 @@ def check_field(number: int, value: FieldValue) -> None:
     fmt = FIELDS.get(number)
     if fmt is None:
         raise LedgerFormatError(str(number), "is not a field of this profile")
-    name = str(number)
     if fmt.char_class == "b":
         if not isinstance(value, bytes):
-            raise LedgerFormatError(name, "must be binary")
-        size = len(value)
-    else:
-        if not isinstance(value, str):
-            raise LedgerFormatError(name, "must be text")
-        if not _CLASS_PATTERNS[fmt.char_class].fullmatch(value):
-            raise LedgerFormatError(name, f"must be {_CLASS_NAMES[fmt.char_class]}")
-        size = len(value)
+            raise LedgerFormatError(str(number), "must be binary")
+    elif not isinstance(value, str):
+        raise LedgerFormatError(str(number), "must be text")
+    elif not _CLASS_PATTERNS[fmt.char_class].fullmatch(value):
+        raise LedgerFormatError(str(number), f"must be {_CLASS_NAMES[fmt.char_class]}")
+    size = len(value)
     if fmt.length_digits == 0:
         if size != fmt.max_len:
-            raise LedgerFormatError(name, f"must be {fmt.max_len} long, is {size}")
-    elif size == 0 or size > fmt.max_len:
-        raise LedgerFormatError(name, f"must be 1 to {fmt.max_len} long, is {size}")
+            raise LedgerFormatError(str(number), f"must be {fmt.max_len} long, is {size}")
+    elif not 0 < size <= fmt.max_len:
+        raise LedgerFormatError(str(number), f"must be 1 to {fmt.max_len} long, is {size}")
 
 
 def _check_mti(mti: str) -> None:
