@@ -37,10 +37,11 @@ import contextlib
 import datetime as dt
 import hashlib
 import inspect
+import json
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Final, Literal, TypeVar
 
@@ -331,6 +332,10 @@ class LedgerEvent:
     stan: int
     network_code: str | None = None
     response_code: str | None = None
+
+    def as_json(self) -> str:
+        """One line of JSON, e.g. for a process reporting its events to a test outside it."""
+        return json.dumps({k: v for k, v in asdict(self).items() if v is not None})
 
 
 # A listener returns None, or an awaitable the ledger waits for before it goes on (so an

@@ -364,6 +364,9 @@ async def test_listeners_see_arrival_before_the_ledger_acts_and_answers_once_wri
         assert (event.mti, event.response_code) == ("0210", "00")
         assert balances[-1] == ("answered", "0210", 998_000)
         assert decode_response(raw, MAC_KEY).mac_valid
+        assert json.loads(event.as_json()) == {
+            "kind": "answered", "mti": "0210", "stan": request.stan, "response_code": "00"
+        }  # fmt: skip
         remove()
         terminal.send(encode(purchase(amount=1), MAC_KEY))
         await terminal.receive(1)

@@ -32,8 +32,11 @@ from .ledger_strategies import (
     NOW,
     PAN,
     TRACK2,
+    ascii_text,
     card_purchase,
+    digits,
     echoes,
+    issuer_data,
     network_codes,
     purchases,
     requests,
@@ -99,6 +102,62 @@ def test_a_network_answer_is_checked_on_11_and_41() -> None:
 def test_a_repeat_is_answered_by_its_first_transmissions_answer_mti() -> None:
     reversal = build_reversal(card_purchase(stan=5), stan=6, transmitted_at=NOW, local_now=NOW)
     check_answer(replace(reversal, mti="0401"), respond(reversal, "00"))
+
+
+# Any field of the profile an answer may carry beside those posd reads, with a value in its
+# format: what a ledger echoing requests other than posd's own might send.
+_ANY_ECHO = st.fixed_dictionaries(
+    {},
+    optional={
+        2: st.integers(12, 19).flatmap(digits), 3: digits(6), 7: digits(10), 12: digits(6),
+        13: digits(4), 14: digits(4), 22: digits(3), 25: digits(2),
+        35: st.text(alphabet="0123456789D=", min_size=12, max_size=37),
+        42: ascii_text(15), 48: st.integers(1, 999).flatmap(ascii_text), 49: st.just("410"),
+        70: digits(3), 90: digits(42),
+    },
+)  # fmt: skip
+
+
+@given(
+    st.sampled_from(["0210", "0230", "0410"]),
+    stans,
+    response_codes,
+    st.none() | st.integers(1, 999_999_999_999),
+    st.none() | issuer_data,
+    _ANY_ECHO,
+)
+def test_round_trip_of_answers_with_any_echoed_fields(
+    mti: str,
+    stan: int,
+    code: str,
+    amount: int | None,
+    icc: bytes | None,
+    echoed: dict[int, str],
+) -> None:
+    answer = LedgerResponse(
+        mti=mti, stan=stan, response_code=code, terminal_id="T0000001", amount=amount,
+        icc=icc, echoed=tuple(echoed.items()),
+    )  # fmt: skip
+    raw = encode(answer, KEY)
+    iso = decode_message(raw)
+    assert iso.mac_field == (128 if {70, 90} & set(echoed) else 64)
+    inbound = decode_response(raw, KEY)
+    assert inbound.mac_valid and inbound.message == answer
+    assert dict(answer.echoed) == echoed
+    assert answer.issuer_data == (icc if mti == "0210" and icc else b"")
+    bare = repr(replace(answer, echoed=()))
+    for secret in (echoed.get(2), echoed.get(35)):
+        if secret is not None and secret not in bare:
+            assert secret not in repr(answer) and secret not in str(answer)
+
+
+def test_an_echo_is_a_field_of_the_profile_that_posd_does_not_read() -> None:
+    for echoed, field in [(((5, "1"),), "5"), (((39, "00"),), "39"), (((64, bytes(8)),), "64"),
+                          (((2, "1"), (2, "2")), "2"), (((14, "28"),), "14")]:  # fmt: skip
+        with pytest.raises(LedgerFormatError) as info:
+            LedgerResponse(mti="0210", stan=1, response_code="00", terminal_id="T0000001",
+                           echoed=echoed)  # type: ignore[arg-type]  # fmt: skip
+        assert info.value.field == field
 
 
 # ---- card data never shows -------------------------------------------------------------------
