@@ -3,14 +3,19 @@
 pyiso8583 does the byte layout (MTI, bitmaps, length prefixes); this module holds the
 profile's spec dict and adds what pyiso8583 leaves to its caller: the character class
 of each field, the refusal of fields outside the profile, canonical ASCII lengths, and
-the MAC (field 64) over every byte before it. Errors never carry field contents, since
-fields 2, 35, 48 and 55 hold card data and QR tokens.
+the MAC of profile 2. Errors never carry field contents, since fields 2, 35, 48 and 55
+hold card data and QR tokens.
+
+MAC placement (profile 2): the MAC is always the message's last field and covers every
+byte before it, so fields 70 and 90 are authenticated too. It is field 64 in a message
+with no field 65-127, field 128 in one with any (field 64 then absent). Profile 1 put it
+in 64 with 70 or 90 after it; such a message, and every other misplaced MAC, is refused.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -68,9 +73,18 @@ FIELDS: Final[Mapping[int, FieldFormat]] = {
     64: FieldFormat("b", 0, MAC_LEN),
     70: FieldFormat("n", 0, 3),
     90: FieldFormat("n", 0, 42),
+    128: FieldFormat("b", 0, MAC_LEN),
 }
 
-MAC_FIELD: Final = 64
+PRIMARY_MAC: Final = 64
+SECONDARY_MAC: Final = 128
+MAC_FIELDS: Final = frozenset({PRIMARY_MAC, SECONDARY_MAC})
+
+
+def mac_field_for(numbers: Iterable[int]) -> int:
+    """Where the MAC of a message with fields `numbers` goes: 128 if any is 65-127, else 64."""
+    return SECONDARY_MAC if any(64 < n < SECONDARY_MAC for n in numbers) else PRIMARY_MAC
+
 
 _CLASS_PATTERNS: Final[Mapping[str, re.Pattern[str]]] = {
     "n": re.compile(r"[0-9]*"),
@@ -96,7 +110,7 @@ def _field_spec(fmt: FieldFormat) -> dict[str, Any]:
 
 
 # The pyiso8583 spec dict for exactly this profile: no header, ASCII MTI, binary bitmaps,
-# ASCII length prefixes, binary field 55 (length counts bytes) and 64.
+# ASCII length prefixes, binary field 55 (length counts bytes), 64 and 128.
 SPEC: Final[Mapping[str, Mapping[str, Any]]] = {
     "h": {"data_enc": "ascii", "len_enc": "ascii", "len_type": 0, "max_len": 0},
     "t": {"data_enc": "ascii", "len_enc": "ascii", "len_type": 0, "max_len": 4},
@@ -108,9 +122,9 @@ SPEC: Final[Mapping[str, Mapping[str, Any]]] = {
 
 @dataclass(frozen=True, repr=False)
 class IsoMessage:
-    """A decoded message: MTI and field values (str, or bytes for 55 and 64).
+    """A decoded message: MTI and field values (str, or bytes for 55, 64 and 128).
 
-    `mac_input` is every byte before field 64 (empty when the message has no MAC).
+    `mac_input` is every byte before the MAC (empty when the message has no MAC).
     """
 
     mti: str
@@ -120,6 +134,15 @@ class IsoMessage:
     def __repr__(self) -> str:
         # Field values may be card data: show which fields are present, never what they hold.
         return f"IsoMessage(mti={self.mti!r}, fields={sorted(self.fields)})"
+
+    @property
+    def mac_field(self) -> int:
+        """The field this message's MAC is (or would be) in."""
+        return mac_field_for(self.fields)
+
+    @property
+    def mac(self) -> bytes | None:
+        return self.binary(self.mac_field)
 
     def text(self, number: int) -> str | None:
         value = self.fields.get(number)
@@ -143,22 +166,19 @@ def check_field(number: int, value: FieldValue) -> None:
     fmt = FIELDS.get(number)
     if fmt is None:
         raise LedgerFormatError(str(number), "is not a field of this profile")
-    name = str(number)
     if fmt.char_class == "b":
         if not isinstance(value, bytes):
-            raise LedgerFormatError(name, "must be binary")
-        size = len(value)
-    else:
-        if not isinstance(value, str):
-            raise LedgerFormatError(name, "must be text")
-        if not _CLASS_PATTERNS[fmt.char_class].fullmatch(value):
-            raise LedgerFormatError(name, f"must be {_CLASS_NAMES[fmt.char_class]}")
-        size = len(value)
+            raise LedgerFormatError(str(number), "must be binary")
+    elif not isinstance(value, str):
+        raise LedgerFormatError(str(number), "must be text")
+    elif not _CLASS_PATTERNS[fmt.char_class].fullmatch(value):
+        raise LedgerFormatError(str(number), f"must be {_CLASS_NAMES[fmt.char_class]}")
+    size = len(value)
     if fmt.length_digits == 0:
         if size != fmt.max_len:
-            raise LedgerFormatError(name, f"must be {fmt.max_len} long, is {size}")
-    elif size == 0 or size > fmt.max_len:
-        raise LedgerFormatError(name, f"must be 1 to {fmt.max_len} long, is {size}")
+            raise LedgerFormatError(str(number), f"must be {fmt.max_len} long, is {size}")
+    elif not 0 < size <= fmt.max_len:
+        raise LedgerFormatError(str(number), f"must be 1 to {fmt.max_len} long, is {size}")
 
 
 def _check_mti(mti: str) -> None:
@@ -169,39 +189,29 @@ def _check_mti(mti: str) -> None:
 def encode_message(
     mti: str, fields: Mapping[int, FieldValue], mac_key: bytes | None = None
 ) -> bytes:
-    """Encode a message; with `mac_key`, field 64 is added, computed over the bytes before it."""
+    """Encode a message; with `mac_key`, the MAC is added as its last field (64 or 128),
+    computed over every byte before it."""
     _check_mti(mti)
-    if MAC_FIELD in fields:
-        raise LedgerFormatError("64", "is computed from mac_key, not given")
+    given = MAC_FIELDS & set(fields)
+    if given:
+        raise LedgerFormatError(str(min(given)), "is computed from mac_key, not given")
     for number, value in fields.items():
         check_field(number, value)
     doc: dict[str, str] = {"t": mti}
     for number, value in fields.items():
         doc[str(number)] = value.hex().upper() if isinstance(value, bytes) else value
     if mac_key is not None:
-        doc[str(MAC_FIELD)] = "00" * MAC_LEN
+        doc[str(mac_field_for(fields))] = "00" * MAC_LEN
     try:
-        raw, encoded = iso8583.encode(doc, SPEC)
+        raw, _ = iso8583.encode(doc, SPEC)
     except iso8583.EncodeError as exc:
         # exc.msg describes lengths only; the data stays out of the message.
         raise LedgerFormatError(str(exc.field), exc.msg) from None
     if mac_key is None:
         return bytes(raw)
-    offset = _mac_offset(encoded)
-    mac = compute_mac(mac_key, bytes(raw[:offset]))
-    raw[offset : offset + MAC_LEN] = mac
+    # The MAC field is the highest-numbered field present, so it ends the message.
+    raw[-MAC_LEN:] = compute_mac(mac_key, bytes(raw[:-MAC_LEN]))
     return bytes(raw)
-
-
-def _mac_offset(encoded: Mapping[str, Mapping[str, bytes]]) -> int:
-    offset = 0
-    for key in ("t", "p", "1"):
-        if key in encoded:
-            offset += len(encoded[key]["data"])
-    for key, part in encoded.items():
-        if key.isdigit() and key != "1" and int(key) < MAC_FIELD:
-            offset += len(part["len"]) + len(part["data"])
-    return offset
 
 
 def _layout(data: bytes) -> tuple[str, list[int], int]:
@@ -262,6 +272,16 @@ def decode_message(data: bytes) -> IsoMessage:
             raise LedgerFormatError(
                 str(number), "is not a field of this profile", mti=mti, stan=stan
             )
+    mac_field = mac_field_for(numbers)
+    misplaced = MAC_FIELDS & set(numbers) - {mac_field}
+    if misplaced:
+        where = "has fields 65-127" if mac_field == SECONDARY_MAC else "has no field 65-127"
+        raise LedgerFormatError(
+            str(min(misplaced)),
+            f"is not the MAC of a message that {where} (profile 2: the MAC is {mac_field})",
+            mti=mti,
+            stan=stan,
+        )
     try:
         decoded, encoded = iso8583.decode(data, SPEC)
     except iso8583.DecodeError as exc:
@@ -280,7 +300,6 @@ def decode_message(data: bytes) -> IsoMessage:
         except LedgerFormatError as exc:
             raise LedgerFormatError(key, exc.problem, mti=mti, stan=stan) from None
         fields[number] = value
-    mac_input = b""
-    if MAC_FIELD in fields:
-        mac_input = data[: _mac_offset(encoded)]
+    # pyiso8583 refuses bytes after the last field, and the MAC field is the last one.
+    mac_input = data[:-MAC_LEN] if mac_field in fields else b""
     return IsoMessage(mti=mti, fields=fields, mac_input=mac_input)

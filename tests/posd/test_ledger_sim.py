@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from posd import ledger_sim_cli
-from posd.sim.ledger import LedgerRules, LedgerSimulator
+from posd.sim.ledger import LedgerEvent, LedgerRules, LedgerSimulator
 from posd.sim.ledger_accounts import (
     BLOCKED_CARD,
     GOOD_CARD,
@@ -26,10 +26,13 @@ from posd.sim.ledger_accounts import (
     AccountBook,
     AccountsFileError,
 )
+from protocols.ber_tlv import Tlv, decode_tlv, encode_tlv
+from protocols.iso8583_profile import decode_message, encode_message
+from protocols.ledger_fields import AdditionalData
 from protocols.ledger_messages import (
-    AdditionalData,
     CardPayer,
     LedgerRequest,
+    NetworkResponse,
     OriginalData,
     QrPayer,
     build_advice,
@@ -211,6 +214,193 @@ async def test_server_answers_only_the_terminal_that_signed_on() -> None:
         assert answer.response_code == "58"
         assert sim.rules.balance(GOOD_CARD) == 1_000_000
         writer.close()
+
+
+# ---- like a real host: echoes, issuer data, its own clock ----------------------------------
+
+ARQC_ICC = encode_tlv([Tlv(0x9F26, bytes.fromhex("1122334455667788")), Tlv(0x9F27, b"\x80"),
+                       Tlv(0x9F36, b"\x00\x07")])  # fmt: skip
+SCRIPT = encode_tlv([Tlv(0x72, encode_tlv([Tlv(0x9F18, bytes(4)), Tlv(0x86, b"\x84\x24")]))])
+
+
+def chip(pan: str = GOOD_CARD, amount: int = 10_000, mode: str = "chip") -> LedgerRequest:
+    return purchase(pan, amount, entry_mode=mode, icc=ARQC_ICC)
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        chip(),
+        purchase(GOOD_QR_ACCOUNT, 1_000),
+        purchase(amount=9_500, additional=AdditionalData(500, 500)),
+        replace(purchase(), entry_mode="magstripe", icc=None, track2=GOOD_CARD + "=30121010000"),
+    ],
+)
+def test_answers_echo_every_field_their_request_carried(request_: LedgerRequest) -> None:
+    answer = rules().process(request_, True)
+    assert answer.approved
+    sent = answer.fields()
+    for number, value in request_.fields().items():
+        if number != 55:  # a chip payment's 55 is the issuer's in the 0210
+            assert sent[number] == value, number
+    assert set(sent) - set(request_.fields()) <= {37, 38, 39, 55}
+
+
+def test_a_refund_and_a_reversal_echo_37_and_90() -> None:
+    ledger = rules()
+    original = purchase(amount=4_000)
+    rrn = ledger.process(original, True).rrn or ""
+    refunded = ledger.process(refund(original, rrn, 1_000), True)
+    assert refunded.approved and refunded.rrn != rrn  # its own RRN, in place of the echo
+    assert dict(refunded.echoed)[90] == refund(original, rrn, 1).fields()[90]
+    declined = ledger.process(refund(original, rrn, 5_000), True)
+    assert declined.response_code == "13" and declined.rrn == rrn  # the echo of the request
+    undone = ledger.process(reversal(original), True)
+    assert undone.approved and 90 in dict(undone.echoed)
+    assert decode_message(encode(undone, MAC_KEY)).mac_field == 128
+
+
+def test_echo_none_answers_only_what_identifies_the_request() -> None:
+    answer = rules(echo=False).process(chip(), True)
+    assert set(answer.fields()) == {11, 37, 38, 39, 41, 55}
+    declined = rules(echo=False).process(purchase(BLOCKED_CARD), True)
+    assert set(declined.fields()) == {11, 39, 41}
+
+
+def test_issuer_data_for_chip_payments() -> None:
+    approved = rules().process(chip(), True)
+    (item,) = decode_tlv(approved.issuer_data)
+    assert item.tag == 0x91 and len(item.value) == 10 and item.value.endswith(b"00")  # ARPC, ARC
+    declined = rules().process(chip(BLOCKED_CARD), True)
+    assert decode_tlv(declined.issuer_data)[0].value.endswith(b"05")
+    scripted = rules(issuer_script=SCRIPT).process(chip(), True)
+    assert [t.tag for t in decode_tlv(scripted.issuer_data)] == [0x91, 0x72]
+    assert [t.tag for t in decode_tlv(rules(issuer_script=SCRIPT).process(
+        chip(BLOCKED_CARD), True).issuer_data)] == [0x91]  # fmt: skip
+    # Contactless and QR skip COMPLETE: their 0210 carries no issuer data.
+    contactless = rules().process(chip(mode="contactless"), True)
+    assert contactless.issuer_data == b"" and contactless.icc == ARQC_ICC  # the echo
+    assert rules().process(purchase(GOOD_QR_ACCOUNT, 1_000), True).issuer_data == b""
+    with pytest.raises(ValueError, match="71 or 72"):
+        rules(issuer_script=encode_tlv([Tlv(0x91, bytes(10))]))
+
+
+def test_a_repeat_gets_the_first_answer_byte_for_byte() -> None:
+    ledger = rules()
+    advice = build_advice(chip(amount=3_000), "Y10001")
+    first = ledger.process(advice, True)
+    again = ledger.process(replace(advice, mti="0221"), True)
+    assert again == first and encode(again, MAC_KEY) == encode(first, MAC_KEY)
+    assert ledger.balance(GOOD_CARD) == 997_000
+
+
+class Terminal:
+    """A raw connection to the simulator, signed on as TERMINAL."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        self.decoder = LengthPrefixDecoder()
+        self.answers: list[bytes] = []
+        self.stans = iter(range(900_001, 999_999))
+
+    @classmethod
+    async def connect(cls, sim: LedgerSimulator) -> Terminal:
+        terminal = cls(*await asyncio.open_connection("127.0.0.1", sim.port))
+        sign_on = network_request("001", stan=next(terminal.stans), transmitted_at=NOW,
+                                  terminal_id=TERMINAL)  # fmt: skip
+        terminal.send(encode(sign_on, MAC_KEY))
+        await terminal.receive(1)
+        return terminal
+
+    def send(self, message: bytes) -> None:
+        self.writer.write(frame(message))
+
+    async def receive(self, count: int) -> list[bytes]:
+        async with asyncio.timeout(5):
+            while len(self.answers) < count:
+                self.answers += self.decoder.feed(await self.reader.read(4096))
+        taken, self.answers = self.answers[:count], self.answers[count:]
+        return taken
+
+
+async def test_the_0810_carries_the_ledgers_own_clock() -> None:
+    async with LedgerSimulator(mac_key=MAC_KEY, clock=lambda: NOW, clock_offset_s=45) as sim:
+        terminal = await Terminal.connect(sim)
+        sim.clock_offset_s = -31.5
+        echo = network_request("301", stan=5, transmitted_at=NOW, terminal_id=TERMINAL)
+        terminal.send(encode(echo, MAC_KEY))
+        answer = decode_response((await terminal.receive(1))[0], MAC_KEY).message
+        assert isinstance(answer, NetworkResponse) and answer.transmission == "1125030333"
+        assert answer.clock_skew_s(NOW) == -32.0  # field 7 has whole seconds
+        terminal.writer.close()
+
+
+async def test_listeners_see_arrival_before_the_ledger_acts_and_answers_once_written() -> None:
+    async with LedgerSimulator(mac_key=MAC_KEY) as sim:
+        terminal = await Terminal.connect(sim)
+        request = purchase(amount=2_000)
+        balances: list[tuple[str, str, int | None]] = []
+        hold: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def listener(event: LedgerEvent) -> asyncio.Future[None] | None:
+            if event.stan == request.stan:
+                balances.append((event.kind, event.mti, sim.rules.balance(GOOD_CARD)))
+                return hold if event.kind == "received" else None
+            return None
+
+        def broken(event: LedgerEvent) -> None:
+            raise RuntimeError("a test's listener failing")
+
+        sim.add_listener(broken)
+        remove = sim.add_listener(listener)
+        terminal.send(encode(request, MAC_KEY))
+        await sim.wait_event(lambda e: e.kind == "received" and e.stan == request.stan)
+        # Held at arrival: not acted on, not answered.
+        assert balances == [("received", "0200", 1_000_000)]
+        assert sim.rules.balance(GOOD_CARD) == 1_000_000
+        hold.set_result(None)
+        (raw,) = await terminal.receive(1)
+        event = await sim.wait_event(lambda e: e.kind == "answered" and e.stan == request.stan)
+        assert (event.mti, event.response_code) == ("0210", "00")
+        assert balances[-1] == ("answered", "0210", 998_000)
+        assert decode_response(raw, MAC_KEY).mac_valid
+        assert json.loads(event.as_json()) == {
+            "kind": "answered", "mti": "0210", "stan": request.stan, "response_code": "00"
+        }  # fmt: skip
+        remove()
+        terminal.send(encode(purchase(amount=1), MAC_KEY))
+        await terminal.receive(1)
+        assert len(balances) == 2
+        terminal.writer.close()
+
+
+async def test_latency_delays_every_answer_and_keeps_their_order() -> None:
+    async with LedgerSimulator(mac_key=MAC_KEY, latency_s=0.3) as sim:
+        terminal = await Terminal.connect(sim)
+        requests = [purchase(amount=100 + n) for n in range(4)]
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        for request in requests:
+            terminal.send(encode(request, MAC_KEY))
+        answers = [decode_response(raw, MAC_KEY).message for raw in await terminal.receive(4)]
+        assert loop.time() - started >= 0.29  # a lower bound: never early
+        assert [a.stan for a in answers] == [r.stan for r in requests]
+        terminal.writer.close()
+
+
+async def test_a_missing_mac_is_63_and_duplicates_are_sent_twice() -> None:
+    async with LedgerSimulator(mac_key=MAC_KEY) as sim:
+        terminal = await Terminal.connect(sim)
+        unsigned = purchase(amount=500)
+        terminal.send(encode_message("0200", unsigned.fields()))
+        answer = decode_response((await terminal.receive(1))[0], MAC_KEY)
+        assert answer.mac_valid and answer.message.response_code == "63"
+        assert sim.rules.balance(GOOD_CARD) == 1_000_000
+        sim.faults.duplicate = True
+        terminal.send(encode(purchase(amount=500), MAC_KEY))
+        first, second = await terminal.receive(2)
+        assert first == second and sim.rules.balance(GOOD_CARD) == 999_500
+        terminal.writer.close()
 
 
 # ---- accounts file ---------------------------------------------------------------------

@@ -14,6 +14,7 @@ from protocols.ledger_messages import (
     LedgerRequest,
     LedgerResponse,
     NetworkRequest,
+    NetworkResponse,
     build_purchase,
     build_reversal,
     decode_request,
@@ -21,6 +22,7 @@ from protocols.ledger_messages import (
     encode,
     network_request,
     respond,
+    respond_network,
 )
 from protocols.length_prefix import frame
 from protocols.order_payload import Order, parse_order
@@ -35,11 +37,15 @@ PURCHASE = build_purchase(
     merchant_id="M00000000000001",
     payer=CardPayer("chip", "9410123456789012", "2812", None, b"\x9f\x02\x01\x00"),
 )
+REVERSAL = build_reversal(PURCHASE, stan=2, transmitted_at=NOW, local_now=NOW)
+SIGN_ON = network_request("001", stan=3, transmitted_at=NOW, terminal_id="T0000001")
 SEEDS = [
     encode(PURCHASE, fuzz_iso8583.KEY),
-    encode(build_reversal(PURCHASE, stan=2, transmitted_at=NOW, local_now=NOW), fuzz_iso8583.KEY),
-    encode(respond(PURCHASE, "00", rrn="000000000001"), fuzz_iso8583.KEY),
-    encode(network_request("001", stan=3, transmitted_at=NOW, terminal_id="T0000001"), b""),
+    encode(REVERSAL, fuzz_iso8583.KEY),  # profile 2: the MAC in 128, after 90
+    encode(respond(PURCHASE, "00", rrn="000000000001"), fuzz_iso8583.KEY),  # echoes all
+    encode(SIGN_ON, b""),
+    encode(respond(REVERSAL, "00", rrn="000000000001"), fuzz_iso8583.KEY),  # echoes 90
+    encode(respond_network(SIGN_ON, ledger_time=NOW), b""),
 ]
 
 
@@ -79,8 +85,11 @@ def test_targets_reach_past_the_first_checks() -> None:
     assert [type(inbound.message) for inbound in requests] == [
         LedgerRequest, LedgerRequest, NetworkRequest
     ]  # fmt: skip
-    answer = decode_response(SEEDS[2], key)
-    assert answer.mac_valid and isinstance(answer.message, LedgerResponse)
+    answers = [decode_response(seed, key) for seed in (SEEDS[2], SEEDS[4], SEEDS[5])]
+    assert all(inbound.mac_valid for inbound in answers)
+    assert [type(inbound.message) for inbound in answers] == [
+        LedgerResponse, LedgerResponse, NetworkResponse
+    ]  # fmt: skip
     assert isinstance(parse_order(ORDER_SEED), Order)
     assert isinstance(
         verify_command("log_level", COMMAND_SEED, fuzz_payloads.KEYS, fuzz_payloads.NOW, set()),

@@ -14,7 +14,9 @@ from protocols.iso8583_profile import (
     check_field,
     decode_message,
     encode_message,
+    mac_field_for,
 )
+from protocols.ledger_mac import verify_mac
 
 KEY = bytes(range(32))
 PAN = "9410123456789012"
@@ -66,26 +68,73 @@ def test_0200_byte_by_byte() -> None:
     assert raw == body + mac
 
 
-def test_secondary_bitmap_only_with_fields_over_64_and_mac_before_them() -> None:
+def test_0400_byte_by_byte_mac_in_128_after_field_90() -> None:
     fields: dict[int, str | bytes] = {
         3: "000000",
         11: "000002",
         90: "0200" + "000001" + "1125030405" + "0" * 22,
     }
     raw = encode_message("0400", fields, KEY)
-    primary = bytes([0xA0, 0x20, 0, 0, 0, 0, 0, 0x01])  # 1 (secondary), 3, 11, 64
-    secondary = bytes([0, 0, 0, 0x40, 0, 0, 0, 0])  # 90 = 64 + 26
-    head = b"0400" + primary + secondary + b"000000" + b"000002"
+    primary = bytes([0xA0, 0x20, 0, 0, 0, 0, 0, 0])  # 1 (secondary), 3, 11; no 64
+    secondary = bytes([0, 0, 0, 0x40, 0, 0, 0, 0x01])  # 90 = 64 + 26, 128 = 64 + 64
+    head = b"0400" + primary + secondary + b"000000" + b"000002" + str(fields[90]).encode()
     mac = hmac.new(KEY, head, hashlib.sha256).digest()[:8]
-    assert raw == head + mac + fields[90].encode()  # type: ignore[union-attr]
+    assert raw == head + mac  # the MAC is last and covers field 90
     decoded = decode_message(raw)
-    assert decoded.mac_input == head
-    assert decoded.fields[64] == mac
+    assert decoded.mac_input == head and decoded.mac_field == 128
+    assert decoded.fields[128] == mac == decoded.mac and 64 not in decoded.fields
     assert decoded.fields[90] == fields[90]
 
     no_secondary = encode_message("0800", {11: "000003"})
     assert no_secondary[4:12] == bytes([0, 0x20, 0, 0, 0, 0, 0, 0])
     assert len(no_secondary) == 4 + 8 + 6
+
+
+def test_a_tampered_field_90_fails_the_mac() -> None:
+    fields: dict[int, str | bytes] = {
+        3: "000000",
+        11: "000002",
+        90: "0200" + "000001" + "1125030405" + "0" * 22,
+    }
+    raw = bytearray(encode_message("0400", fields, KEY))
+    at = raw.index(b"0200000001")
+    raw[at + 9] = ord("7")  # another payment's STAN: 000007
+    decoded = decode_message(bytes(raw))
+    assert decoded.fields[90] == "0200000007" + "1125030405" + "0" * 22
+    assert decoded.mac is not None
+    assert not verify_mac(KEY, decoded.mac_input, decoded.mac)
+
+
+def test_mac_field_for() -> None:
+    assert mac_field_for([2, 3, 4, 11, 55]) == 64
+    assert mac_field_for([3, 11, 70]) == 128
+    assert mac_field_for([3, 11, 90]) == 128
+    assert mac_field_for([]) == 64
+
+
+def _head(primary: bytes, secondary: bytes = b"") -> bytes:
+    return b"0400" + primary + secondary
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        # Profile 1: the MAC in 64, then field 90 after it.
+        (_head(bytes([0xA0, 0x20, 0, 0, 0, 0, 0, 0x01]), bytes([0, 0, 0, 0x40, 0, 0, 0, 0]))
+         + b"000000000002" + bytes(8) + b"0" * 42, "64"),
+        # Both 64 and 128.
+        (_head(bytes([0xA0, 0x20, 0, 0, 0, 0, 0, 0x01]), bytes([0, 0, 0, 0x40, 0, 0, 0, 0x01]))
+         + b"000000000002" + bytes(8) + b"0" * 42 + bytes(8), "64"),
+        # 128 with no field 65-127: the MAC belongs in 64.
+        (_head(bytes([0xA0, 0x20, 0, 0, 0, 0, 0, 0]), bytes([0, 0, 0, 0, 0, 0, 0, 0x01]))
+         + b"000000000002" + bytes(8), "128"),
+    ],
+)  # fmt: skip
+def test_a_misplaced_mac_is_refused(data: bytes, field: str) -> None:
+    with pytest.raises(LedgerFormatError) as info:
+        decode_message(data)
+    assert (info.value.field, info.value.mti, info.value.stan) == (field, "0400", 2)
+    assert "profile 2" in str(info.value)
 
 
 def test_round_trip_keeps_binary_fields_as_bytes() -> None:
@@ -103,6 +152,7 @@ def test_spec_dict_is_exactly_the_profile() -> None:
     assert SPEC["55"]["data_enc"] == "b" and SPEC["55"]["len_type"] == 3
     assert SPEC["55"]["max_len"] == 255
     assert SPEC["64"] == {"data_enc": "b", "len_enc": "ascii", "len_type": 0, "max_len": 8}
+    assert SPEC["128"] == SPEC["64"]
     assert SPEC["90"]["max_len"] == 42 and SPEC["70"]["max_len"] == 3
     assert SPEC["35"]["len_type"] == 2 and SPEC["35"]["max_len"] == 37
     assert SPEC["48"]["len_type"] == 3 and SPEC["48"]["max_len"] == 999
@@ -134,9 +184,10 @@ def test_check_field_refuses(number: int, value: str | bytes, problem: str) -> N
 
 
 def test_encode_refuses_given_mac_and_bad_mti() -> None:
-    with pytest.raises(LedgerFormatError) as info:
-        encode_message("0200", {64: b"\x00" * 8}, KEY)
-    assert info.value.field == "64"
+    for mac_field in (64, 128):
+        with pytest.raises(LedgerFormatError) as info:
+            encode_message("0200", {mac_field: b"\x00" * 8}, KEY)
+        assert info.value.field == str(mac_field)
     with pytest.raises(LedgerFormatError) as info:
         encode_message("02X0", {11: "000001"})
     assert info.value.field == "t"
@@ -221,7 +272,10 @@ def test_stan_is_read_past_the_secondary_bitmap() -> None:
     fields = _response_fields() | {90: "0200" + "004216" + "1125030400" + "0" * 22}
     raw = encode_message("0410", fields, KEY)
     with pytest.raises(LedgerFormatError) as info:
-        decode_message(raw[:-5])  # field 90, after the MAC, cut short
+        decode_message(raw[:-5])  # the MAC, field 128 after field 90, cut short
+    assert (info.value.field, info.value.mti, info.value.stan) == ("128", "0410", 4217)
+    with pytest.raises(LedgerFormatError) as info:
+        decode_message(raw[:-13])  # field 90 cut short
     assert (info.value.field, info.value.mti, info.value.stan) == ("90", "0410", 4217)
 
 
