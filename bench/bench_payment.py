@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from bench.bench_journal import fsync_latencies
-from posd.config import load_config
+from posd.config.load import load_config
 from posd.sim.card_reader import SimulatedCardReader
 from posd.sim.ledger import LedgerSimulator
 from posd.sim.qr_scanner import SimulatedSerialScanner

@@ -9,7 +9,7 @@ import statistics
 import time
 
 from bench.timing import items_per_second
-from drivers.card_reader import CardReader
+from drivers.card_reader.reader import CardReader
 from posd.sim.card_reader import SimulatedCardReader
 from protocols.ber_tlv import Tlv, encode_tlv
 from protocols.srl_frame import Frame, FrameDecoder, encode_frame

@@ -1,0 +1,5 @@
+"""The `posd` command line."""
+
+from posd.cli.main import main
+
+__all__ = ["main"]

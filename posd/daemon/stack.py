@@ -1,0 +1,103 @@
+"""The payment stack as components: journal, card reader, QR scanner, ledger link, SAF sender,
+payment engine and local API, built from the config without I/O.
+
+posd.daemon.daemon.build_components adds these. Every one of them declares the same config sections:
+they hold references to each other, so a reload that changes one rebuilds them all together,
+and one that changes none leaves all of them running.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from drivers.qr_scanner.base import ScannerBase
+from drivers.qr_scanner.serial_line import SerialQrScanner
+from drivers.qr_scanner.usb_hid import UsbQrScanner
+from posd.api.server import LocalApi
+from posd.config.load import Config, read_api_token
+from posd.journal.holder import JournalHolder
+from posd.ledger.client import LedgerClient, LedgerTimings
+from posd.payments.engine import PaymentEngine
+from posd.payments.saf import RETRY_INTERVAL_S, SafForwarder
+from posd.runtime.component import Component
+
+if TYPE_CHECKING:
+    # posd.daemon.daemon calls this module from build_components: a runtime import would be a cycle.
+    from posd.daemon.daemon import Runtime
+
+STACK_SECTIONS = ("terminal", "card_reader", "qr_scanner", "qr", "ledger", "offline", "api")
+
+
+def payment_components(
+    config: Config,
+    runtime: Runtime,
+    *,
+    usb_backend: Any = None,
+    ledger_timings: LedgerTimings | None = None,
+    saf_retry_interval_s: float = RETRY_INTERVAL_S,
+    read_timeout_s: int | None = None,
+    api_group: str | None = "posd",
+    card_reader: bool = True,
+) -> list[Component]:
+    """The keyword arguments are for tests and the demo: an emulated USB backend, short
+    ledger link timings and SAF retry interval, no card reader (a QR-only counter)."""
+    journal = JournalHolder(runtime.state_dir)
+
+    async def next_stan() -> int:
+        return await (await journal.wait()).allocate_stan(time.time())
+
+    ledger = LedgerClient.from_config(config, next_stan, timings=ledger_timings)
+    forwarder = SafForwarder(
+        journal,
+        ledger,
+        timeout_s=config.ledger.timeout_s,
+        retry_interval_s=saf_retry_interval_s,
+    )
+    reader: Any = None
+    reader_errors: tuple[type[Exception], ...] = ()
+    if card_reader:
+        # Imported here so that a QR-only stack does not load the serial reader driver.
+        from drivers.card_reader.reader import CardReader, ReaderUnavailable
+
+        scanner_port = config.qr_scanner.port if config.qr_scanner.kind == "serial" else None
+        reader = CardReader(
+            port=config.card_reader.port,
+            baudrate=config.card_reader.baudrate,
+            # `auto` must never PING the serial QR scanner.
+            exclude=[scanner_port] if scanner_port else [],
+        )
+        reader_errors = (ReaderUnavailable,)
+    engine = PaymentEngine(config, journal, ledger, forwarder, reader, reader_errors=reader_errors)
+    if read_timeout_s is not None:
+        engine.read_timeout_s = read_timeout_s
+    scanner: ScannerBase | None = None
+    qr = config.qr_scanner
+    if qr.kind == "usb-hid":
+        scanner = UsbQrScanner(
+            engine.on_scan,
+            vendor_id=qr.usb_vendor_id,
+            product_id=qr.usb_product_id,
+            backend=usb_backend,
+        )
+    elif qr.kind == "serial" and qr.port:
+        scanner = SerialQrScanner(engine.on_scan, port=qr.port, baudrate=qr.baudrate)
+    engine.scanner = scanner
+    api = LocalApi(
+        engine,
+        config.api.socket,
+        tcp_port=config.api.tcp_port or None,
+        token=read_api_token(config),
+        group=api_group,
+    )
+    components: list[Any] = [journal, ledger, forwarder]
+    if reader is not None:
+        components.append(reader)
+    if scanner is not None:
+        components.append(scanner)
+    components += [engine, api]
+    for component in components[1:]:
+        component.config_sections = STACK_SECTIONS
+    # These use the journal while they stop (sign-off STAN, last payment writes).
+    users = (ledger, forwarder, engine)
+    return [journal.outlived_by(c) if c in users else c for c in components]

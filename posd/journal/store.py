@@ -1,0 +1,997 @@
+"""The journal's synchronous core: every method is one SQLite transaction, committed (and so
+fsynced, with synchronous=FULL) before it returns.
+
+A JournalCore belongs to the thread that created it; posd.journal.journal.Journal runs it in one
+dedicated worker thread.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import secrets
+import sqlite3
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+from posd.journal.crypto import JournalCipher, JournalKeyError, load_or_create_key
+from posd.journal.model import (
+    ADVICE_REFUSED,
+    APPROVED,
+    APPROVED_OFFLINE,
+    AUTHORIZING,
+    BENEFIT_PLUS_RATES,
+    CANCELLED,
+    DECLINED,
+    ENTRY_MODES,
+    FORWARDED,
+    IN_FLIGHT_STATES,
+    MAX_AMOUNT,
+    MAX_IDEMPOTENCY_KEY,
+    METHODS,
+    QR_NONCE_WINDOW_S,
+    REVERSED,
+    REVERSING,
+    STAN_PENDING_STATES,
+    SUCCESS_STATES,
+    TRANSITIONS,
+    WAITING_FOR_CARD,
+    CardSecrets,
+    FieldValue,
+    IdempotencyConflict,
+    IllegalTransition,
+    InvalidArgument,
+    JournalError,
+    OfflineExposure,
+    OfflineLimits,
+    OfflineRefused,
+    PaymentEvent,
+    PaymentRecord,
+    RefundRefused,
+    SafEntry,
+    SafMessage,
+    SafSummary,
+    UnknownPayment,
+    UnknownSafEntry,
+    decode_fields,
+    encode_fields,
+    mask_pan,
+)
+from posd.journal.schema import DB_FILE_NAME, connect
+from posd.logs.handler import register_secret
+
+STAN_MAX = 999_999
+DAY_MS = 86_400_000
+# Field 39 is an2 in the profile: any letters and digits, so the journal takes all of them.
+_RESPONSE_CODE = re.compile(r"[0-9A-Za-z]{2}")
+_OFFLINE_AUTH_CODE = re.compile(r"Y1[0-9]{4}")
+_PAYMENT_COLUMNS = """id, kind, idempotency_key, original_payment_id, state, amount, discount,
+    charged, benefit_plus_rate_bps, requested_method, method, entry_mode, masked_pan, last4,
+    card_data IS NOT NULL AS has_card_data, stan, field7, rrn, auth_code, response_code,
+    decline_reason, offline, created_at, updated_at"""
+# A pending entry's response_code is the ledger's refusal (it needs attention); a completed
+# one's is the answer that settled it.
+_SAF_COLUMNS = """saf.id, saf.payment_id, saf.kind, saf.stan, saf.amount, p.masked_pan, p.last4,
+    saf.created_at, saf.attempts, saf.last_attempt_at, saf.last_error,
+    CASE WHEN saf.completed_at IS NULL THEN saf.response_code END"""
+
+
+def to_ms(now: float) -> int:
+    return _seconds_to_ms(now, "now", "Unix time in seconds")
+
+
+def _seconds_to_ms(seconds: float, argument: str, meaning: str) -> int:
+    if not math.isfinite(seconds) or seconds < 0:
+        raise InvalidArgument(argument, f"must be a finite, non-negative {meaning}")
+    return round(seconds * 1000)
+
+
+def field7(now_ms: int) -> str:
+    """ISO 8583 field 7, transmission date and time MMDDhhmmss in UTC."""
+    return time.strftime("%m%d%H%M%S", time.gmtime(now_ms // 1000))
+
+
+def _card_aad(payment_id: str) -> bytes:
+    return b"posd-card\x00" + payment_id.encode()
+
+
+def _saf_aad(payment_id: str, kind: str) -> bytes:
+    return b"posd-saf\x00" + payment_id.encode() + b"\x00" + kind.encode()
+
+
+class JournalCore:
+    def __init__(self, state_dir: Path) -> None:
+        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.path = state_dir / DB_FILE_NAME
+        self._conn = connect(self.path)
+        self._conn.row_factory = sqlite3.Row
+        try:
+            self._cipher = self._open_cipher(state_dir)
+            with self._tx() as db:
+                # Card data kept past the ledger's answer (a chip approval awaiting the card's
+                # decision) is useless once the process that held the reader has gone.
+                db.execute(
+                    "UPDATE payments SET card_data = NULL"
+                    " WHERE card_data IS NOT NULL AND state != ?",
+                    (AUTHORIZING,),
+                )
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def _open_cipher(self, state_dir: Path) -> JournalCipher:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'key_check'").fetchone()
+        key = load_or_create_key(state_dir, create=row is None)
+        # The key must never reach a log line, in any encoding.
+        register_secret(key)
+        cipher = JournalCipher(key)
+        if row is None:
+            with self._tx():
+                self._conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('key_check', ?)", (cipher.key_check,)
+                )
+        elif row["value"] != cipher.key_check:
+            raise JournalKeyError(
+                f"{state_dir / 'journal.key'} is not the key this journal was written with; "
+                "restore the matching key file"
+            )
+        return cipher
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def settings(self) -> dict[str, object]:
+        """The connection's durability settings as SQLite reports them, for diagnostics."""
+        report: dict[str, object] = {
+            name: self._conn.execute(f"PRAGMA {name}").fetchone()[0]
+            for name in ("journal_mode", "synchronous", "foreign_keys", "secure_delete")
+        }
+        report["schema_version"] = self._conn.execute(
+            "SELECT version FROM schema_version"
+        ).fetchone()[0]
+        return report
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._conn
+            self._conn.execute("COMMIT")
+        except BaseException:
+            # A failed COMMIT (disk full, I/O error) can leave the transaction open; roll it
+            # back so the next call starts clean and nothing half-written becomes visible.
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise
+
+    # -- payments -------------------------------------------------------------------------
+
+    def create_payment(
+        self,
+        *,
+        amount: int,
+        method: str,
+        idempotency_key: str,
+        benefit_plus_rate_bps: int,
+        now: float,
+    ) -> tuple[PaymentRecord, bool]:
+        """A purchase in waiting_for_card, or the one already made under this idempotency key
+        (then the bool is False). A reused key with other parameters is refused."""
+        _check_amount(amount)
+        if method not in METHODS:
+            raise InvalidArgument("method", f"must be one of {sorted(METHODS)}")
+        _check_idempotency_key(idempotency_key)
+        if benefit_plus_rate_bps != 0 and benefit_plus_rate_bps not in BENEFIT_PLUS_RATES:
+            raise InvalidArgument("benefit_plus_rate_bps", "must be 0 or 300-700")
+        now_ms = to_ms(now)
+        discount = amount * benefit_plus_rate_bps // 10000
+        with self._tx() as db:
+            existing = self._by_key(db, "purchase", idempotency_key)
+            if existing is not None:
+                for what, mine, theirs in (
+                    ("amount", existing.amount, amount),
+                    ("method", existing.requested_method, method),
+                    ("benefit_plus", existing.benefit_plus_rate_bps, benefit_plus_rate_bps),
+                ):
+                    if mine != theirs:
+                        raise IdempotencyConflict(existing.payment_id, what)
+                return existing, False
+            payment_id = self._insert_payment(
+                db,
+                kind="purchase",
+                idempotency_key=idempotency_key,
+                original=None,
+                state=WAITING_FOR_CARD,
+                amount=amount,
+                discount=discount,
+                rate=benefit_plus_rate_bps,
+                method=method,
+                stan=None,
+                now_ms=now_ms,
+            )
+            return self._get(db, payment_id), True
+
+    def create_refund(
+        self,
+        *,
+        original_payment_id: str,
+        amount: int,
+        idempotency_key: str | None,
+        now: float,
+    ) -> tuple[PaymentRecord, bool]:
+        """A refund, created directly in authorizing with its STAN and field 7, ready for the
+        0200 (3=200000). Its `method`, `entry_mode` and masked card come from the original."""
+        _check_amount(amount)
+        if idempotency_key is not None:
+            _check_idempotency_key(idempotency_key)
+        now_ms = to_ms(now)
+        with self._tx() as db:
+            if idempotency_key is not None:
+                existing = self._by_key(db, "refund", idempotency_key)
+                if existing is not None:
+                    if existing.original_payment_id != original_payment_id:
+                        raise IdempotencyConflict(existing.payment_id, "original payment")
+                    if existing.amount != amount:
+                        raise IdempotencyConflict(existing.payment_id, "amount")
+                    return existing, False
+            original = self._find(db, original_payment_id)
+            if original is None:
+                raise RefundRefused("not_found", f"no payment {original_payment_id!r}")
+            if original.kind != "purchase":
+                raise RefundRefused("not_a_purchase", "a refund cannot itself be refunded")
+            if original.state not in (APPROVED, FORWARDED):
+                raise RefundRefused(
+                    "not_refundable",
+                    f"payment {original.payment_id} is {original.state}; only approved or "
+                    "forwarded payments can be refunded",
+                )
+            already = db.execute(
+                "SELECT coalesce(sum(charged), 0) FROM payments WHERE original_payment_id = ? "
+                "AND state NOT IN (?, ?)",
+                (original.payment_id, DECLINED, REVERSED),
+            ).fetchone()[0]
+            if already + amount > original.charged:
+                raise RefundRefused(
+                    "exceeds_original",
+                    f"refunds would total {already + amount} won, more than the "
+                    f"{original.charged} won charged",
+                )
+            payment_id = self._insert_payment(
+                db,
+                kind="refund",
+                idempotency_key=idempotency_key,
+                original=original,
+                state=AUTHORIZING,
+                amount=amount,
+                discount=0,
+                rate=0,
+                method=original.method,
+                stan=self._allocate_stan(db, now_ms),
+                now_ms=now_ms,
+            )
+            return self._get(db, payment_id), True
+
+    def _insert_payment(
+        self,
+        db: sqlite3.Connection,
+        *,
+        kind: str,
+        idempotency_key: str | None,
+        original: PaymentRecord | None,
+        state: str,
+        amount: int,
+        discount: int,
+        rate: int,
+        method: str,
+        stan: int | None,
+        now_ms: int,
+    ) -> str:
+        while True:
+            payment_id = "p_" + secrets.token_hex(8)
+            if self._find(db, payment_id) is None:
+                break
+        db.execute(
+            "INSERT INTO payments (id, kind, idempotency_key, original_payment_id, state, amount,"
+            " discount, charged, benefit_plus_rate_bps, requested_method, method, entry_mode,"
+            " masked_pan, last4, stan, field7, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                payment_id,
+                kind,
+                idempotency_key,
+                original.payment_id if original else None,
+                state,
+                amount,
+                discount,
+                amount - discount,
+                rate,
+                method,
+                method,
+                original.entry_mode if original else None,
+                original.masked_pan if original else None,
+                original.last4 if original else None,
+                stan,
+                field7(now_ms) if stan is not None else None,
+                now_ms,
+                now_ms,
+            ),
+        )
+        self._event(db, payment_id, None, state, now_ms)
+        return payment_id
+
+    def get(self, payment_id: str) -> PaymentRecord | None:
+        return self._find(self._conn, payment_id)
+
+    def by_idempotency_key(
+        self, idempotency_key: str, kind: str = "purchase"
+    ) -> PaymentRecord | None:
+        return self._by_key(self._conn, kind, idempotency_key)
+
+    def begin_authorization(self, payment_id: str, card: CardSecrets, now: float) -> PaymentRecord:
+        """waiting_for_card -> authorizing, sealing the card data and allocating the STAN and
+        field 7 in the same transaction: call before a byte of the 0200 goes out."""
+        if card.entry_mode not in ENTRY_MODES:
+            raise InvalidArgument("card.entry_mode", f"must be one of {sorted(ENTRY_MODES)}")
+        if not (card.pan.isascii() and card.pan.isdigit() and 8 <= len(card.pan) <= 19):
+            raise InvalidArgument("card.pan", "must be 8 to 19 digits")
+        now_ms = to_ms(now)
+        actual_method = "qr" if card.entry_mode == "qr" else "card"
+        with self._tx() as db:
+            payment = self._get(db, payment_id)
+            self._check_transition(payment, AUTHORIZING)
+            if payment.requested_method not in ("any", actual_method):
+                raise InvalidArgument(
+                    "card.entry_mode",
+                    f"a {card.entry_mode} read does not fit a {payment.requested_method} payment",
+                )
+            stan = self._allocate_stan(db, now_ms)
+            db.execute(
+                "UPDATE payments SET state = ?, method = ?, entry_mode = ?, masked_pan = ?,"
+                " last4 = ?, account_hash = ?, card_data = ?, stan = ?, field7 = ?,"
+                " updated_at = ? WHERE id = ?",
+                (
+                    AUTHORIZING,
+                    actual_method,
+                    card.entry_mode,
+                    None if actual_method == "qr" else mask_pan(card.pan),
+                    card.pan[-4:],
+                    self._cipher.account_hash(card.pan),
+                    self._cipher.seal(card.to_bytes(), _card_aad(payment_id)),
+                    stan,
+                    field7(now_ms),
+                    now_ms,
+                    payment_id,
+                ),
+            )
+            self._event(db, payment_id, payment.state, AUTHORIZING, now_ms)
+            return self._get(db, payment_id)
+
+    def card_data(self, payment_id: str) -> CardSecrets | None:
+        """The sealed card data, decrypted; None once dropped."""
+        row = self._conn.execute(
+            "SELECT card_data FROM payments WHERE id = ?", (payment_id,)
+        ).fetchone()
+        if row is None:
+            raise UnknownPayment(payment_id)
+        if row["card_data"] is None:
+            return None
+        return CardSecrets.from_bytes(self._cipher.open(row["card_data"], _card_aad(payment_id)))
+
+    def record_answer(
+        self,
+        payment_id: str,
+        *,
+        response_code: str,
+        now: float,
+        rrn: str | None = None,
+        auth_code: str | None = None,
+        decline_reason: str | None = None,
+        keep_card_data: bool = False,
+    ) -> PaymentRecord:
+        """The ledger's 0210: authorizing -> approved (39=00) or declined. The card data is
+        dropped unless keep_card_data (a chip approval still waiting for COMPLETE_RESULT,
+        which may need a reversal built from it)."""
+        _check_response_code(response_code)
+        _check_optional_text("rrn", rrn, 12)
+        _check_optional_text("auth_code", auth_code, 6)
+        state = APPROVED if response_code == "00" else DECLINED
+        now_ms = to_ms(now)
+        with self._tx() as db:
+            payment = self._get(db, payment_id)
+            if payment.state != AUTHORIZING:
+                raise IllegalTransition(payment_id, payment.state, state)
+            db.execute(
+                "UPDATE payments SET state = ?, response_code = ?, rrn = ?, auth_code = ?,"
+                " decline_reason = ?, updated_at = ? WHERE id = ?",
+                (
+                    state,
+                    response_code,
+                    rrn,
+                    auth_code,
+                    None if state == APPROVED else decline_reason or f"ledger_{response_code}",
+                    now_ms,
+                    payment_id,
+                ),
+            )
+            if not (keep_card_data and state == APPROVED):
+                self._drop_card_data(db, payment_id)
+            self._event(db, payment_id, payment.state, state, now_ms)
+            return self._get(db, payment_id)
+
+    def transition(
+        self, payment_id: str, state: str, now: float, *, decline_reason: str | None = None
+    ) -> PaymentRecord:
+        """Ending a payment with no ledger involvement: cancelled (only while waiting for the
+        card) or declined at the counter (card not accepted, QR rejected, read failed, ...).
+        Other states have their own methods, which record what the state needs."""
+        if state not in (CANCELLED, DECLINED):
+            raise InvalidArgument(
+                "state", f"{state} is reached through its own journal method, not transition()"
+            )
+        now_ms = to_ms(now)
+        with self._tx() as db:
+            payment = self._get(db, payment_id)
+            if payment.state == APPROVED_OFFLINE:
+                # Only the ledger's answer to the queued advice decides such a payment.
+                raise IllegalTransition(payment_id, payment.state, state)
+            self._check_transition(payment, state)
+            db.execute(
+                "UPDATE payments SET state = ?, decline_reason = ?, updated_at = ? WHERE id = ?",
+                (state, decline_reason, now_ms, payment_id),
+            )
+            self._drop_card_data(db, payment_id)
+            self._event(db, payment_id, payment.state, state, now_ms)
+            return self._get(db, payment_id)
+
+    def drop_card_data(self, payment_id: str) -> None:
+        with self._tx() as db:
+            self._get(db, payment_id)
+            self._drop_card_data(db, payment_id)
+
+    def start_reversal(
+        self,
+        payment_id: str,
+        *,
+        fields: Mapping[str, FieldValue],
+        stan: int,
+        now: float,
+        decline_reason: str,
+    ) -> tuple[PaymentRecord, SafEntry]:
+        """authorizing or approved -> reversing, with the 0400's fields queued (sealed) in the
+        same transaction, so no crash can leave a reversal unqueued."""
+        _check_stan(stan)
+        now_ms = to_ms(now)
+        with self._tx() as db:
+            payment = self._get(db, payment_id)
+            self._check_transition(payment, REVERSING)
+            db.execute(
+                "UPDATE payments SET state = ?, decline_reason = ?, updated_at = ? WHERE id = ?",
+                (REVERSING, decline_reason, now_ms, payment_id),
+            )
+            entry_id = self._enqueue(db, payment, "reversal", stan, fields, now_ms)
+            self._drop_card_data(db, payment_id)
+            self._event(db, payment_id, payment.state, REVERSING, now_ms)
+            return self._get(db, payment_id), self._saf_entry(db, entry_id)
+
+    def offline_exposure(self, payment_id: str, now: float) -> OfflineExposure:
+        """Offline approvals not yet forwarded, and those for this payment's card or account."""
+        now_ms = to_ms(now)
+        payment = self._get(self._conn, payment_id)
+        return self._exposure(self._conn, payment.payment_id, now_ms)
+
+    def _exposure(self, db: sqlite3.Connection, payment_id: str, now_ms: int) -> OfflineExposure:
+        row = db.execute(
+            "SELECT count(*), coalesce(sum(charged), 0), min(updated_at) FROM payments"
+            " WHERE state = ?",
+            (APPROVED_OFFLINE,),
+        ).fetchone()
+        for_account = db.execute(
+            "SELECT count(*) FROM payments WHERE state = ? AND account_hash IS NOT NULL AND"
+            " account_hash = (SELECT account_hash FROM payments WHERE id = ?)",
+            (APPROVED_OFFLINE, payment_id),
+        ).fetchone()[0]
+        oldest = row[2]
+        return OfflineExposure(
+            count=row[0],
+            total=row[1],
+            for_account=for_account,
+            oldest_age_s=None if oldest is None else max(0, (now_ms - oldest) // 1000),
+        )
+
+    def approve_offline(
+        self,
+        payment_id: str,
+        *,
+        auth_code: str,
+        fields: Mapping[str, FieldValue],
+        limits: OfflineLimits,
+        now: float,
+    ) -> PaymentRecord | OfflineRefused:
+        """authorizing -> approved_offline with the 0220 advice queued, if the offline limits
+        allow it; checked and applied in one transaction. On refusal nothing changes."""
+        if not _OFFLINE_AUTH_CODE.fullmatch(auth_code):
+            raise InvalidArgument("auth_code", "an offline approval code is Y1 and 4 digits")
+        now_ms = to_ms(now)
+        with self._tx() as db:
+            payment = self._get(db, payment_id)
+            self._check_transition(payment, APPROVED_OFFLINE)
+            if payment.kind != "purchase" or payment.stan is None:
+                raise InvalidArgument("payment_id", "only a purchase can be approved offline")
+            exposure = self._exposure(db, payment_id, now_ms)
+            reason = offline_refusal(limits, payment.charged, exposure)
+            if reason is not None:
+                return OfflineRefused(reason, exposure)
+            db.execute(
+                "UPDATE payments SET state = ?, offline = 1, auth_code = ?, updated_at = ?"
+                " WHERE id = ?",
+                (APPROVED_OFFLINE, auth_code, now_ms, payment_id),
+            )
+            self._enqueue(db, payment, "advice", payment.stan, fields, now_ms)
+            self._drop_card_data(db, payment_id)
+            self._event(db, payment_id, payment.state, APPROVED_OFFLINE, now_ms)
+            return self._get(db, payment_id)
+
+    def in_flight(self) -> list[PaymentRecord]:
+        """Payments not yet final, oldest first: what start-up recovery looks at. A payment
+        in reversing or approved_offline already has its SAF entry."""
+        marks = ",".join("?" * len(IN_FLIGHT_STATES))
+        rows = self._conn.execute(
+            f"SELECT {_PAYMENT_COLUMNS} FROM payments WHERE state IN ({marks})"
+            " ORDER BY created_at, id",
+            tuple(sorted(IN_FLIGHT_STATES)),
+        ).fetchall()
+        return [_payment(row) for row in rows]
+
+    def events_since(self, seq: int, limit: int = 1000) -> list[PaymentEvent]:
+        rows = self._conn.execute(
+            "SELECT seq, payment_id, from_state, to_state, at FROM payment_events"
+            " WHERE seq > ? ORDER BY seq LIMIT ?",
+            (seq, limit),
+        ).fetchall()
+        return [PaymentEvent(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+    # -- STAN -----------------------------------------------------------------------------
+
+    def allocate_stan(self, now: float) -> int:
+        """A STAN for a message not tied to a payment (0800s)."""
+        now_ms = to_ms(now)
+        with self._tx() as db:
+            return self._allocate_stan(db, now_ms)
+
+    def _allocate_stan(self, db: sqlite3.Connection, now_ms: int) -> int:
+        # Next after the last one handed out, wrapping 999999 -> 1, skipping any STAN still
+        # owed an answer and any already used this UTC day (field 11 is unique per day).
+        day_start = now_ms - now_ms % DAY_MS
+        db.execute("DELETE FROM stans WHERE allocated_at < ?", (day_start,))
+        marks = ",".join("?" * len(STAN_PENDING_STATES))
+        busy = {
+            row[0]
+            for row in db.execute(
+                f"SELECT stan FROM payments WHERE state IN ({marks}) AND stan IS NOT NULL"
+                " UNION SELECT stan FROM saf WHERE completed_at IS NULL"
+                " UNION SELECT stan FROM stans",
+                tuple(sorted(STAN_PENDING_STATES)),
+            )
+        }
+        row = db.execute("SELECT value FROM meta WHERE key = 'last_stan'").fetchone()
+        candidate = int(row[0]) if row is not None else 0
+        for _ in range(STAN_MAX):
+            candidate = candidate % STAN_MAX + 1
+            if candidate not in busy:
+                break
+        else:
+            raise JournalError("every STAN is pending or used today; the ledger link is stuck")
+        db.execute(
+            "INSERT INTO meta (key, value) VALUES ('last_stan', ?)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (str(candidate),),
+        )
+        db.execute(
+            "INSERT INTO stans (stan, allocated_at) VALUES (?, ?)"
+            " ON CONFLICT (stan) DO UPDATE SET allocated_at = excluded.allocated_at",
+            (candidate, now_ms),
+        )
+        return candidate
+
+    # -- QR nonces ------------------------------------------------------------------------
+
+    def use_qr_nonce(self, nonce: bytes, now: float) -> bool:
+        """Marks a QR nonce used; False if it was already used within the last 24 h."""
+        if not nonce:
+            raise InvalidArgument("nonce", "must not be empty")
+        now_ms = to_ms(now)
+        with self._tx() as db:
+            db.execute(
+                "DELETE FROM qr_nonces WHERE used_at <= ?", (now_ms - QR_NONCE_WINDOW_S * 1000,)
+            )
+            inserted = db.execute(
+                "INSERT INTO qr_nonces (nonce, used_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                (nonce, now_ms),
+            ).rowcount
+            return inserted == 1
+
+    # -- store and forward ----------------------------------------------------------------
+
+    def _enqueue(
+        self,
+        db: sqlite3.Connection,
+        payment: PaymentRecord,
+        kind: str,
+        stan: int,
+        fields: Mapping[str, FieldValue],
+        now_ms: int,
+    ) -> int:
+        if not fields:
+            raise InvalidArgument("fields", "a queued message needs its ISO 8583 fields")
+        sealed = self._cipher.seal(encode_fields(fields), _saf_aad(payment.payment_id, kind))
+        cursor = db.execute(
+            "INSERT INTO saf (payment_id, kind, stan, amount, fields, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (payment.payment_id, kind, stan, payment.charged, sealed, now_ms),
+        )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def saf_pending(self, limit: int = 1000) -> list[SafEntry]:
+        """Pending entries, oldest first, masked (for `posd saf` and diagnostics)."""
+        rows = self._conn.execute(
+            f"SELECT {_SAF_COLUMNS} FROM saf JOIN payments p ON p.id = saf.payment_id"
+            " WHERE saf.completed_at IS NULL ORDER BY saf.id LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [_saf_entry(row) for row in rows]
+
+    def saf_due(self, now: float, hold_s: float, after_id: int = 0) -> SafMessage | None:
+        """The oldest pending entry past `after_id` that is due, with its fields: an entry the
+        ledger refused waits `hold_s` after its last transmission, any other is due at once.
+        Its mti is 0400/0220 until a transmission went out, 0401/0221 after."""
+        now_ms = to_ms(now)
+        hold_ms = _hold_ms(hold_s)
+        row = self._conn.execute(
+            f"SELECT {_SAF_COLUMNS} FROM saf JOIN payments p ON p.id = saf.payment_id"
+            " WHERE saf.completed_at IS NULL AND saf.id > ?"
+            " AND (saf.response_code IS NULL OR saf.last_attempt_at IS NULL"
+            " OR saf.last_attempt_at + ? <= ?)"
+            " ORDER BY saf.id LIMIT 1",
+            (after_id, hold_ms, now_ms),
+        ).fetchone()
+        return None if row is None else self._message(self._conn, _saf_entry(row))
+
+    def saf_held_until(self, hold_s: float) -> float | None:
+        """When the first refused entry is due again (Unix seconds); None when none waits."""
+        hold_ms = _hold_ms(hold_s)
+        row = self._conn.execute(
+            "SELECT min(coalesce(last_attempt_at, 0)) FROM saf"
+            " WHERE completed_at IS NULL AND response_code IS NOT NULL"
+        ).fetchone()
+        return None if row[0] is None else (row[0] + hold_ms) / 1000
+
+    def saf_attempt_failed(self, entry_id: int, error: str, now: float) -> SafEntry:
+        """A transmission went out and no usable answer came: counted (the next one is a
+        repeat), and why kept (no card data in `error`)."""
+        now_ms = to_ms(now)
+        with self._tx() as db:
+            self._pending_entry(db, entry_id)
+            self._count_attempt(db, entry_id, now_ms, error)
+            return self._saf_entry(db, entry_id)
+
+    def saf_refused(self, entry_id: int, *, response_code: str, error: str, now: float) -> SafEntry:
+        """The ledger answered the transmission without settling the entry: counted, and the
+        entry stays queued with `response_code` as its refusal, needing attention."""
+        _check_response_code(response_code)
+        if response_code == "00":
+            raise InvalidArgument("response_code", "00 settles an entry: use saf_complete")
+        now_ms = to_ms(now)
+        with self._tx() as db:
+            self._pending_entry(db, entry_id)
+            self._count_attempt(db, entry_id, now_ms, error)
+            db.execute("UPDATE saf SET response_code = ? WHERE id = ?", (response_code, entry_id))
+            return self._saf_entry(db, entry_id)
+
+    def saf_complete(
+        self, entry_id: int, *, response_code: str, now: float, rrn: str | None = None
+    ) -> PaymentRecord:
+        """The ledger's answer settled the entry: the transmission is counted, the entry leaves
+        the queue (its fields are dropped, the row stays as history) and the payment moves on.
+        00 settles either kind: reversing -> reversed, approved_offline -> forwarded. Another
+        code settles only an advice, as the ledger's refusal of it: approved_offline ->
+        declined, decline_reason advice_refused. Which codes are such a decision is the
+        caller's call; a reversal is settled by nothing but 00."""
+        _check_response_code(response_code)
+        _check_optional_text("rrn", rrn, 12)
+        now_ms = to_ms(now)
+        with self._tx() as db:
+            entry = self._pending_entry(db, entry_id)
+            if entry.kind == "reversal" and response_code != "00":
+                raise InvalidArgument("response_code", "only 00 settles a reversal")
+            self._count_attempt(db, entry_id, now_ms, None)
+            db.execute(
+                "UPDATE saf SET completed_at = ?, response_code = ?, fields = NULL WHERE id = ?",
+                (now_ms, response_code, entry_id),
+            )
+            payment = self._get(db, entry.payment_id)
+            if entry.kind == "reversal":
+                target = REVERSED
+            else:
+                target = FORWARDED if response_code == "00" else DECLINED
+            self._check_transition(payment, target)
+            if target == REVERSED:
+                db.execute(
+                    "UPDATE payments SET state = ?, updated_at = ? WHERE id = ?",
+                    (target, now_ms, payment.payment_id),
+                )
+            else:
+                db.execute(
+                    "UPDATE payments SET state = ?, response_code = ?, rrn = coalesce(rrn, ?),"
+                    " decline_reason = ?, updated_at = ? WHERE id = ?",
+                    (
+                        target,
+                        response_code,
+                        rrn,
+                        ADVICE_REFUSED if target == DECLINED else None,
+                        now_ms,
+                        payment.payment_id,
+                    ),
+                )
+            self._drop_card_data(db, payment.payment_id)
+            self._event(db, payment.payment_id, payment.state, target, now_ms)
+            return self._get(db, payment.payment_id)
+
+    def saf_summary(self, now: float) -> SafSummary:
+        now_ms = to_ms(now)
+        row = self._conn.execute(
+            "SELECT count(*), coalesce(sum(amount), 0), min(created_at),"
+            " count(response_code) FROM saf WHERE completed_at IS NULL"
+        ).fetchone()
+        oldest = row[2]
+        return SafSummary(
+            pending=row[0],
+            pending_amount=row[1],
+            oldest_age_s=None if oldest is None else max(0, (now_ms - oldest) // 1000),
+            needs_attention=row[3],
+        )
+
+    # -- totals ---------------------------------------------------------------------------
+
+    def totals(self, start_ms: int, end_ms: int) -> dict[str, object]:
+        """Counts and sums by kind, method and state for payments created in [start, end)."""
+        rows = self._conn.execute(
+            "SELECT kind, method, state, count(*), sum(amount), sum(discount), sum(charged)"
+            " FROM payments WHERE created_at >= ? AND created_at < ?"
+            " GROUP BY kind, method, state ORDER BY kind, method, state",
+            (start_ms, end_ms),
+        ).fetchall()
+        groups: dict[str, dict[str, dict[str, dict[str, int]]]] = {
+            "purchase": {},
+            "refund": {},
+        }
+        net = 0
+        settled_count = 0
+        for kind, method, state, count, amount, discount, charged in rows:
+            groups[kind].setdefault(method, {})[state] = {
+                "count": count,
+                "amount": amount,
+                "discount": discount,
+                "charged": charged,
+            }
+            if kind == "purchase" and state in SUCCESS_STATES:
+                net += charged
+                settled_count += count
+            elif kind == "refund" and state == APPROVED:
+                net -= charged
+        return {
+            "purchases": groups["purchase"],
+            "refunds": groups["refund"],
+            "approved_count": settled_count,
+            "net_charged": net,
+        }
+
+    def payments_today(self, start_ms: int, end_ms: int) -> dict[str, int]:
+        """The status counters: successful purchases, failed ones, and the won charged."""
+        row = self._conn.execute(
+            "SELECT"
+            " coalesce(sum(state IN (?, ?, ?)), 0),"
+            " coalesce(sum(state IN (?, ?, ?)), 0),"
+            " coalesce(sum(CASE WHEN state IN (?, ?, ?) THEN charged ELSE 0 END), 0)"
+            " FROM payments WHERE kind = 'purchase' AND created_at >= ? AND created_at < ?",
+            (
+                *sorted(SUCCESS_STATES),
+                DECLINED,
+                REVERSING,
+                REVERSED,
+                *sorted(SUCCESS_STATES),
+                start_ms,
+                end_ms,
+            ),
+        ).fetchone()
+        return {"approved": row[0], "declined": row[1], "amount": row[2]}
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _find(self, db: sqlite3.Connection, payment_id: str) -> PaymentRecord | None:
+        row = db.execute(
+            f"SELECT {_PAYMENT_COLUMNS} FROM payments WHERE id = ?", (payment_id,)
+        ).fetchone()
+        return None if row is None else _payment(row)
+
+    def _get(self, db: sqlite3.Connection, payment_id: str) -> PaymentRecord:
+        payment = self._find(db, payment_id)
+        if payment is None:
+            raise UnknownPayment(payment_id)
+        return payment
+
+    def _by_key(self, db: sqlite3.Connection, kind: str, key: str) -> PaymentRecord | None:
+        row = db.execute(
+            f"SELECT {_PAYMENT_COLUMNS} FROM payments WHERE kind = ? AND idempotency_key = ?",
+            (kind, key),
+        ).fetchone()
+        return None if row is None else _payment(row)
+
+    @staticmethod
+    def _check_transition(payment: PaymentRecord, state: str) -> None:
+        if state not in TRANSITIONS[payment.state]:
+            raise IllegalTransition(payment.payment_id, payment.state, state)
+
+    @staticmethod
+    def _event(
+        db: sqlite3.Connection, payment_id: str, from_state: str | None, state: str, now_ms: int
+    ) -> None:
+        db.execute(
+            "INSERT INTO payment_events (payment_id, from_state, to_state, at) VALUES (?, ?, ?, ?)",
+            (payment_id, from_state, state, now_ms),
+        )
+
+    @staticmethod
+    def _drop_card_data(db: sqlite3.Connection, payment_id: str) -> None:
+        db.execute(
+            "UPDATE payments SET card_data = NULL WHERE id = ? AND card_data IS NOT NULL",
+            (payment_id,),
+        )
+
+    @staticmethod
+    def _count_attempt(
+        db: sqlite3.Connection, entry_id: int, now_ms: int, error: str | None
+    ) -> None:
+        db.execute(
+            "UPDATE saf SET attempts = attempts + 1, last_attempt_at = ?,"
+            " last_error = coalesce(?, last_error) WHERE id = ?",
+            (now_ms, None if error is None else error[:200], entry_id),
+        )
+
+    def _pending_entry(self, db: sqlite3.Connection, entry_id: int) -> SafEntry:
+        return self._saf_entry(db, entry_id, pending=True)
+
+    def _saf_entry(
+        self, db: sqlite3.Connection, entry_id: int, *, pending: bool = False
+    ) -> SafEntry:
+        row = db.execute(
+            f"SELECT {_SAF_COLUMNS} FROM saf JOIN payments p ON p.id = saf.payment_id"
+            " WHERE saf.id = ?" + (" AND saf.completed_at IS NULL" if pending else ""),
+            (entry_id,),
+        ).fetchone()
+        if row is None:
+            raise UnknownSafEntry(entry_id)
+        return _saf_entry(row)
+
+    def _message(self, db: sqlite3.Connection, entry: SafEntry) -> SafMessage:
+        row = db.execute("SELECT fields FROM saf WHERE id = ?", (entry.entry_id,)).fetchone()
+        plain = self._cipher.open(row[0], _saf_aad(entry.payment_id, entry.kind))
+        return SafMessage(entry, entry.mti, decode_fields(plain))
+
+
+def saf_listing(state_dir: Path, limit: int = 1000) -> list[SafEntry]:
+    """Pending SAF entries, masked, read without the key and without writing: for `posd saf`
+    run by a technician while the daemon may or may not be running."""
+    path = state_dir / DB_FILE_NAME
+    if not path.is_file():
+        raise JournalError(f"no journal at {path}; is storage.state_dir right?")
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5.0)
+    try:
+        conn.row_factory = sqlite3.Row
+        rows = conn.execute(
+            f"SELECT {_SAF_COLUMNS} FROM saf JOIN payments p ON p.id = saf.payment_id"
+            " WHERE saf.completed_at IS NULL ORDER BY saf.id LIMIT ?",
+            (limit,),
+        ).fetchall()
+    except sqlite3.DatabaseError as exc:
+        raise JournalError(f"cannot read {path}: {exc}") from None
+    finally:
+        conn.close()
+    return [_saf_entry(row) for row in rows]
+
+
+def _payment(row: sqlite3.Row) -> PaymentRecord:
+    return PaymentRecord(
+        payment_id=row["id"],
+        kind=row["kind"],
+        idempotency_key=row["idempotency_key"],
+        original_payment_id=row["original_payment_id"],
+        state=row["state"],
+        amount=row["amount"],
+        discount=row["discount"],
+        charged=row["charged"],
+        benefit_plus_rate_bps=row["benefit_plus_rate_bps"],
+        requested_method=row["requested_method"],
+        method=row["method"],
+        entry_mode=row["entry_mode"],
+        masked_pan=row["masked_pan"],
+        last4=row["last4"],
+        has_card_data=bool(row["has_card_data"]),
+        stan=row["stan"],
+        field7=row["field7"],
+        rrn=row["rrn"],
+        auth_code=row["auth_code"],
+        response_code=row["response_code"],
+        decline_reason=row["decline_reason"],
+        offline=bool(row["offline"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _saf_entry(row: sqlite3.Row) -> SafEntry:
+    return SafEntry(
+        entry_id=row[0],
+        payment_id=row[1],
+        kind=row[2],
+        stan=row[3],
+        amount=row[4],
+        masked_pan=row[5],
+        last4=row[6],
+        created_at=row[7],
+        attempts=row[8],
+        last_attempt_at=row[9],
+        last_error=row[10],
+        refused_code=row[11],
+    )
+
+
+def offline_refusal(limits: OfflineLimits, charged: int, exposure: OfflineExposure) -> str | None:
+    if not limits.enabled:
+        return "offline_disabled"
+    if charged > limits.max_payment:
+        return "offline_limit_payment"
+    if exposure.count + 1 > limits.max_count:
+        return "offline_limit_count"
+    if exposure.total + charged > limits.max_total:
+        return "offline_limit_total"
+    if exposure.for_account + 1 > limits.max_per_account:
+        return "offline_limit_account"
+    if exposure.oldest_age_s is not None and exposure.oldest_age_s > limits.max_age_h * 3600:
+        return "offline_limit_age"
+    return None
+
+
+def _hold_ms(hold_s: float) -> int:
+    return _seconds_to_ms(hold_s, "hold_s", "number of seconds")
+
+
+def _check_response_code(response_code: str) -> None:
+    if not isinstance(response_code, str) or not _RESPONSE_CODE.fullmatch(response_code):
+        raise InvalidArgument("response_code", "must be 2 letters or digits (an2)")
+
+
+def _check_amount(amount: int) -> None:
+    if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount <= MAX_AMOUNT:
+        raise InvalidArgument("amount", f"must be a whole number of won, 1 to {MAX_AMOUNT}")
+
+
+def _check_stan(stan: int) -> None:
+    if isinstance(stan, bool) or not isinstance(stan, int) or not 0 < stan <= STAN_MAX:
+        raise InvalidArgument("stan", "must be 1 to 999999")
+
+
+def _check_idempotency_key(key: str) -> None:
+    if not isinstance(key, str) or not 0 < len(key) <= MAX_IDEMPOTENCY_KEY or not key.isprintable():
+        raise InvalidArgument(
+            "idempotency_key", f"must be 1 to {MAX_IDEMPOTENCY_KEY} printable characters"
+        )
+
+
+def _check_optional_text(name: str, value: str | None, max_len: int) -> None:
+    if value is not None and not (
+        value.isascii() and value.isprintable() and len(value) <= max_len
+    ):
+        raise InvalidArgument(name, f"must be at most {max_len} printable ASCII characters")
