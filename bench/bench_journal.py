@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from posd.journal.journal import CardSecrets, Journal
+from posd.journal import CardSecrets, Journal
 
 ROUNDS = 50
 CARD = CardSecrets("chip", "9410123456789012", expiry="2812", icc=bytes(64))

@@ -1,5 +1,5 @@
 import sys
 
-from posd.cli.main import main
+from posd.cli import main
 
 sys.exit(main())

@@ -28,7 +28,7 @@ def _fresh_redactor(monkeypatch: pytest.MonkeyPatch) -> None:
     journal key, every QR) must neither mask another test's output nor make every later
     registration recompile an ever longer pattern."""
     import posd.logs.handler
-    from posd.logs.redaction import Redactor
+    from posd.logs import Redactor
 
     monkeypatch.setattr(posd.logs.handler, "_REDACTOR", Redactor())
 

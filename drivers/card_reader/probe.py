@@ -1,6 +1,6 @@
 """One SRL/1 PING on one serial port, told apart the way a technician needs: `posd devices`.
 
-`drivers.card_reader.reader.ping_port` answers "a reader, or not"; a diagnostic needs the why:
+`drivers.card_reader.ping_port` answers "a reader, or not"; a diagnostic needs the why:
 held by another program (posd itself, usually), no permission, gone, silent, or talking
 something that is not SRL/1 (another device, or a reader at another baud rate). So the
 probe keeps the open's errno and the link's receive counters, and its wait is the caller's.

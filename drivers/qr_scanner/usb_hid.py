@@ -106,7 +106,7 @@ class UsbQrScanner(ScannerBase):
         rescan_initial_s: float = 0.5,
         rescan_max_s: float = 5.0,
     ) -> None:
-        """`vendor_id` None means any device of the known-scanner table (drivers/usb_scanners)."""
+        """`vendor_id` None means any device of the known-scanner table (known_vendors)."""
         super().__init__(on_scan, rescan_initial_s=rescan_initial_s, rescan_max_s=rescan_max_s)
         if product_id is not None and vendor_id is None:
             raise ValueError("a USB product id needs its vendor id")

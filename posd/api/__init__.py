@@ -1,1 +1,30 @@
-"""(face written in the next commit)"""
+"""The local POS API (local-api.md): HTTP/JSON on a Unix socket and, with a bearer token, on
+loopback TCP; and the small client posd's own commands use.
+
+Modules:
+- `server`: `LocalApi`, the listeners as a component (socket mode and group, stale-socket
+  checks, connection limits); `ApiStartError` when it cannot listen.
+- `client`: `ApiClient` for `posd status`, `posd saf` and the demo; `ApiUnavailable`,
+  `ApiPermissionDenied`, `ApiRequestError`.
+"""
+
+from posd.api.client import ApiClient, ApiPermissionDenied, ApiRequestError, ApiUnavailable
+from posd.api.server import (
+    MAX_BODY_BYTES,
+    MAX_EVENT_STREAMS,
+    ApiStartError,
+    LocalApi,
+    bind_unix_socket,
+)
+
+__all__ = [
+    "MAX_BODY_BYTES",
+    "MAX_EVENT_STREAMS",
+    "ApiClient",
+    "ApiPermissionDenied",
+    "ApiRequestError",
+    "ApiStartError",
+    "ApiUnavailable",
+    "LocalApi",
+    "bind_unix_socket",
+]

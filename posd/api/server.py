@@ -35,9 +35,9 @@ from typing import Any, Final, TypeVar
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from posd.config.load import Config, read_api_token
-from posd.logs.handler import register_secret
-from posd.payments.service import (
+from posd.config import Config, read_api_token
+from posd.logs import register_secret
+from posd.payments import (
     IDEMPOTENCY_KEY_MAX_LEN,
     MAX_AMOUNT,
     METHODS,

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
-from importlib import resources
 
-from posd.config.load import ConfigError, ConfigFileError, load_config
-
-EXAMPLE_RESOURCE = "example.toml"
+from posd.config import ConfigError, ConfigFileError, example_text, load_config
 
 
 def check(path: str) -> int:
@@ -30,10 +27,6 @@ def check(path: str) -> int:
         return os.EX_CONFIG
     print(f"{path}: ok")
     return os.EX_OK
-
-
-def example_text() -> str:
-    return resources.files("posd.config").joinpath(EXAMPLE_RESOURCE).read_text(encoding="utf-8")
 
 
 def example() -> int:

@@ -34,18 +34,20 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Any, Literal
 
-from posd.api.client import ApiClient, ApiRequestError, ApiUnavailable
-from posd.config.load import Config, load_config
-from posd.daemon.daemon import Daemon, prepare_state_dir, register_config_secrets
-from posd.daemon.stack import payment_components
-from posd.ledger.client import LedgerTimings
-from posd.logs.handler import setup_logging
-from posd.sim.card_reader import SimulatedCardReader
-from posd.sim.cards import CARDS
-from posd.sim.ledger import LedgerSimulator
-from posd.sim.ledger_accounts import GOOD_QR_ACCOUNT, AccountBook
-from posd.sim.qr_issuer import QrIssuer
-from posd.sim.qr_scanner import SimulatedSerialScanner
+from posd.api import ApiClient, ApiRequestError, ApiUnavailable
+from posd.config import Config, load_config
+from posd.daemon import Daemon, payment_components, prepare_state_dir, register_config_secrets
+from posd.ledger import LedgerTimings
+from posd.logs import setup_logging
+from posd.sim import (
+    CARDS,
+    GOOD_QR_ACCOUNT,
+    AccountBook,
+    LedgerSimulator,
+    QrIssuer,
+    SimulatedCardReader,
+    SimulatedSerialScanner,
+)
 from protocols import srl_messages as srl
 
 EX_OK = 0
@@ -268,7 +270,7 @@ async def _steps(shift: Shift) -> None:
     shift.check(qr, qr["state"] == "approved" and qr["charged"] == 12_000)
     # Not straight after the chip decline: the card's transaction may still be ending on the
     # reader then, and a cancel in that moment is a race for the payment engine's own tests
-    # (a hang there was fixed in posd/payments.py), not a step of a demo that must not flake.
+    # (a hang there was fixed in the payment engine), not a step of a demo that must not flake.
     await _cancel_step(shift)
     shift.begin("card without enough money")
     poor = await shift.card(50_000, "insufficient-funds")

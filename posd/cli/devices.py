@@ -26,11 +26,19 @@ import usb.core
 import usb.util
 from serial.tools import list_ports
 
-from drivers.card_reader.probe import ProbeResult, probe_port
-from drivers.qr_scanner.known_vendors import known_scanner
+from drivers.card_reader import ProbeResult, probe_port
+from drivers.qr_scanner import known_scanner
 from drivers.serial_ports import SerialPort, list_serial_ports
-from posd.cli.main import DEFAULT_CONFIG
-from posd.config.load import Config, ConfigError, ConfigFileError, load_config
+from posd.config import (
+    CONFIG_ENV,
+    DEFAULT_CONFIG,
+    Config,
+    ConfigError,
+    ConfigFileError,
+    config_path,
+    load_config,
+    named_config,
+)
 
 __all__ = [
     "Check",
@@ -750,7 +758,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-c",
         "--config",
-        help="config whose reader and scanner to look for (default: $POSD_CONFIG or "
+        help=f"config whose reader and scanner to look for (default: ${CONFIG_ENV} or "
         f"{DEFAULT_CONFIG}, when it exists)",
     )
     parser.add_argument("--json", action="store_true", help="print the raw data as JSON")
@@ -768,9 +776,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _load(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[Config | None, str, int]:
     """The config (or None), a note on it, and the exit code its problems earn (0: none)."""
-    explicit = args.config or env.get("POSD_CONFIG")
-    path = explicit or DEFAULT_CONFIG
-    if not explicit and not os.path.exists(path):
+    path = config_path(args.config, env)
+    if named_config(args.config, env) is None and not os.path.exists(path):
         return None, f"no config at {path}; only listing", os.EX_OK
     try:
         return load_config(path), "", os.EX_OK

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from posd.config.values import ans
+from posd.config import CONFIG_ENV, DEFAULT_CONFIG, ans, config_path
 
 EX_OK = 0
 EX_USAGE = 64
@@ -32,8 +32,10 @@ ORGANIZATION = "서로e음 POS terminal"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "-c", "--config", help="config to take the ids and key path from (default: $POSD_CONFIG "
-        "or /etc/posd/posd.toml, when it exists)"
+        "-c",
+        "--config",
+        help="config to take the ids and key path from "
+        f"(default: ${CONFIG_ENV} or {DEFAULT_CONFIG}, when it exists)",
     )
     parser.add_argument("--terminal-id", help="terminal id (ans8); default: terminal.id")
     parser.add_argument("--merchant-id", help="merchant id (ans15); default: terminal.merchant_id")
@@ -84,10 +86,10 @@ def _give_to_posd_user(path: Path) -> None:
     os.chown(path, user.pw_uid, user.pw_gid)
 
 
-def enroll(args: argparse.Namespace, default_config: str) -> int:
+def enroll(args: argparse.Namespace) -> int:
     config = args.config
-    if config is None and Path(default_config).is_file():
-        config = default_config
+    if config is None and Path(config_path()).is_file():
+        config = config_path()
     values, problem = _config_values(config)
     if problem:
         print(f"posd enroll: {problem}", file=sys.stderr)

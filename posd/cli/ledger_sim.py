@@ -20,9 +20,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from posd.logs.handler import register_secret, setup_logging
-from posd.sim.ledger import LedgerSimulator, server_ssl_context
-from posd.sim.ledger_accounts import AccountBook, AccountsFileError
+from posd.logs import register_secret, setup_logging
+from posd.sim import AccountBook, AccountsFileError, LedgerSimulator, server_ssl_context
 from protocols.ledger_mac import MacKeyError, parse_mac_key_hex
 
 EX_USAGE = 64
@@ -40,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options, for posd/cli.py to put on its `ledger-sim` subcommand."""
+    """The options, for posd.cli.commands to put on its `ledger-sim` subcommand."""
     parser.add_argument(
         "--listen",
         default="127.0.0.1:8583",
@@ -77,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run with parsed arguments (from `build_parser` or posd/cli.py's subparser)."""
+    """Run with parsed arguments (from `build_parser` or posd.cli.commands' subparser)."""
     try:
         host, port = _listen_address(args.listen)
     except ValueError as exc:

@@ -14,9 +14,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from posd.api.client import ApiClient, ApiPermissionDenied, ApiRequestError, ApiUnavailable
-from posd.config.errors import ConfigError
-from posd.config.load import load_config
+from posd.api import ApiClient, ApiPermissionDenied, ApiRequestError, ApiUnavailable
+from posd.config import ConfigError, load_config
 
 _T = TypeVar("_T")
 _NOT_RUNNING = "is posd running? (systemctl status posd)"

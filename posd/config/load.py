@@ -15,6 +15,7 @@ import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
 from typing import Literal, TypeVar, cast, get_args
@@ -51,6 +52,8 @@ from posd.config.values import (
 )
 
 __all__ = [
+    "CONFIG_ENV",
+    "DEFAULT_CONFIG",
     "ApiConfig",
     "AudioConfig",
     "AudioOutput",
@@ -71,7 +74,10 @@ __all__ = [
     "QrScannerKind",
     "StorageConfig",
     "TerminalConfig",
+    "config_path",
+    "example_text",
     "load_config",
+    "named_config",
     "parse_config",
     "read_api_token",
     "read_mac_key",
@@ -83,6 +89,9 @@ AudioOutput = Literal["auto", "alsa", "pulse", "escpos", "beep", "none"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["text", "json"]
 
+# Where every command looks for the config when neither -c FILE nor $POSD_CONFIG names one.
+DEFAULT_CONFIG = "/etc/posd/posd.toml"
+CONFIG_ENV = "POSD_CONFIG"
 MAX_CONFIG_BYTES = 1 << 20
 # ISO 8583 field 4 is n12: no amount limit can exceed what the ledger can be asked for.
 MAX_AMOUNT = 999_999_999_999
@@ -237,6 +246,22 @@ class Config:
         host = self.orders.host if self.orders.host is not None else self.mqtt.host
         port = self.orders.port if self.orders.port is not None else self.mqtt.port
         return host, port
+
+
+def named_config(given: str | None, environ: Mapping[str, str] | None = None) -> str | None:
+    """The config file the user named: `-c FILE`, else $POSD_CONFIG; None when neither did."""
+    env = os.environ if environ is None else environ
+    return given or env.get(CONFIG_ENV) or None
+
+
+def config_path(given: str | None = None, environ: Mapping[str, str] | None = None) -> str:
+    """The config file a command reads: the one the user named, else DEFAULT_CONFIG."""
+    return named_config(given, environ) or DEFAULT_CONFIG
+
+
+def example_text() -> str:
+    """The complete, commented example config (`posd config example`), as packaged."""
+    return resources.files(__package__).joinpath("example.toml").read_text(encoding="utf-8")
 
 
 def load_config(path: str | Path) -> Config:

@@ -29,12 +29,10 @@ import signal
 import stat
 import sys
 import threading
-import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
 
-from posd.config.load import (
+from posd.config import (
     Config,
     ConfigError,
     ConfigFileError,
@@ -43,11 +41,10 @@ from posd.config.load import (
     read_mac_key,
     read_mqtt_password,
 )
-from posd.daemon.stack import payment_components
-from posd.logs.handler import register_secret, set_level, setup_logging
-from posd.runtime.component import Component, config_sections
-from posd.runtime.sdnotify import Notifier
-from posd.runtime.supervisor import Backoff, ComponentStatus, Supervisor
+from posd.daemon.stack import BuildComponents, build_components
+from posd.daemon.state_dir import StateDirError, prepare_state_dir
+from posd.logs import register_secret, set_level, setup_logging
+from posd.runtime import Backoff, Component, Notifier, Runtime, Supervisor, config_sections
 
 log = logging.getLogger(__package__)
 
@@ -60,75 +57,6 @@ EX_CONFIG = 78
 STOP_TIMEOUT_S = 4.5
 # Files a config names are keys, certificates and tokens; anything bigger is not one of them.
 _MAX_FINGERPRINTED_FILE = 1 << 20
-
-
-@dataclass
-class Runtime:
-    """What components share: the running config, the state dir, component states, uptime.
-
-    `config` is replaced on a successful reload; `state_dir` is the one opened at start (a new
-    storage.state_dir takes effect at the next start, never under a running journal).
-    """
-
-    config: Config
-    config_path: Path
-    state_dir: Path
-    supervisor: Supervisor
-    notifier: Notifier
-    started_at: float = field(default_factory=time.time)
-    started_monotonic: float = field(default_factory=time.monotonic)
-
-    def component_states(self) -> dict[str, ComponentStatus]:
-        return self.supervisor.statuses()
-
-    def uptime_s(self) -> float:
-        return time.monotonic() - self.started_monotonic
-
-
-BuildComponents = Callable[[Config, Runtime], list[Component]]
-
-
-def build_components(config: Config, runtime: Runtime) -> list[Component]:
-    """The one place where posd's components are registered, in start order.
-
-    Each later part of posd (journal, local API, card reader, QR scanner, ledger client, MQTT,
-    order alerts) appends its component here, built from `config` and `runtime` without doing
-    any I/O (I/O belongs in its `run`). Called again on every reload that changed something;
-    instances whose config sections did not change are then discarded unused.
-    """
-    components: list[Component] = []
-    components += payment_components(config, runtime)
-    return components
-
-
-class StateDirError(Exception):
-    """The state directory cannot be used; the message says what to do."""
-
-
-def prepare_state_dir(path: Path) -> Path:
-    """Create `path` (mode 0700) if needed and check that this process can own and use it."""
-    try:
-        if not path.exists():
-            path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        st = path.stat()
-    except OSError as exc:
-        raise StateDirError(
-            f"cannot create state directory {path}: {exc.strerror}; create it owned by the posd "
-            "user with mode 0700, or point storage.state_dir elsewhere"
-        ) from None
-    if not stat.S_ISDIR(st.st_mode):
-        raise StateDirError(f"state directory {path} exists but is not a directory")
-    if st.st_uid != os.geteuid():
-        raise StateDirError(
-            f"state directory {path} is owned by uid {st.st_uid}, not by this process's user "
-            f"(uid {os.geteuid()}); chown it to the posd user"
-        )
-    if stat.S_IMODE(st.st_mode) & 0o077:
-        os.chmod(path, 0o700)
-        log.warning("state directory %s was mode %o; set to 0700", path, stat.S_IMODE(st.st_mode))
-    if not os.access(path, os.R_OK | os.W_OK | os.X_OK):
-        raise StateDirError(f"state directory {path} is not writable by this process")
-    return path.resolve()
 
 
 def register_config_secrets(config: Config) -> None:

@@ -1,7 +1,8 @@
-"""The payment stack as components: journal, card reader, QR scanner, ledger link, SAF sender,
-payment engine and local API, built from the config without I/O.
+"""The one place posd's components are built: `build_components`, from the config and the
+runtime, without I/O (I/O belongs in each component's `run`).
 
-posd.daemon.daemon.build_components adds these. Every one of them declares the same config sections:
+The payment stack (journal, card reader, QR scanner, ledger link, SAF sender, payment engine
+and local API) is `payment_components`. Every one of them declares the same config sections:
 they hold references to each other, so a reload that changes one rebuilds them all together,
 and one that changes none leaves all of them running.
 """
@@ -9,22 +10,18 @@ and one that changes none leaves all of them running.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
-from drivers.qr_scanner.base import ScannerBase
-from drivers.qr_scanner.serial_line import SerialQrScanner
-from drivers.qr_scanner.usb_hid import UsbQrScanner
-from posd.api.server import LocalApi
-from posd.config.load import Config, read_api_token
-from posd.journal.holder import JournalHolder
-from posd.ledger.client import LedgerClient, LedgerTimings
-from posd.payments.engine import PaymentEngine
-from posd.payments.saf import RETRY_INTERVAL_S, SafForwarder
-from posd.runtime.component import Component
+from drivers.qr_scanner import ScannerBase, SerialQrScanner, UsbQrScanner
+from posd.api import LocalApi
+from posd.config import Config, read_api_token
+from posd.journal import JournalHolder
+from posd.ledger import LedgerClient, LedgerTimings
+from posd.payments import RETRY_INTERVAL_S, PaymentEngine, SafForwarder
+from posd.runtime import Component, Runtime
 
-if TYPE_CHECKING:
-    # posd.daemon.daemon calls this module from build_components: a runtime import would be a cycle.
-    from posd.daemon.daemon import Runtime
+BuildComponents = Callable[[Config, Runtime], list[Component]]
 
 STACK_SECTIONS = ("terminal", "card_reader", "qr_scanner", "qr", "ledger", "offline", "api")
 
@@ -58,7 +55,7 @@ def payment_components(
     reader_errors: tuple[type[Exception], ...] = ()
     if card_reader:
         # Imported here so that a QR-only stack does not load the serial reader driver.
-        from drivers.card_reader.reader import CardReader, ReaderUnavailable
+        from drivers.card_reader import CardReader, ReaderUnavailable
 
         scanner_port = config.qr_scanner.port if config.qr_scanner.kind == "serial" else None
         reader = CardReader(
@@ -101,3 +98,16 @@ def payment_components(
     # These use the journal while they stop (sign-off STAN, last payment writes).
     users = (ledger, forwarder, engine)
     return [journal.outlived_by(c) if c in users else c for c in components]
+
+
+def build_components(config: Config, runtime: Runtime) -> list[Component]:
+    """The one place where posd's components are registered, in start order.
+
+    Each later part of posd (journal, local API, card reader, QR scanner, ledger client, MQTT,
+    order alerts) appends its component here, built from `config` and `runtime` without doing
+    any I/O (I/O belongs in its `run`). Called again on every reload that changed something;
+    instances whose config sections did not change are then discarded unused.
+    """
+    components: list[Component] = []
+    components += payment_components(config, runtime)
+    return components

@@ -14,9 +14,9 @@ import logging
 from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 
-from posd.journal.journal import Journal, JournalStorageError
-from posd.payments.service import DeviceNotReady
-from posd.runtime.component import Component
+from posd.journal.journal import Journal
+from posd.journal.model import JournalNotOpen, JournalStorageError
+from posd.runtime import Component
 
 log = logging.getLogger(__package__)
 
@@ -24,6 +24,8 @@ CLOSE_WAIT_S = 3.0
 
 
 class JournalHolder:
+    """The journal component; calling it gives the open Journal, or raises JournalNotOpen."""
+
     name = "journal"
     # The journal lives as long as the process: storage.state_dir takes effect at restart.
     config_sections: tuple[str, ...] = ()
@@ -41,8 +43,8 @@ class JournalHolder:
     def __call__(self) -> Journal:
         if self._journal is None:
             if self._open_error is not None:
-                raise DeviceNotReady(f"the journal cannot be opened: {self._open_error}")
-            raise DeviceNotReady("the journal is not open yet; posd is starting")
+                raise JournalNotOpen(f"the journal cannot be opened: {self._open_error}")
+            raise JournalNotOpen("the journal is not open yet; posd is starting")
         return self._journal
 
     async def wait(self) -> Journal:

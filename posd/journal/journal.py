@@ -22,14 +22,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from posd.journal.crypto import JournalKeyError, SealError
 from posd.journal.model import (
-    ADVICE_REFUSED,
     CardSecrets,
     FieldValue,
-    IdempotencyConflict,
-    IllegalTransition,
-    InvalidArgument,
     JournalError,
     JournalStorageError,
     OfflineExposure,
@@ -37,46 +32,14 @@ from posd.journal.model import (
     OfflineRefused,
     PaymentEvent,
     PaymentRecord,
-    RefundRefused,
     SafEntry,
     SafMessage,
     SafSummary,
-    UnknownPayment,
-    UnknownSafEntry,
-    mask_pan,
 )
-from posd.journal.schema import DB_FILE_NAME, JournalSchemaError
-from posd.journal.store import JournalCore, saf_listing, to_ms
+from posd.journal.schema import DB_FILE_NAME
+from posd.journal.store import JournalCore, to_ms
 
-__all__ = [
-    "ADVICE_REFUSED",
-    "CardSecrets",
-    "FieldValue",
-    "IdempotencyConflict",
-    "IllegalTransition",
-    "InvalidArgument",
-    "Journal",
-    "JournalError",
-    "JournalKeyError",
-    "JournalSchemaError",
-    "JournalStorageError",
-    "OfflineExposure",
-    "OfflineLimits",
-    "OfflineRefused",
-    "PaymentEvent",
-    "PaymentRecord",
-    "RefundRefused",
-    "SafEntry",
-    "SafMessage",
-    "SafSummary",
-    "SealError",
-    "UnknownPayment",
-    "UnknownSafEntry",
-    "day_bounds",
-    "mask_pan",
-    "saf_listing",
-    "storage_failure",
-]
+__all__ = ["Journal", "day_bounds", "storage_failure"]
 
 T = TypeVar("T")
 

@@ -99,7 +99,11 @@ class JournalStorageError(JournalError):
         self.reason = reason
 
 
-class UnknownPayment(JournalError, LookupError):
+class JournalNotOpen(JournalError):
+    """The journal is not open (posd is starting, or the open failed: the message says why)."""
+
+
+class PaymentNotFound(JournalError, LookupError):
     def __init__(self, payment_id: str) -> None:
         super().__init__(f"no payment {payment_id!r} in the journal")
         self.payment_id = payment_id
@@ -368,7 +372,7 @@ class SafSummary:
 
 
 class OfflineLimits(Protocol):
-    """The [offline] config section (posd.config.load's dataclass fits as is)."""
+    """The [offline] config section (posd.config's OfflineConfig fits as is)."""
 
     @property
     def enabled(self) -> bool: ...
@@ -402,3 +406,21 @@ class OfflineRefused:
 
     reason: str
     exposure: OfflineExposure
+
+
+def offline_refusal(limits: OfflineLimits, charged: int, exposure: OfflineExposure) -> str | None:
+    """Why an offline approval of `charged` won is refused (the first limit it would break),
+    or None when every limit allows it."""
+    if not limits.enabled:
+        return "offline_disabled"
+    if charged > limits.max_payment:
+        return "offline_limit_payment"
+    if exposure.count + 1 > limits.max_count:
+        return "offline_limit_count"
+    if exposure.total + charged > limits.max_total:
+        return "offline_limit_total"
+    if exposure.for_account + 1 > limits.max_per_account:
+        return "offline_limit_account"
+    if exposure.oldest_age_s is not None and exposure.oldest_age_s > limits.max_age_h * 3600:
+        return "offline_limit_age"
+    return None

@@ -1,7 +1,7 @@
 """The journal's synchronous core: every method is one SQLite transaction, committed (and so
 fsynced, with synchronous=FULL) before it returns.
 
-A JournalCore belongs to the thread that created it; posd.journal.journal.Journal runs it in one
+A JournalCore belongs to the thread that created it; `Journal` (journal.py) runs it in one
 dedicated worker thread.
 """
 
@@ -48,19 +48,20 @@ from posd.journal.model import (
     OfflineLimits,
     OfflineRefused,
     PaymentEvent,
+    PaymentNotFound,
     PaymentRecord,
     RefundRefused,
     SafEntry,
     SafMessage,
     SafSummary,
-    UnknownPayment,
     UnknownSafEntry,
     decode_fields,
     encode_fields,
     mask_pan,
+    offline_refusal,
 )
 from posd.journal.schema import DB_FILE_NAME, connect
-from posd.logs.handler import register_secret
+from posd.logs import register_secret
 
 STAN_MAX = 999_999
 DAY_MS = 86_400_000
@@ -374,7 +375,7 @@ class JournalCore:
             "SELECT card_data FROM payments WHERE id = ?", (payment_id,)
         ).fetchone()
         if row is None:
-            raise UnknownPayment(payment_id)
+            raise PaymentNotFound(payment_id)
         if row["card_data"] is None:
             return None
         return CardSecrets.from_bytes(self._cipher.open(row["card_data"], _card_aad(payment_id)))
@@ -819,7 +820,7 @@ class JournalCore:
     def _get(self, db: sqlite3.Connection, payment_id: str) -> PaymentRecord:
         payment = self._find(db, payment_id)
         if payment is None:
-            raise UnknownPayment(payment_id)
+            raise PaymentNotFound(payment_id)
         return payment
 
     def _by_key(self, db: sqlite3.Connection, kind: str, key: str) -> PaymentRecord | None:
@@ -946,22 +947,6 @@ def _saf_entry(row: sqlite3.Row) -> SafEntry:
         last_error=row[10],
         refused_code=row[11],
     )
-
-
-def offline_refusal(limits: OfflineLimits, charged: int, exposure: OfflineExposure) -> str | None:
-    if not limits.enabled:
-        return "offline_disabled"
-    if charged > limits.max_payment:
-        return "offline_limit_payment"
-    if exposure.count + 1 > limits.max_count:
-        return "offline_limit_count"
-    if exposure.total + charged > limits.max_total:
-        return "offline_limit_total"
-    if exposure.for_account + 1 > limits.max_per_account:
-        return "offline_limit_account"
-    if exposure.oldest_age_s is not None and exposure.oldest_age_s > limits.max_age_h * 3600:
-        return "offline_limit_age"
-    return None
 
 
 def _hold_ms(hold_s: float) -> int:

@@ -28,8 +28,9 @@ import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
+from posd.config import Config, read_mac_key
 from protocols.ledger_messages import (
     ECHO,
     SIGN_OFF,
@@ -44,9 +45,6 @@ from protocols.ledger_messages import (
     network_request,
 )
 from protocols.length_prefix import FramingError, LengthPrefixDecoder, frame
-
-if TYPE_CHECKING:
-    from posd.config.load import Config
 
 log = logging.getLogger(__package__)
 
@@ -185,8 +183,6 @@ class LedgerClient:
         cls, config: Config, stan_source: StanSource, timings: LedgerTimings | None = None
     ) -> LedgerClient:
         """The client of `config`'s [ledger]; the MAC key file is read when it runs."""
-        from posd.config.load import read_mac_key
-
         ledger = config.ledger
         tls = None
         if ledger.tls:

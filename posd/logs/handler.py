@@ -1,11 +1,11 @@
 """Logging for posd: one redacted line per record on stderr, for journald.
 
 `setup_logging(level, fmt)` installs the only handler, on the root logger. Each record becomes
-one line, `text` (`2026-11-25T12:33:04.123Z INFO posd.payments.engine message key=value ...`) or
+one line, `text` (`2026-11-25T12:33:04.123Z INFO posd.payments message key=value ...`) or
 `json` (one object per line). Every part of the line (message with its args, `extra=` values,
-exception text and traceback, stack) is redacted by posd.logs.redaction before it is joined and once
-more after, so card data and registered secrets never reach the journal, whatever a caller
-passed in.
+exception text and traceback, stack) is redacted by the Redactor (redaction.py) before it is
+joined and once more after, so card data and registered secrets never reach the journal,
+whatever a caller passed in.
 
 The redactor is process-wide, as the logging tree it serves is: `register_secret(value)` masks a
 key, token or QR text from then on, in logs and in everything else that calls `redact()`.

@@ -49,32 +49,31 @@ from dataclasses import dataclass, field
 from typing import cast
 
 from posd import __version__
-from posd.config.load import Config
-from posd.journal.holder import JournalHolder
-from posd.journal.journal import (
-    CardSecrets,
-    IdempotencyConflict,
-    InvalidArgument,
-    Journal,
-    JournalStorageError,
-    OfflineRefused,
-    PaymentRecord,
-    RefundRefused,
-)
-from posd.journal.model import (
+from posd.config import Config
+
+# The journal's own offline rule: checked before the card is asked, so both always agree.
+from posd.journal import (
     APPROVED,
     AUTHORIZING,
     CANCELLED,
     DECLINED,
     SUCCESS_STATES,
     WAITING_FOR_CARD,
+    CardSecrets,
+    IdempotencyConflict,
+    InvalidArgument,
+    Journal,
+    JournalHolder,
+    JournalNotOpen,
+    JournalStorageError,
+    OfflineRefused,
+    PaymentRecord,
+    RefundRefused,
     mask_pan,
+    offline_refusal,
 )
-
-# The journal's own offline rule: checked before the card is asked, so both always agree.
-from posd.journal.store import offline_refusal
-from posd.ledger.client import LedgerSecurityError, LedgerTimeout, LedgerUnavailable
-from posd.logs.handler import register_secret
+from posd.ledger import LedgerSecurityError, LedgerTimeout, LedgerUnavailable
+from posd.logs import register_secret
 from posd.payments.ports import (
     CardData,
     CardReaderPort,
@@ -101,7 +100,7 @@ from posd.payments.service import (
     WrongState,
 )
 from posd.payments.view import PaymentView
-from posd.runtime.fanout import EventHub
+from posd.runtime import EventHub
 from protocols.ber_tlv import TlvError
 from protocols.ledger_messages import (
     ENTRY_MODE_CODES,
@@ -201,7 +200,7 @@ class PaymentEngine:
         reader_errors: tuple[type[Exception], ...] = (),
     ) -> None:
         """`reader_errors`: what the reader raises when it is gone or not ready
-        (drivers.card_reader.reader.ReaderUnavailable); such a payment is declined reader_error."""
+        (drivers.card_reader.ReaderUnavailable); such a payment is declined reader_error."""
         self._config = config
         self._journal = journal
         self._ledger = ledger
@@ -1033,7 +1032,10 @@ class PaymentEngine:
         self._hub.publish("payment", "payment", PaymentView(rec).to_json())
 
     def _jn(self) -> Journal:
-        return self._journal()
+        try:
+            return self._journal()
+        except JournalNotOpen as exc:
+            raise DeviceNotReady(str(exc)) from None
 
     def _now(self) -> float:
         # Whole milliseconds: the journal stores ms, and field 7 must be the same second

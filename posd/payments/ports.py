@@ -13,7 +13,7 @@ from protocols.ledger_messages import LedgerRequest, LedgerResponse
 
 @runtime_checkable
 class CardData(Protocol):
-    """A card read (drivers.card_reader.reader.CardRead)."""
+    """A card read (drivers.card_reader.CardRead)."""
 
     @property
     def entry_mode(self) -> str: ...
@@ -30,14 +30,14 @@ class CardData(Protocol):
 
 
 class ReadFailure(Protocol):
-    """A read that ended without a card (drivers.card_reader.reader.ReadFailed)."""
+    """A read that ended without a card (drivers.card_reader.ReadFailed)."""
 
     @property
     def reason(self) -> str: ...
 
 
 class CardVerdict(Protocol):
-    """The card's COMPLETE_RESULT (drivers.card_reader.reader.CompleteResult)."""
+    """The card's COMPLETE_RESULT (drivers.card_reader.CompleteResult)."""
 
     @property
     def approved(self) -> bool: ...

@@ -39,14 +39,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from posd.journal.holder import JournalHolder
-from posd.journal.journal import FieldValue, Journal, PaymentRecord, SafMessage
-from posd.ledger.client import (
-    LedgerLinkLost,
-    LedgerSecurityError,
-    LedgerTimeout,
-    LedgerUnavailable,
-)
+from posd.journal import FieldValue, Journal, JournalHolder, PaymentRecord, SafMessage
+from posd.ledger import LedgerLinkLost, LedgerSecurityError, LedgerTimeout, LedgerUnavailable
 from posd.payments.ports import LedgerPort
 from protocols.ledger_messages import (
     RESPONSE_CODES,

@@ -1,4 +1,4 @@
-"""The interface between the local API (posd/api.py) and the payment flow (posd/payments.py).
+"""The interface between the local API (posd.api) and the payment flow (the engine).
 
 The API only validates HTTP input and maps the exceptions below to status codes; every
 payment rule (idempotency, one payment per reader, refund limits) lives behind

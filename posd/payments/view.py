@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from posd.journal.model import PaymentRecord
+from posd.journal import PaymentRecord
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+from posd.logs import redact as log_redact
 from posd.runtime.component import Component
 
 log = logging.getLogger(__package__)
@@ -103,8 +104,6 @@ class Supervisor:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if redact is None:
-            from posd.logs.handler import redact as log_redact
-
             redact = log_redact
         self.backoff = backoff if backoff is not None else Backoff()
         self._redact = redact

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from posd.api.client import ApiClient
-from posd.payments.engine import ALL_MODES
-from posd.sim.ledger_accounts import GOOD_QR_ACCOUNT
+from posd.api import ApiClient
+from posd.payments import ALL_MODES
+from posd.sim import GOOD_QR_ACCOUNT
 from protocols import srl_messages as srl
 from tests.helpers.daemon import WAIT_S, RunningDaemon, running_daemon
 

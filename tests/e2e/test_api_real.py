@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from posd.api.client import ApiClient, ApiRequestError
+from posd.api import ApiClient, ApiRequestError
 from posd.cli.status import render_status
-from posd.sim.ledger_accounts import GOOD_QR_ACCOUNT
+from posd.sim import GOOD_QR_ACCOUNT
 from tests.helpers.daemon import RunningDaemon, running_daemon
 from tests.helpers.spec_objects import PAYMENT_OBJECT_KEYS, STATE_OBJECT_KEYS
 

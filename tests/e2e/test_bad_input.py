@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import posd.sim.card_reader as sim_reader
-from posd.journal.journal import CardSecrets, Journal
+from posd.journal import CardSecrets, Journal
 from posd.sim.cards import card_data
 from posd.sim.ledger_accounts import GOOD_CARD, GOOD_QR_ACCOUNT
 from protocols import srl_messages as srl

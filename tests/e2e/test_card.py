@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from posd.sim.ledger_accounts import GOOD_QR_ACCOUNT
+from posd.sim import GOOD_QR_ACCOUNT
 from tests.helpers.daemon import RunningDaemon, running_daemon
 
 pytestmark = pytest.mark.timeout(60)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from posd.journal.journal import CardSecrets, Journal
-from posd.sim.ledger_accounts import GOOD_QR_ACCOUNT
+from posd.journal import CardSecrets, Journal
+from posd.sim import GOOD_QR_ACCOUNT
 from tests.helpers.configs import write_tls_files
 from tests.helpers.daemon import RunningDaemon, running_daemon
 

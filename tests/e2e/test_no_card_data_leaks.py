@@ -12,7 +12,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from posd.logs.handler import RedactingFormatter
+from posd.logs import RedactingFormatter
 from posd.sim.ledger_accounts import GOOD_CARD, GOOD_QR_ACCOUNT
 from tests.helpers.daemon import WAIT_S, running_daemon, sse_lines
 

@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from posd.config.load import load_config
-from posd.sim.card_reader import SimulatedCardReader
-from posd.sim.ledger import LedgerSimulator
-from posd.sim.ledger_accounts import GOOD_QR_ACCOUNT
-from posd.sim.qr_issuer import QrIssuer
-from posd.sim.qr_scanner import SimulatedSerialScanner
+from posd.config import load_config
+from posd.sim import (
+    GOOD_QR_ACCOUNT,
+    LedgerSimulator,
+    QrIssuer,
+    SimulatedCardReader,
+    SimulatedSerialScanner,
+)
 from tests.helpers.configs import MAC_KEY_HEX, PLATFORM_KEY_ID, platform_key_pair, write_config
 from tests.helpers.daemon import PosClient, daemon_process
 

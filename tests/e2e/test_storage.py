@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from posd.runtime.supervisor import Backoff
-from posd.sim.ledger_accounts import GOOD_QR_ACCOUNT
+from posd.runtime import Backoff
+from posd.sim import GOOD_QR_ACCOUNT
 from protocols import srl_messages as srl
 from tests.helpers.daemon import WAIT_S, RunningDaemon, financial, pay_card, running_daemon
 from tests.helpers.filesystem import fill, small_filesystem

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 
-from posd.runtime.component import Component
+from posd.runtime import Component
 
 WAIT_S = 5.0
 

@@ -25,16 +25,18 @@ from typing import Any
 
 import aiohttp
 
-from posd.config.load import Config, load_config
-from posd.daemon.daemon import Daemon, prepare_state_dir
-from posd.daemon.stack import payment_components
-from posd.ledger.client import LedgerTimings
-from posd.payments.engine import PaymentEngine
-from posd.runtime.supervisor import Backoff
-from posd.sim.card_reader import SimulatedCardReader
-from posd.sim.ledger import LedgerSimulator, server_ssl_context
-from posd.sim.qr_issuer import QrIssuer
-from posd.sim.qr_scanner import SimulatedSerialScanner
+from posd.config import Config, load_config
+from posd.daemon import Daemon, payment_components, prepare_state_dir
+from posd.ledger import LedgerTimings
+from posd.payments import PaymentEngine
+from posd.runtime import Backoff
+from posd.sim import (
+    LedgerSimulator,
+    QrIssuer,
+    SimulatedCardReader,
+    SimulatedSerialScanner,
+    server_ssl_context,
+)
 from tests.helpers.configs import (
     MAC_KEY_HEX,
     PLATFORM_KEY_ID,

@@ -8,7 +8,7 @@ import datetime as dt
 import itertools
 from collections.abc import Callable
 
-from posd.ledger.client import LedgerTimings
+from posd.ledger import LedgerTimings
 from posd.sim.ledger_accounts import GOOD_CARD
 from protocols.ledger_messages import CardPayer, LedgerRequest, build_purchase
 

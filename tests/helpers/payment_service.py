@@ -17,8 +17,8 @@ from pathlib import Path
 
 import aiohttp
 
-from posd.api.server import LocalApi
-from posd.payments.service import (
+from posd.api import LocalApi
+from posd.payments import (
     DeviceNotReady,
     IdempotencyKeyReused,
     InvalidRequest,

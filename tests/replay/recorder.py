@@ -14,7 +14,7 @@ import datetime
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from drivers.card_reader.reader import CardReader, ReaderState
+from drivers.card_reader import CardReader, ReaderState
 from posd.sim.card_reader import SimulatedCardReader, format_transcript
 from protocols import srl_messages as srl
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
-from drivers.card_reader.reader import CardReader, ReaderState
+from drivers.card_reader import CardReader, ReaderState
 from posd.sim.pty import SimulatedLine
 
 SESSIONS = Path(__file__).resolve().parent / "sessions"

@@ -17,9 +17,8 @@ from typing import Any
 import pytest
 import serial
 
-from drivers.card_reader.probe import probe_port
-from drivers.card_reader.reader import CardReader, ReaderState
-from posd.sim.card_reader import SimulatedCardReader
+from drivers.card_reader import CardReader, ReaderState, probe_port
+from posd.sim import SimulatedCardReader
 from posd.sim.pty import SimulatedLine
 from tests.helpers.components import WAIT_S, running, wait_until
 

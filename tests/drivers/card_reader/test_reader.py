@@ -23,7 +23,7 @@ from drivers.card_reader.reader import (
     card_read_from,
     ping_port,
 )
-from posd.sim.card_reader import SimulatedCardReader
+from posd.sim import SimulatedCardReader
 from posd.sim.cards import CARDS, FOREIGN_CARD, card_data
 from posd.sim.cards import TestCard as Card
 from posd.sim.ledger_accounts import GOOD_CARD

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import serial
 
-from drivers.qr_scanner.serial_line import ScannerLines, SerialQrScanner
+from drivers.qr_scanner import ScannerLines, SerialQrScanner
+from posd.sim import SimulatedSerialScanner
 from posd.sim.qr_issuer import MERCHANT_PRESENTED_QR, QrIssuer
-from posd.sim.qr_scanner import SimulatedSerialScanner
 from protocols.hid_keyboard import MAX_CODE_CHARS
 from protocols.qr_token import QrRejected, QrToken, verify_qr
 from tests.helpers.components import Scans, running, wait_until

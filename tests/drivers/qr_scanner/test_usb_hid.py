@@ -9,8 +9,8 @@ import pytest
 import usb.core
 import usb.util
 
-from drivers.qr_scanner.usb_hid import UsbQrScanner
-from posd.sim.qr_issuer import QrIssuer
+from drivers.qr_scanner import UsbQrScanner
+from posd.sim import QrIssuer
 from posd.sim.usb_hid_backend import HidScannerBackend
 from protocols.hid_keyboard import MAX_CODE_CHARS, reports_for_text
 from tests.helpers.components import Scans, running, wait_until

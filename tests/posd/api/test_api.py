@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from posd.api.server import MAX_BODY_BYTES, ApiStartError, LocalApi, bind_unix_socket
-from posd.payments.service import MAX_AMOUNT
+from posd.api import MAX_BODY_BYTES, ApiStartError, LocalApi, bind_unix_socket
+from posd.payments import MAX_AMOUNT
 from tests.helpers.payment_service import (
     MemoryPaymentService,
     RunningApi,

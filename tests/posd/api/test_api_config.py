@@ -8,10 +8,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from posd.api.server import LocalApi
-from posd.config.errors import ConfigError
-from posd.config.load import load_config
-from posd.logs.handler import redact
+from posd.api import LocalApi
+from posd.config import ConfigError, load_config
+from posd.logs import redact
 from tests.helpers.configs import API_TOKEN, write_config
 from tests.helpers.payment_service import MemoryPaymentService, RunningApi, start_api
 

@@ -1,4 +1,4 @@
-"""posd.api_client against the real API on a real Unix socket."""
+"""posd.api.ApiClient against the real API on a real Unix socket."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from posd.api.client import ApiClient, ApiRequestError, ApiUnavailable
+from posd.api import ApiClient, ApiRequestError, ApiUnavailable
 from tests.helpers.payment_service import WAIT_S, running_api
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import aiohttp
 
-from posd.api.server import MAX_EVENT_STREAMS
+from posd.api import MAX_EVENT_STREAMS
 from tests.helpers.payment_service import WAIT_S, MemoryPayment, running_api
 
 GOOD = {"amount": 3000, "method": "any", "idempotency_key": "sse-1"}

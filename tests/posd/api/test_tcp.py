@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from posd.api.server import LocalApi
+from posd.api import LocalApi
 from tests.helpers.payment_service import MemoryPaymentService, RunningApi, running_api
 
 TOKEN = "tcp-token-6b1d0c2e9a"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from posd.cli.config import example_text
-from posd.cli.main import main
+from posd.cli import main
+from posd.config import example_text
 from tests.helpers.configs import write_config
 
 POSD = Path(sys.executable).parent / "posd"

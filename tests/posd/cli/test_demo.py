@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from posd.api.client import ApiClient
+from posd.api import ApiClient
 from posd.sim.ledger_accounts import DEMO_QR_ACCOUNT, GOOD_CARD, GOOD_QR_ACCOUNT, POOR_CARD
 
 pytestmark = pytest.mark.timeout(90)

@@ -17,12 +17,13 @@ from typing import Any
 import pytest
 import serial
 
-from drivers.card_reader.probe import probe_port
+from drivers.card_reader import probe_port
 from drivers.serial_ports import SerialPort
 from posd.cli import devices as devices_cli
 from posd.cli.devices import Host, SerialPortEntry, survey
-from posd.config.load import Config, load_config
-from posd.sim.card_reader import SimulatedCardReader
+from posd.config import Config, load_config
+from posd.config import load as config_load
+from posd.sim import SimulatedCardReader
 from posd.sim.usb_hid_backend import HidScannerBackend
 from protocols import srl_messages as srl
 from protocols.srl_link import MessageReceived, SrlLink
@@ -570,7 +571,7 @@ async def test_without_a_config_it_only_lists(
     dev: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     default = tmp_path / "etc" / "posd.toml"  # where /etc/posd/posd.toml would be, absent
-    monkeypatch.setattr(devices_cli, "DEFAULT_CONFIG", str(default))
+    monkeypatch.setattr(config_load, "DEFAULT_CONFIG", str(default))
     code = await devices_cli.devices(parse("--no-ping", "--json"), host=host_with([], dev), env={})
     assert code == os.EX_OK
     data = json.loads(capsys.readouterr().out)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from posd.api.server import LocalApi
+from posd.api import LocalApi
 from posd.cli import status as status_cli
 from tests.helpers.configs import write_config
 from tests.helpers.payment_service import MemoryPaymentService, RunningApi, start_api

@@ -1,4 +1,4 @@
-"""posd/config.py: typed loading, every bad value reported with its line, secrets kept out."""
+"""posd.config: typed loading, every bad value reported with its line, secrets kept out."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from posd.config.load import (
+from posd.config import (
     Config,
     ConfigError,
     ConfigFileError,

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from posd.cli.config import example_text
+from posd.config import Config, ConfigError, example_text, parse_config
 from posd.config import load as config_module
-from posd.config.load import Config, ConfigError, parse_config
 from tests.helpers.configs import MAC_KEY_HEX, write_secret, write_tls_files
 
 REPO = Path(__file__).resolve().parents[3]

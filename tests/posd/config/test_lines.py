@@ -9,8 +9,8 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
+from posd.config import Config, ConfigError, parse_config
 from posd.config.lines import KeyPath, format_key_path, line_of, locate_keys
-from posd.config.load import Config, ConfigError, parse_config
 from tests.helpers.configs import to_toml
 
 keys = st.text(alphabet=string.ascii_letters + string.digits + "_-. \"'#=[]{}é", min_size=1)

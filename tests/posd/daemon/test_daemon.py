@@ -20,21 +20,16 @@ from pathlib import Path
 
 import pytest
 
-from posd.config.load import Config, ConfigError, load_config
+from posd.config import Config, ConfigError, load_config
+from posd.daemon import Daemon, StateDirError, prepare_state_dir
 from posd.daemon.daemon import (
     EX_CANTCREAT,
     EX_CONFIG,
     EX_NOINPUT,
     EX_OK,
     EX_SOFTWARE,
-    Daemon,
-    Runtime,
-    StateDirError,
-    prepare_state_dir,
 )
-from posd.runtime.component import Component
-from posd.runtime.sdnotify import Notifier
-from posd.runtime.supervisor import Backoff
+from posd.runtime import Backoff, Component, Notifier, Runtime
 from tests.helpers.configs import write_config
 
 WAIT_S = 10.0

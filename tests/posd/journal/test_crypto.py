@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from posd.journal import CardSecrets, Journal, JournalKeyError, SealError
 from posd.journal.crypto import JournalCipher
-from posd.journal.journal import CardSecrets, Journal, JournalKeyError, SealError
 
 NOW = 1_795_600_000.0
 PAN = "9410987654321098"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from posd.journal.journal import (
+from posd.journal import (
     CardSecrets,
     IdempotencyConflict,
     IllegalTransition,
@@ -20,8 +20,8 @@ from posd.journal.journal import (
     Journal,
     JournalError,
     JournalSchemaError,
+    PaymentNotFound,
     RefundRefused,
-    UnknownPayment,
 )
 from tests.helpers.spec_objects import PAYMENT_OBJECT_KEYS
 
@@ -262,9 +262,9 @@ async def test_bad_ledger_answer_is_refused(
 
 async def test_unknown_payment(journal: Journal) -> None:
     assert await journal.get("p_0000000000000000") is None
-    with pytest.raises(UnknownPayment):
+    with pytest.raises(PaymentNotFound):
         await journal.transition("p_0000000000000000", "cancelled", NOW)
-    with pytest.raises(UnknownPayment):
+    with pytest.raises(PaymentNotFound):
         await journal.card_data("p_0000000000000000")
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from posd.journal.journal import (
+from posd.journal import (
     ADVICE_REFUSED,
     CardSecrets,
     IllegalTransition,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
-from posd.journal.journal import Journal
-from posd.logs.handler import redact
+from posd.journal import Journal
+from posd.logs import redact
 
 
 async def test_journal_key_never_survives_redaction(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from posd.journal.model import CardSecrets
+from posd.journal import CardSecrets
 from posd.journal.store import JournalCore
 
 NOW = 1_795_600_000.0

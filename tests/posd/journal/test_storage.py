@@ -15,10 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from posd.journal.holder import JournalHolder
-from posd.journal.journal import Journal, JournalStorageError, storage_failure
+from posd.journal import (
+    Journal,
+    JournalHolder,
+    JournalNotOpen,
+    JournalStorageError,
+    storage_failure,
+)
 from posd.journal.store import JournalCore
-from posd.payments.service import DeviceNotReady
 from tests.helpers.filesystem import fill, small_filesystem
 
 NOW = 1_795_600_000.0
@@ -144,7 +148,7 @@ async def test_a_journal_that_cannot_open_on_a_full_disk_says_so_to_its_users(
         holder = JournalHolder(fs / "state")
         with pytest.raises(JournalStorageError):
             await holder.run(lambda: None)
-        with pytest.raises(DeviceNotReady, match="cannot be opened: journal storage failed"):
+        with pytest.raises(JournalNotOpen, match="cannot be opened: journal storage failed"):
             holder()
         filler.unlink()
         started = asyncio.Event()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from posd.ledger.client import (
+from posd.ledger import (
     LedgerClient,
     LedgerLinkLost,
     LedgerSecurityError,

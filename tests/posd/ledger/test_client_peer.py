@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from posd.config.load import load_config
-from posd.ledger.client import LedgerBadResponse, LedgerClient, LedgerTimeout, LedgerTimings
-from posd.sim.ledger import LedgerSimulator, server_ssl_context
+from posd.config import load_config
+from posd.ledger import LedgerBadResponse, LedgerClient, LedgerTimeout, LedgerTimings
+from posd.sim import LedgerSimulator, server_ssl_context
 from protocols.iso8583_profile import encode_message
 from protocols.ledger_messages import (
     LedgerRequest,

@@ -15,8 +15,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from posd.logs.handler import RedactingFormatter, RedactingHandler, parse_level
-from posd.logs.redaction import SECRET_MASK, Redactor, luhn_valid
+from posd.logs import (
+    SECRET_MASK,
+    RedactingFormatter,
+    RedactingHandler,
+    Redactor,
+    luhn_valid,
+    parse_level,
+)
 
 PAN = "9410123456789010"
 assert luhn_valid(PAN)

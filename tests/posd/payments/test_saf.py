@@ -14,11 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from posd.journal.holder import JournalHolder
-from posd.journal.journal import CardSecrets, Journal, PaymentRecord
-from posd.ledger.client import LedgerClient, LedgerUnavailable
-from posd.payments.saf import SafForwarder, request_fields
-from posd.sim.ledger import LedgerSimulator
+from posd.journal import CardSecrets, Journal, JournalHolder, PaymentRecord
+from posd.ledger import LedgerClient, LedgerUnavailable
+from posd.payments import SafForwarder, request_fields
+from posd.sim import LedgerSimulator
 from posd.sim.ledger_accounts import DEMO_QR_ACCOUNT, GOOD_CARD, GOOD_QR_ACCOUNT
 from protocols.ledger_messages import LedgerRequest, LedgerResponse, build_reversal
 from tests.helpers.daemon import RunningDaemon, running_daemon

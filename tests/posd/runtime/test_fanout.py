@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from posd.runtime.fanout import EventHub
+from posd.runtime import EventHub
 
 
 async def test_subscription_sees_what_follows_its_creation_in_order() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from posd.runtime.sdnotify import Notifier
+from posd.runtime import Notifier
 
 WAIT_S = 5.0
 

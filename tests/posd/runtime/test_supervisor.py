@@ -7,9 +7,8 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from posd.logs.redaction import Redactor
-from posd.runtime.component import Component, config_sections
-from posd.runtime.supervisor import Backoff, ComponentStatus, Supervisor
+from posd.logs import Redactor
+from posd.runtime import Backoff, Component, ComponentStatus, Supervisor, config_sections
 
 WAIT_S = 5.0
 PAN = "9410123456789010"

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from posd import __version__
-from posd.cli.main import build_parser, main
+from posd.cli import build_parser, main
 
 # operations.md's commands that have landed; `posd chime` comes with the order-alerts issue.
 COMMANDS = ["run", "demo", "config", "devices", "status", "saf", "enroll", "ledger-sim"]

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from posd import __version__
+from posd.config import CONFIG_ENV, DEFAULT_CONFIG, config_path
 
-DEFAULT_CONFIG = "/etc/posd/posd.toml"
-CONFIG_HELP = f"config file (default: $POSD_CONFIG or {DEFAULT_CONFIG})"
+CONFIG_HELP = f"config file (default: ${CONFIG_ENV} or {DEFAULT_CONFIG})"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -23,10 +23,6 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
         self.exit(os.EX_USAGE, f"{self.prog}: error: {message}; see `{self.prog} --help`\n")
-
-
-def default_config_path() -> str:
-    return os.environ.get("POSD_CONFIG") or DEFAULT_CONFIG
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,14 +95,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return os.EX_USAGE
     if args.command == "run":
-        from posd.daemon.daemon import run_daemon
+        from posd.daemon import run_daemon
 
-        return run_daemon(args.config or default_config_path())
+        return run_daemon(config_path(args.config))
     if args.command == "config":
         from posd.cli import config as config_cli
 
         if args.config_command == "check":
-            return config_cli.check(args.file or default_config_path())
+            return config_cli.check(config_path(args.file))
         if args.config_command == "example":
             return config_cli.example()
         print(args.usage(), end="", file=sys.stderr)
@@ -126,12 +122,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in ("status", "saf"):
         from posd.cli import status as status_cli
 
-        config_path = args.config or default_config_path()
+        path = config_path(args.config)
         if args.command == "status":
-            return status_cli.status(config_path, args.json)
-        return status_cli.saf(config_path, args.action == "flush")
+            return status_cli.status(path, args.json)
+        return status_cli.saf(path, args.action == "flush")
     if args.command == "enroll":
         from posd.cli.enroll import enroll
 
-        return enroll(args, default_config_path())
+        return enroll(args)
     return os.EX_USAGE
