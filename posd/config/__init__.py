@@ -6,9 +6,11 @@ command reads is decided here once (`config_path`: `-c FILE`, else $POSD_CONFIG,
 DEFAULT_CONFIG). Secrets live in the files the config names and are read on demand.
 
 Modules:
-- `load`: `load_config`, `parse_config`, `config_path`, `example_text`; the `Config`
-  dataclass and its sections; the secret readers `read_mac_key`, `read_api_token`,
-  `read_mqtt_password`.
+- `load`: `load_config`, `parse_config`; `config_path`, which file a command reads;
+  `example_text`, the packaged example.
+- `model`: `Config` and its frozen sections (`TerminalConfig`, `LedgerConfig`, ...).
+- `sections`: each section built from its table, every value checked.
+- `secrets`: `read_mac_key`, `read_api_token`, `read_mqtt_password`, read on demand.
 - `errors`: `ConfigProblem` (one problem, with its file and line), `ConfigError`,
   `ConfigFileError`.
 - `fields`: `Table`, the typed reader of one TOML table that collects problems.
@@ -22,6 +24,13 @@ from posd.config.errors import ConfigError, ConfigFileError, ConfigProblem
 from posd.config.load import (
     CONFIG_ENV,
     DEFAULT_CONFIG,
+    config_path,
+    example_text,
+    load_config,
+    named_config,
+    parse_config,
+)
+from posd.config.model import (
     ApiConfig,
     AudioConfig,
     AudioOutput,
@@ -39,15 +48,8 @@ from posd.config.load import (
     QrScannerKind,
     StorageConfig,
     TerminalConfig,
-    config_path,
-    example_text,
-    load_config,
-    named_config,
-    parse_config,
-    read_api_token,
-    read_mac_key,
-    read_mqtt_password,
 )
+from posd.config.secrets import read_api_token, read_mac_key, read_mqtt_password
 from posd.config.values import ans
 
 __all__ = [

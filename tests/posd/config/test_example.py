@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from posd import config as config_module
 from posd.config import Config, ConfigError, example_text, parse_config
-from posd.config import load as config_module
 from tests.helpers.configs import MAC_KEY_HEX, write_secret, write_tls_files
 
 REPO = Path(__file__).resolve().parents[3]
