@@ -9,6 +9,11 @@ Modules:
 - `holder`: `JournalHolder`, the journal as a component (opened in `run`, closed last);
   calling it gives the open journal or raises `JournalNotOpen`.
 - `store`: `JournalCore`, the synchronous core: one method, one transaction.
+- `rows`: the row mappers, lookups and single-row steps the store's transactions are made of.
+- `reports`: the read-only queries: totals, status counters, the SAF queue, offline exposure;
+  `saf_listing`, the queue read without the key or the daemon (`posd saf`).
+- `stans`: STAN allocation and QR nonces, each used once.
+- `checks`: the argument checks every call makes before its transaction.
 - `model`: payment states and their transitions, the records handed out (`PaymentRecord`,
   `SafEntry`, ...), the offline limits rule, and the journal's errors.
 - `schema`: the SQLite schema, its migrations and the connection settings.
@@ -56,8 +61,8 @@ from posd.journal.model import (
     mask_pan,
     offline_refusal,
 )
+from posd.journal.reports import saf_listing
 from posd.journal.schema import DB_FILE_NAME, JournalSchemaError
-from posd.journal.store import saf_listing
 
 __all__ = [
     "ADVICE_REFUSED",

@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
+from posd.journal.checks import to_ms
 from posd.journal.model import (
     CardSecrets,
     FieldValue,
@@ -37,7 +38,7 @@ from posd.journal.model import (
     SafSummary,
 )
 from posd.journal.schema import DB_FILE_NAME
-from posd.journal.store import JournalCore, to_ms
+from posd.journal.store import JournalCore
 
 __all__ = ["Journal", "day_bounds", "storage_failure"]
 

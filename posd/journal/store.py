@@ -7,8 +7,6 @@ dedicated worker thread.
 
 from __future__ import annotations
 
-import math
-import re
 import secrets
 import sqlite3
 import time
@@ -16,6 +14,17 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+from posd.journal import reports, stans
+from posd.journal.checks import (
+    OFFLINE_AUTH_CODE,
+    check_amount,
+    check_idempotency_key,
+    check_optional_text,
+    check_response_code,
+    check_stan,
+    hold_ms,
+    to_ms,
+)
 from posd.journal.crypto import JournalCipher, JournalKeyError, load_or_create_key
 from posd.journal.model import (
     ADVICE_REFUSED,
@@ -28,22 +37,15 @@ from posd.journal.model import (
     ENTRY_MODES,
     FORWARDED,
     IN_FLIGHT_STATES,
-    MAX_AMOUNT,
-    MAX_IDEMPOTENCY_KEY,
     METHODS,
-    QR_NONCE_WINDOW_S,
     REVERSED,
     REVERSING,
-    STAN_PENDING_STATES,
-    SUCCESS_STATES,
-    TRANSITIONS,
     WAITING_FOR_CARD,
     CardSecrets,
     FieldValue,
     IdempotencyConflict,
     IllegalTransition,
     InvalidArgument,
-    JournalError,
     OfflineExposure,
     OfflineLimits,
     OfflineRefused,
@@ -54,39 +56,30 @@ from posd.journal.model import (
     SafEntry,
     SafMessage,
     SafSummary,
-    UnknownSafEntry,
     decode_fields,
     encode_fields,
     mask_pan,
     offline_refusal,
+)
+from posd.journal.rows import (
+    PAYMENT_COLUMNS,
+    SAF_COLUMNS,
+    add_event,
+    check_transition,
+    count_attempt,
+    drop_card_data,
+    find_payment,
+    get_payment,
+    payment_by_key,
+    payment_record,
+    read_saf_entry,
+    saf_entry,
 )
 from posd.journal.schema import DB_FILE_NAME, connect
 from posd.logs import register_secret
 
 STAN_MAX = 999_999
 DAY_MS = 86_400_000
-# Field 39 is an2 in the profile: any letters and digits, so the journal takes all of them.
-_RESPONSE_CODE = re.compile(r"[0-9A-Za-z]{2}")
-_OFFLINE_AUTH_CODE = re.compile(r"Y1[0-9]{4}")
-_PAYMENT_COLUMNS = """id, kind, idempotency_key, original_payment_id, state, amount, discount,
-    charged, benefit_plus_rate_bps, requested_method, method, entry_mode, masked_pan, last4,
-    card_data IS NOT NULL AS has_card_data, stan, field7, rrn, auth_code, response_code,
-    decline_reason, offline, created_at, updated_at"""
-# A pending entry's response_code is the ledger's refusal (it needs attention); a completed
-# one's is the answer that settled it.
-_SAF_COLUMNS = """saf.id, saf.payment_id, saf.kind, saf.stan, saf.amount, p.masked_pan, p.last4,
-    saf.created_at, saf.attempts, saf.last_attempt_at, saf.last_error,
-    CASE WHEN saf.completed_at IS NULL THEN saf.response_code END"""
-
-
-def to_ms(now: float) -> int:
-    return _seconds_to_ms(now, "now", "Unix time in seconds")
-
-
-def _seconds_to_ms(seconds: float, argument: str, meaning: str) -> int:
-    if not math.isfinite(seconds) or seconds < 0:
-        raise InvalidArgument(argument, f"must be a finite, non-negative {meaning}")
-    return round(seconds * 1000)
 
 
 def field7(now_ms: int) -> str:
@@ -180,16 +173,16 @@ class JournalCore:
     ) -> tuple[PaymentRecord, bool]:
         """A purchase in waiting_for_card, or the one already made under this idempotency key
         (then the bool is False). A reused key with other parameters is refused."""
-        _check_amount(amount)
+        check_amount(amount)
         if method not in METHODS:
             raise InvalidArgument("method", f"must be one of {sorted(METHODS)}")
-        _check_idempotency_key(idempotency_key)
+        check_idempotency_key(idempotency_key)
         if benefit_plus_rate_bps != 0 and benefit_plus_rate_bps not in BENEFIT_PLUS_RATES:
             raise InvalidArgument("benefit_plus_rate_bps", "must be 0 or 300-700")
         now_ms = to_ms(now)
         discount = amount * benefit_plus_rate_bps // 10000
         with self._tx() as db:
-            existing = self._by_key(db, "purchase", idempotency_key)
+            existing = payment_by_key(db, "purchase", idempotency_key)
             if existing is not None:
                 for what, mine, theirs in (
                     ("amount", existing.amount, amount),
@@ -212,7 +205,7 @@ class JournalCore:
                 stan=None,
                 now_ms=now_ms,
             )
-            return self._get(db, payment_id), True
+            return get_payment(db, payment_id), True
 
     def create_refund(
         self,
@@ -224,20 +217,20 @@ class JournalCore:
     ) -> tuple[PaymentRecord, bool]:
         """A refund, created directly in authorizing with its STAN and field 7, ready for the
         0200 (3=200000). Its `method`, `entry_mode` and masked card come from the original."""
-        _check_amount(amount)
+        check_amount(amount)
         if idempotency_key is not None:
-            _check_idempotency_key(idempotency_key)
+            check_idempotency_key(idempotency_key)
         now_ms = to_ms(now)
         with self._tx() as db:
             if idempotency_key is not None:
-                existing = self._by_key(db, "refund", idempotency_key)
+                existing = payment_by_key(db, "refund", idempotency_key)
                 if existing is not None:
                     if existing.original_payment_id != original_payment_id:
                         raise IdempotencyConflict(existing.payment_id, "original payment")
                     if existing.amount != amount:
                         raise IdempotencyConflict(existing.payment_id, "amount")
                     return existing, False
-            original = self._find(db, original_payment_id)
+            original = find_payment(db, original_payment_id)
             if original is None:
                 raise RefundRefused("not_found", f"no payment {original_payment_id!r}")
             if original.kind != "purchase":
@@ -269,10 +262,10 @@ class JournalCore:
                 discount=0,
                 rate=0,
                 method=original.method,
-                stan=self._allocate_stan(db, now_ms),
+                stan=stans.allocate_stan(db, now_ms),
                 now_ms=now_ms,
             )
-            return self._get(db, payment_id), True
+            return get_payment(db, payment_id), True
 
     def _insert_payment(
         self,
@@ -291,7 +284,7 @@ class JournalCore:
     ) -> str:
         while True:
             payment_id = "p_" + secrets.token_hex(8)
-            if self._find(db, payment_id) is None:
+            if find_payment(db, payment_id) is None:
                 break
         db.execute(
             "INSERT INTO payments (id, kind, idempotency_key, original_payment_id, state, amount,"
@@ -319,16 +312,16 @@ class JournalCore:
                 now_ms,
             ),
         )
-        self._event(db, payment_id, None, state, now_ms)
+        add_event(db, payment_id, None, state, now_ms)
         return payment_id
 
     def get(self, payment_id: str) -> PaymentRecord | None:
-        return self._find(self._conn, payment_id)
+        return find_payment(self._conn, payment_id)
 
     def by_idempotency_key(
         self, idempotency_key: str, kind: str = "purchase"
     ) -> PaymentRecord | None:
-        return self._by_key(self._conn, kind, idempotency_key)
+        return payment_by_key(self._conn, kind, idempotency_key)
 
     def begin_authorization(self, payment_id: str, card: CardSecrets, now: float) -> PaymentRecord:
         """waiting_for_card -> authorizing, sealing the card data and allocating the STAN and
@@ -340,14 +333,14 @@ class JournalCore:
         now_ms = to_ms(now)
         actual_method = "qr" if card.entry_mode == "qr" else "card"
         with self._tx() as db:
-            payment = self._get(db, payment_id)
-            self._check_transition(payment, AUTHORIZING)
+            payment = get_payment(db, payment_id)
+            check_transition(payment, AUTHORIZING)
             if payment.requested_method not in ("any", actual_method):
                 raise InvalidArgument(
                     "card.entry_mode",
                     f"a {card.entry_mode} read does not fit a {payment.requested_method} payment",
                 )
-            stan = self._allocate_stan(db, now_ms)
+            stan = stans.allocate_stan(db, now_ms)
             db.execute(
                 "UPDATE payments SET state = ?, method = ?, entry_mode = ?, masked_pan = ?,"
                 " last4 = ?, account_hash = ?, card_data = ?, stan = ?, field7 = ?,"
@@ -366,8 +359,8 @@ class JournalCore:
                     payment_id,
                 ),
             )
-            self._event(db, payment_id, payment.state, AUTHORIZING, now_ms)
-            return self._get(db, payment_id)
+            add_event(db, payment_id, payment.state, AUTHORIZING, now_ms)
+            return get_payment(db, payment_id)
 
     def card_data(self, payment_id: str) -> CardSecrets | None:
         """The sealed card data, decrypted; None once dropped."""
@@ -394,13 +387,13 @@ class JournalCore:
         """The ledger's 0210: authorizing -> approved (39=00) or declined. The card data is
         dropped unless keep_card_data (a chip approval still waiting for COMPLETE_RESULT,
         which may need a reversal built from it)."""
-        _check_response_code(response_code)
-        _check_optional_text("rrn", rrn, 12)
-        _check_optional_text("auth_code", auth_code, 6)
+        check_response_code(response_code)
+        check_optional_text("rrn", rrn, 12)
+        check_optional_text("auth_code", auth_code, 6)
         state = APPROVED if response_code == "00" else DECLINED
         now_ms = to_ms(now)
         with self._tx() as db:
-            payment = self._get(db, payment_id)
+            payment = get_payment(db, payment_id)
             if payment.state != AUTHORIZING:
                 raise IllegalTransition(payment_id, payment.state, state)
             db.execute(
@@ -417,9 +410,9 @@ class JournalCore:
                 ),
             )
             if not (keep_card_data and state == APPROVED):
-                self._drop_card_data(db, payment_id)
-            self._event(db, payment_id, payment.state, state, now_ms)
-            return self._get(db, payment_id)
+                drop_card_data(db, payment_id)
+            add_event(db, payment_id, payment.state, state, now_ms)
+            return get_payment(db, payment_id)
 
     def transition(
         self, payment_id: str, state: str, now: float, *, decline_reason: str | None = None
@@ -433,23 +426,23 @@ class JournalCore:
             )
         now_ms = to_ms(now)
         with self._tx() as db:
-            payment = self._get(db, payment_id)
+            payment = get_payment(db, payment_id)
             if payment.state == APPROVED_OFFLINE:
                 # Only the ledger's answer to the queued advice decides such a payment.
                 raise IllegalTransition(payment_id, payment.state, state)
-            self._check_transition(payment, state)
+            check_transition(payment, state)
             db.execute(
                 "UPDATE payments SET state = ?, decline_reason = ?, updated_at = ? WHERE id = ?",
                 (state, decline_reason, now_ms, payment_id),
             )
-            self._drop_card_data(db, payment_id)
-            self._event(db, payment_id, payment.state, state, now_ms)
-            return self._get(db, payment_id)
+            drop_card_data(db, payment_id)
+            add_event(db, payment_id, payment.state, state, now_ms)
+            return get_payment(db, payment_id)
 
     def drop_card_data(self, payment_id: str) -> None:
         with self._tx() as db:
-            self._get(db, payment_id)
-            self._drop_card_data(db, payment_id)
+            get_payment(db, payment_id)
+            drop_card_data(db, payment_id)
 
     def start_reversal(
         self,
@@ -462,44 +455,25 @@ class JournalCore:
     ) -> tuple[PaymentRecord, SafEntry]:
         """authorizing or approved -> reversing, with the 0400's fields queued (sealed) in the
         same transaction, so no crash can leave a reversal unqueued."""
-        _check_stan(stan)
+        check_stan(stan)
         now_ms = to_ms(now)
         with self._tx() as db:
-            payment = self._get(db, payment_id)
-            self._check_transition(payment, REVERSING)
+            payment = get_payment(db, payment_id)
+            check_transition(payment, REVERSING)
             db.execute(
                 "UPDATE payments SET state = ?, decline_reason = ?, updated_at = ? WHERE id = ?",
                 (REVERSING, decline_reason, now_ms, payment_id),
             )
             entry_id = self._enqueue(db, payment, "reversal", stan, fields, now_ms)
-            self._drop_card_data(db, payment_id)
-            self._event(db, payment_id, payment.state, REVERSING, now_ms)
-            return self._get(db, payment_id), self._saf_entry(db, entry_id)
+            drop_card_data(db, payment_id)
+            add_event(db, payment_id, payment.state, REVERSING, now_ms)
+            return get_payment(db, payment_id), read_saf_entry(db, entry_id)
 
     def offline_exposure(self, payment_id: str, now: float) -> OfflineExposure:
         """Offline approvals not yet forwarded, and those for this payment's card or account."""
         now_ms = to_ms(now)
-        payment = self._get(self._conn, payment_id)
-        return self._exposure(self._conn, payment.payment_id, now_ms)
-
-    def _exposure(self, db: sqlite3.Connection, payment_id: str, now_ms: int) -> OfflineExposure:
-        row = db.execute(
-            "SELECT count(*), coalesce(sum(charged), 0), min(updated_at) FROM payments"
-            " WHERE state = ?",
-            (APPROVED_OFFLINE,),
-        ).fetchone()
-        for_account = db.execute(
-            "SELECT count(*) FROM payments WHERE state = ? AND account_hash IS NOT NULL AND"
-            " account_hash = (SELECT account_hash FROM payments WHERE id = ?)",
-            (APPROVED_OFFLINE, payment_id),
-        ).fetchone()[0]
-        oldest = row[2]
-        return OfflineExposure(
-            count=row[0],
-            total=row[1],
-            for_account=for_account,
-            oldest_age_s=None if oldest is None else max(0, (now_ms - oldest) // 1000),
-        )
+        payment = get_payment(self._conn, payment_id)
+        return reports.offline_exposure(self._conn, payment.payment_id, now_ms)
 
     def approve_offline(
         self,
@@ -512,15 +486,15 @@ class JournalCore:
     ) -> PaymentRecord | OfflineRefused:
         """authorizing -> approved_offline with the 0220 advice queued, if the offline limits
         allow it; checked and applied in one transaction. On refusal nothing changes."""
-        if not _OFFLINE_AUTH_CODE.fullmatch(auth_code):
+        if not OFFLINE_AUTH_CODE.fullmatch(auth_code):
             raise InvalidArgument("auth_code", "an offline approval code is Y1 and 4 digits")
         now_ms = to_ms(now)
         with self._tx() as db:
-            payment = self._get(db, payment_id)
-            self._check_transition(payment, APPROVED_OFFLINE)
+            payment = get_payment(db, payment_id)
+            check_transition(payment, APPROVED_OFFLINE)
             if payment.kind != "purchase" or payment.stan is None:
                 raise InvalidArgument("payment_id", "only a purchase can be approved offline")
-            exposure = self._exposure(db, payment_id, now_ms)
+            exposure = reports.offline_exposure(db, payment_id, now_ms)
             reason = offline_refusal(limits, payment.charged, exposure)
             if reason is not None:
                 return OfflineRefused(reason, exposure)
@@ -530,20 +504,20 @@ class JournalCore:
                 (APPROVED_OFFLINE, auth_code, now_ms, payment_id),
             )
             self._enqueue(db, payment, "advice", payment.stan, fields, now_ms)
-            self._drop_card_data(db, payment_id)
-            self._event(db, payment_id, payment.state, APPROVED_OFFLINE, now_ms)
-            return self._get(db, payment_id)
+            drop_card_data(db, payment_id)
+            add_event(db, payment_id, payment.state, APPROVED_OFFLINE, now_ms)
+            return get_payment(db, payment_id)
 
     def in_flight(self) -> list[PaymentRecord]:
         """Payments not yet final, oldest first: what start-up recovery looks at. A payment
         in reversing or approved_offline already has its SAF entry."""
         marks = ",".join("?" * len(IN_FLIGHT_STATES))
         rows = self._conn.execute(
-            f"SELECT {_PAYMENT_COLUMNS} FROM payments WHERE state IN ({marks})"
+            f"SELECT {PAYMENT_COLUMNS} FROM payments WHERE state IN ({marks})"
             " ORDER BY created_at, id",
             tuple(sorted(IN_FLIGHT_STATES)),
         ).fetchall()
-        return [_payment(row) for row in rows]
+        return [payment_record(row) for row in rows]
 
     def events_since(self, seq: int, limit: int = 1000) -> list[PaymentEvent]:
         rows = self._conn.execute(
@@ -553,50 +527,13 @@ class JournalCore:
         ).fetchall()
         return [PaymentEvent(r[0], r[1], r[2], r[3], r[4]) for r in rows]
 
-    # -- STAN -----------------------------------------------------------------------------
+    # -- STAN and QR nonces ---------------------------------------------------------------
 
     def allocate_stan(self, now: float) -> int:
         """A STAN for a message not tied to a payment (0800s)."""
         now_ms = to_ms(now)
         with self._tx() as db:
-            return self._allocate_stan(db, now_ms)
-
-    def _allocate_stan(self, db: sqlite3.Connection, now_ms: int) -> int:
-        # Next after the last one handed out, wrapping 999999 -> 1, skipping any STAN still
-        # owed an answer and any already used this UTC day (field 11 is unique per day).
-        day_start = now_ms - now_ms % DAY_MS
-        db.execute("DELETE FROM stans WHERE allocated_at < ?", (day_start,))
-        marks = ",".join("?" * len(STAN_PENDING_STATES))
-        busy = {
-            row[0]
-            for row in db.execute(
-                f"SELECT stan FROM payments WHERE state IN ({marks}) AND stan IS NOT NULL"
-                " UNION SELECT stan FROM saf WHERE completed_at IS NULL"
-                " UNION SELECT stan FROM stans",
-                tuple(sorted(STAN_PENDING_STATES)),
-            )
-        }
-        row = db.execute("SELECT value FROM meta WHERE key = 'last_stan'").fetchone()
-        candidate = int(row[0]) if row is not None else 0
-        for _ in range(STAN_MAX):
-            candidate = candidate % STAN_MAX + 1
-            if candidate not in busy:
-                break
-        else:
-            raise JournalError("every STAN is pending or used today; the ledger link is stuck")
-        db.execute(
-            "INSERT INTO meta (key, value) VALUES ('last_stan', ?)"
-            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            (str(candidate),),
-        )
-        db.execute(
-            "INSERT INTO stans (stan, allocated_at) VALUES (?, ?)"
-            " ON CONFLICT (stan) DO UPDATE SET allocated_at = excluded.allocated_at",
-            (candidate, now_ms),
-        )
-        return candidate
-
-    # -- QR nonces ------------------------------------------------------------------------
+            return stans.allocate_stan(db, now_ms)
 
     def use_qr_nonce(self, nonce: bytes, now: float) -> bool:
         """Marks a QR nonce used; False if it was already used within the last 24 h."""
@@ -604,14 +541,7 @@ class JournalCore:
             raise InvalidArgument("nonce", "must not be empty")
         now_ms = to_ms(now)
         with self._tx() as db:
-            db.execute(
-                "DELETE FROM qr_nonces WHERE used_at <= ?", (now_ms - QR_NONCE_WINDOW_S * 1000,)
-            )
-            inserted = db.execute(
-                "INSERT INTO qr_nonces (nonce, used_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                (nonce, now_ms),
-            ).rowcount
-            return inserted == 1
+            return stans.use_qr_nonce(db, nonce, now_ms)
 
     # -- store and forward ----------------------------------------------------------------
 
@@ -637,59 +567,54 @@ class JournalCore:
 
     def saf_pending(self, limit: int = 1000) -> list[SafEntry]:
         """Pending entries, oldest first, masked (for `posd saf` and diagnostics)."""
-        rows = self._conn.execute(
-            f"SELECT {_SAF_COLUMNS} FROM saf JOIN payments p ON p.id = saf.payment_id"
-            " WHERE saf.completed_at IS NULL ORDER BY saf.id LIMIT ?",
-            (limit,),
-        ).fetchall()
-        return [_saf_entry(row) for row in rows]
+        return reports.pending_entries(self._conn, limit)
 
     def saf_due(self, now: float, hold_s: float, after_id: int = 0) -> SafMessage | None:
         """The oldest pending entry past `after_id` that is due, with its fields: an entry the
         ledger refused waits `hold_s` after its last transmission, any other is due at once.
         Its mti is 0400/0220 until a transmission went out, 0401/0221 after."""
         now_ms = to_ms(now)
-        hold_ms = _hold_ms(hold_s)
+        hold = hold_ms(hold_s)
         row = self._conn.execute(
-            f"SELECT {_SAF_COLUMNS} FROM saf JOIN payments p ON p.id = saf.payment_id"
+            f"SELECT {SAF_COLUMNS} FROM saf JOIN payments p ON p.id = saf.payment_id"
             " WHERE saf.completed_at IS NULL AND saf.id > ?"
             " AND (saf.response_code IS NULL OR saf.last_attempt_at IS NULL"
             " OR saf.last_attempt_at + ? <= ?)"
             " ORDER BY saf.id LIMIT 1",
-            (after_id, hold_ms, now_ms),
+            (after_id, hold, now_ms),
         ).fetchone()
-        return None if row is None else self._message(self._conn, _saf_entry(row))
+        return None if row is None else self._message(self._conn, saf_entry(row))
 
     def saf_held_until(self, hold_s: float) -> float | None:
         """When the first refused entry is due again (Unix seconds); None when none waits."""
-        hold_ms = _hold_ms(hold_s)
+        hold = hold_ms(hold_s)
         row = self._conn.execute(
             "SELECT min(coalesce(last_attempt_at, 0)) FROM saf"
             " WHERE completed_at IS NULL AND response_code IS NOT NULL"
         ).fetchone()
-        return None if row[0] is None else (row[0] + hold_ms) / 1000
+        return None if row[0] is None else (row[0] + hold) / 1000
 
     def saf_attempt_failed(self, entry_id: int, error: str, now: float) -> SafEntry:
         """A transmission went out and no usable answer came: counted (the next one is a
         repeat), and why kept (no card data in `error`)."""
         now_ms = to_ms(now)
         with self._tx() as db:
-            self._pending_entry(db, entry_id)
-            self._count_attempt(db, entry_id, now_ms, error)
-            return self._saf_entry(db, entry_id)
+            read_saf_entry(db, entry_id, pending=True)
+            count_attempt(db, entry_id, now_ms, error)
+            return read_saf_entry(db, entry_id)
 
     def saf_refused(self, entry_id: int, *, response_code: str, error: str, now: float) -> SafEntry:
         """The ledger answered the transmission without settling the entry: counted, and the
         entry stays queued with `response_code` as its refusal, needing attention."""
-        _check_response_code(response_code)
+        check_response_code(response_code)
         if response_code == "00":
             raise InvalidArgument("response_code", "00 settles an entry: use saf_complete")
         now_ms = to_ms(now)
         with self._tx() as db:
-            self._pending_entry(db, entry_id)
-            self._count_attempt(db, entry_id, now_ms, error)
+            read_saf_entry(db, entry_id, pending=True)
+            count_attempt(db, entry_id, now_ms, error)
             db.execute("UPDATE saf SET response_code = ? WHERE id = ?", (response_code, entry_id))
-            return self._saf_entry(db, entry_id)
+            return read_saf_entry(db, entry_id)
 
     def saf_complete(
         self, entry_id: int, *, response_code: str, now: float, rrn: str | None = None
@@ -700,24 +625,24 @@ class JournalCore:
         code settles only an advice, as the ledger's refusal of it: approved_offline ->
         declined, decline_reason advice_refused. Which codes are such a decision is the
         caller's call; a reversal is settled by nothing but 00."""
-        _check_response_code(response_code)
-        _check_optional_text("rrn", rrn, 12)
+        check_response_code(response_code)
+        check_optional_text("rrn", rrn, 12)
         now_ms = to_ms(now)
         with self._tx() as db:
-            entry = self._pending_entry(db, entry_id)
+            entry = read_saf_entry(db, entry_id, pending=True)
             if entry.kind == "reversal" and response_code != "00":
                 raise InvalidArgument("response_code", "only 00 settles a reversal")
-            self._count_attempt(db, entry_id, now_ms, None)
+            count_attempt(db, entry_id, now_ms, None)
             db.execute(
                 "UPDATE saf SET completed_at = ?, response_code = ?, fields = NULL WHERE id = ?",
                 (now_ms, response_code, entry_id),
             )
-            payment = self._get(db, entry.payment_id)
+            payment = get_payment(db, entry.payment_id)
             if entry.kind == "reversal":
                 target = REVERSED
             else:
                 target = FORWARDED if response_code == "00" else DECLINED
-            self._check_transition(payment, target)
+            check_transition(payment, target)
             if target == REVERSED:
                 db.execute(
                     "UPDATE payments SET state = ?, updated_at = ? WHERE id = ?",
@@ -736,145 +661,24 @@ class JournalCore:
                         payment.payment_id,
                     ),
                 )
-            self._drop_card_data(db, payment.payment_id)
-            self._event(db, payment.payment_id, payment.state, target, now_ms)
-            return self._get(db, payment.payment_id)
+            drop_card_data(db, payment.payment_id)
+            add_event(db, payment.payment_id, payment.state, target, now_ms)
+            return get_payment(db, payment.payment_id)
 
     def saf_summary(self, now: float) -> SafSummary:
-        now_ms = to_ms(now)
-        row = self._conn.execute(
-            "SELECT count(*), coalesce(sum(amount), 0), min(created_at),"
-            " count(response_code) FROM saf WHERE completed_at IS NULL"
-        ).fetchone()
-        oldest = row[2]
-        return SafSummary(
-            pending=row[0],
-            pending_amount=row[1],
-            oldest_age_s=None if oldest is None else max(0, (now_ms - oldest) // 1000),
-            needs_attention=row[3],
-        )
+        return reports.saf_summary(self._conn, to_ms(now))
 
     # -- totals ---------------------------------------------------------------------------
 
     def totals(self, start_ms: int, end_ms: int) -> dict[str, object]:
         """Counts and sums by kind, method and state for payments created in [start, end)."""
-        rows = self._conn.execute(
-            "SELECT kind, method, state, count(*), sum(amount), sum(discount), sum(charged)"
-            " FROM payments WHERE created_at >= ? AND created_at < ?"
-            " GROUP BY kind, method, state ORDER BY kind, method, state",
-            (start_ms, end_ms),
-        ).fetchall()
-        groups: dict[str, dict[str, dict[str, dict[str, int]]]] = {
-            "purchase": {},
-            "refund": {},
-        }
-        net = 0
-        settled_count = 0
-        for kind, method, state, count, amount, discount, charged in rows:
-            groups[kind].setdefault(method, {})[state] = {
-                "count": count,
-                "amount": amount,
-                "discount": discount,
-                "charged": charged,
-            }
-            if kind == "purchase" and state in SUCCESS_STATES:
-                net += charged
-                settled_count += count
-            elif kind == "refund" and state == APPROVED:
-                net -= charged
-        return {
-            "purchases": groups["purchase"],
-            "refunds": groups["refund"],
-            "approved_count": settled_count,
-            "net_charged": net,
-        }
+        return reports.totals(self._conn, start_ms, end_ms)
 
     def payments_today(self, start_ms: int, end_ms: int) -> dict[str, int]:
         """The status counters: successful purchases, failed ones, and the won charged."""
-        row = self._conn.execute(
-            "SELECT"
-            " coalesce(sum(state IN (?, ?, ?)), 0),"
-            " coalesce(sum(state IN (?, ?, ?)), 0),"
-            " coalesce(sum(CASE WHEN state IN (?, ?, ?) THEN charged ELSE 0 END), 0)"
-            " FROM payments WHERE kind = 'purchase' AND created_at >= ? AND created_at < ?",
-            (
-                *sorted(SUCCESS_STATES),
-                DECLINED,
-                REVERSING,
-                REVERSED,
-                *sorted(SUCCESS_STATES),
-                start_ms,
-                end_ms,
-            ),
-        ).fetchone()
-        return {"approved": row[0], "declined": row[1], "amount": row[2]}
+        return reports.payments_today(self._conn, start_ms, end_ms)
 
     # -- helpers --------------------------------------------------------------------------
-
-    def _find(self, db: sqlite3.Connection, payment_id: str) -> PaymentRecord | None:
-        row = db.execute(
-            f"SELECT {_PAYMENT_COLUMNS} FROM payments WHERE id = ?", (payment_id,)
-        ).fetchone()
-        return None if row is None else _payment(row)
-
-    def _get(self, db: sqlite3.Connection, payment_id: str) -> PaymentRecord:
-        payment = self._find(db, payment_id)
-        if payment is None:
-            raise PaymentNotFound(payment_id)
-        return payment
-
-    def _by_key(self, db: sqlite3.Connection, kind: str, key: str) -> PaymentRecord | None:
-        row = db.execute(
-            f"SELECT {_PAYMENT_COLUMNS} FROM payments WHERE kind = ? AND idempotency_key = ?",
-            (kind, key),
-        ).fetchone()
-        return None if row is None else _payment(row)
-
-    @staticmethod
-    def _check_transition(payment: PaymentRecord, state: str) -> None:
-        if state not in TRANSITIONS[payment.state]:
-            raise IllegalTransition(payment.payment_id, payment.state, state)
-
-    @staticmethod
-    def _event(
-        db: sqlite3.Connection, payment_id: str, from_state: str | None, state: str, now_ms: int
-    ) -> None:
-        db.execute(
-            "INSERT INTO payment_events (payment_id, from_state, to_state, at) VALUES (?, ?, ?, ?)",
-            (payment_id, from_state, state, now_ms),
-        )
-
-    @staticmethod
-    def _drop_card_data(db: sqlite3.Connection, payment_id: str) -> None:
-        db.execute(
-            "UPDATE payments SET card_data = NULL WHERE id = ? AND card_data IS NOT NULL",
-            (payment_id,),
-        )
-
-    @staticmethod
-    def _count_attempt(
-        db: sqlite3.Connection, entry_id: int, now_ms: int, error: str | None
-    ) -> None:
-        db.execute(
-            "UPDATE saf SET attempts = attempts + 1, last_attempt_at = ?,"
-            " last_error = coalesce(?, last_error) WHERE id = ?",
-            (now_ms, None if error is None else error[:200], entry_id),
-        )
-
-    def _pending_entry(self, db: sqlite3.Connection, entry_id: int) -> SafEntry:
-        return self._saf_entry(db, entry_id, pending=True)
-
-    def _saf_entry(
-        self, db: sqlite3.Connection, entry_id: int, *, pending: bool = False
-    ) -> SafEntry:
-        row = db.execute(
-            f"SELECT {_SAF_COLUMNS} FROM saf JOIN payments p ON p.id = saf.payment_id"
-            " WHERE saf.id = ?" + (" AND saf.completed_at IS NULL" if pending else ""),
-            (entry_id,),
-        ).fetchone()
-        if row is None:
-            raise UnknownSafEntry(entry_id)
-        return _saf_entry(row)
 
     def _message(self, db: sqlite3.Connection, entry: SafEntry) -> SafMessage:
         row = db.execute("SELECT fields FROM saf WHERE id = ?", (entry.entry_id,)).fetchone()
@@ -882,101 +686,3 @@ class JournalCore:
         return SafMessage(entry, entry.mti, decode_fields(plain))
 
 
-def saf_listing(state_dir: Path, limit: int = 1000) -> list[SafEntry]:
-    """Pending SAF entries, masked, read without the key and without writing: for `posd saf`
-    run by a technician while the daemon may or may not be running."""
-    path = state_dir / DB_FILE_NAME
-    if not path.is_file():
-        raise JournalError(f"no journal at {path}; is storage.state_dir right?")
-    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5.0)
-    try:
-        conn.row_factory = sqlite3.Row
-        rows = conn.execute(
-            f"SELECT {_SAF_COLUMNS} FROM saf JOIN payments p ON p.id = saf.payment_id"
-            " WHERE saf.completed_at IS NULL ORDER BY saf.id LIMIT ?",
-            (limit,),
-        ).fetchall()
-    except sqlite3.DatabaseError as exc:
-        raise JournalError(f"cannot read {path}: {exc}") from None
-    finally:
-        conn.close()
-    return [_saf_entry(row) for row in rows]
-
-
-def _payment(row: sqlite3.Row) -> PaymentRecord:
-    return PaymentRecord(
-        payment_id=row["id"],
-        kind=row["kind"],
-        idempotency_key=row["idempotency_key"],
-        original_payment_id=row["original_payment_id"],
-        state=row["state"],
-        amount=row["amount"],
-        discount=row["discount"],
-        charged=row["charged"],
-        benefit_plus_rate_bps=row["benefit_plus_rate_bps"],
-        requested_method=row["requested_method"],
-        method=row["method"],
-        entry_mode=row["entry_mode"],
-        masked_pan=row["masked_pan"],
-        last4=row["last4"],
-        has_card_data=bool(row["has_card_data"]),
-        stan=row["stan"],
-        field7=row["field7"],
-        rrn=row["rrn"],
-        auth_code=row["auth_code"],
-        response_code=row["response_code"],
-        decline_reason=row["decline_reason"],
-        offline=bool(row["offline"]),
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-    )
-
-
-def _saf_entry(row: sqlite3.Row) -> SafEntry:
-    return SafEntry(
-        entry_id=row[0],
-        payment_id=row[1],
-        kind=row[2],
-        stan=row[3],
-        amount=row[4],
-        masked_pan=row[5],
-        last4=row[6],
-        created_at=row[7],
-        attempts=row[8],
-        last_attempt_at=row[9],
-        last_error=row[10],
-        refused_code=row[11],
-    )
-
-
-def _hold_ms(hold_s: float) -> int:
-    return _seconds_to_ms(hold_s, "hold_s", "number of seconds")
-
-
-def _check_response_code(response_code: str) -> None:
-    if not isinstance(response_code, str) or not _RESPONSE_CODE.fullmatch(response_code):
-        raise InvalidArgument("response_code", "must be 2 letters or digits (an2)")
-
-
-def _check_amount(amount: int) -> None:
-    if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount <= MAX_AMOUNT:
-        raise InvalidArgument("amount", f"must be a whole number of won, 1 to {MAX_AMOUNT}")
-
-
-def _check_stan(stan: int) -> None:
-    if isinstance(stan, bool) or not isinstance(stan, int) or not 0 < stan <= STAN_MAX:
-        raise InvalidArgument("stan", "must be 1 to 999999")
-
-
-def _check_idempotency_key(key: str) -> None:
-    if not isinstance(key, str) or not 0 < len(key) <= MAX_IDEMPOTENCY_KEY or not key.isprintable():
-        raise InvalidArgument(
-            "idempotency_key", f"must be 1 to {MAX_IDEMPOTENCY_KEY} printable characters"
-        )
-
-
-def _check_optional_text(name: str, value: str | None, max_len: int) -> None:
-    if value is not None and not (
-        value.isascii() and value.isprintable() and len(value) <= max_len
-    ):
-        raise InvalidArgument(name, f"must be at most {max_len} printable ASCII characters")
