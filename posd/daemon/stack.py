@@ -13,12 +13,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from drivers.qr_scanner import ScannerBase, SerialQrScanner, UsbQrScanner
+from drivers.qr_scanner import SerialQrScanner, UsbQrScanner
 from posd.api import LocalApi
 from posd.config import Config, read_api_token
 from posd.journal import JournalHolder
 from posd.ledger import LedgerClient, LedgerTimings
-from posd.payments import RETRY_INTERVAL_S, PaymentEngine, SafForwarder
+from posd.payments import RETRY_INTERVAL_S, Counter, PaymentEngine, SafForwarder
 from posd.runtime import Component, Runtime
 
 BuildComponents = Callable[[Config, Runtime], list[Component]]
@@ -65,21 +65,20 @@ def payment_components(
             exclude=[scanner_port] if scanner_port else [],
         )
         reader_errors = (ReaderUnavailable,)
-    engine = PaymentEngine(config, journal, ledger, forwarder, reader, reader_errors=reader_errors)
+    counter = Counter(reader, reader_errors=reader_errors)
     if read_timeout_s is not None:
-        engine.read_timeout_s = read_timeout_s
-    scanner: ScannerBase | None = None
+        counter.read_timeout_s = read_timeout_s
     qr = config.qr_scanner
     if qr.kind == "usb-hid":
-        scanner = UsbQrScanner(
-            engine.on_scan,
+        counter.scanner = UsbQrScanner(
+            counter.on_scan,
             vendor_id=qr.usb_vendor_id,
             product_id=qr.usb_product_id,
             backend=usb_backend,
         )
     elif qr.kind == "serial" and qr.port:
-        scanner = SerialQrScanner(engine.on_scan, port=qr.port, baudrate=qr.baudrate)
-    engine.scanner = scanner
+        counter.scanner = SerialQrScanner(counter.on_scan, port=qr.port, baudrate=qr.baudrate)
+    engine = PaymentEngine(config, journal, ledger, forwarder, counter)
     api = LocalApi(
         engine,
         config.api.socket,
@@ -90,8 +89,8 @@ def payment_components(
     components: list[Any] = [journal, ledger, forwarder]
     if reader is not None:
         components.append(reader)
-    if scanner is not None:
-        components.append(scanner)
+    if counter.scanner is not None:
+        components.append(counter.scanner)
     components += [engine, api]
     for component in components[1:]:
         component.config_sections = STACK_SECTIONS

@@ -61,12 +61,12 @@ async def test_a_chip_card_read_but_not_used_is_told_z3(tmp_path: Path) -> None:
     the card's CARD_DATA was on its way): the card's transaction is ended."""
     async with running_daemon(tmp_path, card_reader=True) as d:
         assert d.reader is not None
-        reader = d.engine.reader
+        reader = d.engine.counter.reader
         assert reader is not None
         read = asyncio.create_task(reader.read_card(1_000, ALL_MODES, 5))
         d.reader.present("seoroeum")
         await asyncio.wait_for(asyncio.shield(read), 5)
-        await d.engine._stop_read(read)
+        await d.engine.counter.stop_read(read)
         assert d.reader.received[-1] == srl.Complete("Z3")
 
 
