@@ -19,16 +19,19 @@ import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import usb.backend.libusb1
-import usb.core
-import usb.util
 from serial.tools import list_ports
 
 from drivers.card_reader import ProbeResult, probe_port
-from drivers.qr_scanner import known_scanner
 from drivers.serial_ports import SerialPort, list_serial_ports
+from drivers.usb_devices import (
+    LIBUSB_MISSING,
+    UsbDevice,
+    UsbListing,
+    libusb_backend,
+    list_usb,
+)
 from posd.config import (
     CONFIG_ENV,
     DEFAULT_CONFIG,
@@ -41,36 +44,25 @@ from posd.config import (
 )
 
 __all__ = [
-    "Check",
+    "DeviceCheck",
     "DevicesReport",
     "Host",
     "PortReport",
     "SerialPortEntry",
-    "UsbDevice",
-    "UsbListing",
     "add_arguments",
     "devices",
     "host_serial_ports",
-    "libusb_backend",
-    "list_usb",
     "posd_links",
     "render_text",
     "report_json",
     "run",
     "survey",
-    "usb_from_pyusb",
-    "usb_from_sysfs",
     "usb_serial_port",
 ]
 
 DEFAULT_TIMEOUT_S = 1.5
 DEFAULT_READER_BAUDRATE = 115200
 MAX_TIMEOUT_S = 30.0
-
-_HID, _BOOT, _KEYBOARD = 0x03, 0x01, 0x01
-_LIBUSB_MISSING = (
-    "libusb-1.0-0 is not installed; posd's USB scanner driver needs it (apt install libusb-1.0-0)"
-)
 
 
 # -- what is found -----------------------------------------------------------------------
@@ -86,37 +78,6 @@ class SerialPortEntry:
 
 
 @dataclass(frozen=True, slots=True)
-class UsbDevice:
-    bus: int
-    address: int
-    vendor_id: int
-    product_id: int
-    manufacturer: str | None
-    product: str | None
-    serial_number: str | None
-    boot_keyboard: bool
-    """Has a HID boot-keyboard interface: what posd's USB scanner driver reads."""
-
-    @property
-    def ids(self) -> str:
-        return f"{self.vendor_id:04x}:{self.product_id:04x}"
-
-    @property
-    def known_scanner(self) -> str | None:
-        row = known_scanner(self.vendor_id, self.product_id)
-        return row.name if row is not None else None
-
-
-@dataclass(frozen=True, slots=True)
-class UsbListing:
-    source: Literal["libusb", "sysfs", "none"]
-    devices: tuple[UsbDevice, ...]
-    libusb: bool
-    """Whether pyusb found libusb, which posd's USB scanner driver needs."""
-    note: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class PortReport:
     entry: SerialPortEntry
     links: tuple[str, ...]
@@ -127,7 +88,7 @@ class PortReport:
 
 
 @dataclass(frozen=True, slots=True)
-class Check:
+class DeviceCheck:
     """Whether a device the config needs is there; `found` None: could not tell."""
 
     device: str
@@ -145,10 +106,10 @@ class DevicesReport:
     timeout_s: float
     config: str | None
     config_note: str | None
-    checks: tuple[Check, ...] = ()
+    checks: tuple[DeviceCheck, ...] = ()
 
     @property
-    def missing(self) -> list[Check]:
+    def missing(self) -> list[DeviceCheck]:
         return [c for c in self.checks if c.found is False]
 
 
@@ -160,11 +121,6 @@ def host_serial_ports() -> list[SerialPortEntry]:
         SerialPortEntry(port, makers.get(port.device), port.reader_candidate)
         for port in list_serial_ports()
     ]
-
-
-def libusb_backend() -> Any:
-    """pyusb's libusb 1.0 backend, or None where libusb-1.0-0 is not installed."""
-    return usb.backend.libusb1.get_backend()
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,134 +135,6 @@ class Host:
 
 
 # -- USB -------------------------------------------------------------------------------
-
-
-def _read_text(path: Path) -> str | None:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace").strip()
-    except OSError:
-        return None
-    return text or None
-
-
-def _read_hex(path: Path) -> int | None:
-    text = _read_text(path)
-    if text is None:
-        return None
-    try:
-        return int(text, 16)
-    except ValueError:
-        return None
-
-
-def _read_int(path: Path) -> int:
-    text = _read_text(path)
-    return int(text) if text is not None and text.isdecimal() else 0
-
-
-def _sysfs_boot_keyboard(device_dir: Path) -> bool:
-    for intf in device_dir.glob("*:*"):
-        kind = tuple(
-            _read_hex(intf / n)
-            for n in ("bInterfaceClass", "bInterfaceSubClass", "bInterfaceProtocol")
-        )
-        if kind == (_HID, _BOOT, _KEYBOARD):
-            return True
-    return False
-
-
-def usb_from_sysfs(sysfs: Path) -> list[UsbDevice] | None:
-    """Every USB device the kernel knows, from sysfs (world-readable, opens no device);
-    None when there is no USB sysfs at all."""
-    base = sysfs / "bus" / "usb" / "devices"
-    if not base.is_dir():
-        return None
-    devices = []
-    for entry in sorted(base.iterdir()):
-        if ":" in entry.name:
-            continue  # an interface, listed under its device
-        vendor, product = _read_hex(entry / "idVendor"), _read_hex(entry / "idProduct")
-        if vendor is None or product is None:
-            continue
-        devices.append(
-            UsbDevice(
-                bus=_read_int(entry / "busnum"),
-                address=_read_int(entry / "devnum"),
-                vendor_id=vendor,
-                product_id=product,
-                manufacturer=_read_text(entry / "manufacturer"),
-                product=_read_text(entry / "product"),
-                serial_number=_read_text(entry / "serial"),
-                boot_keyboard=_sysfs_boot_keyboard(entry),
-            )
-        )
-    return sorted(devices, key=lambda d: (d.bus, d.address))
-
-
-def _usb_string(dev: Any, index: int) -> str | None:
-    if not index:
-        return None
-    try:
-        text = usb.util.get_string(dev, index)
-    except (usb.core.USBError, ValueError, NotImplementedError):
-        # Reading strings opens the device: without permission, sysfs may still have them.
-        return None
-    return str(text) if text else None
-
-
-def _pyusb_boot_keyboard(dev: Any) -> bool:
-    return any(
-        (intf.bInterfaceClass, intf.bInterfaceSubClass, intf.bInterfaceProtocol)
-        == (_HID, _BOOT, _KEYBOARD)
-        for cfg in dev
-        for intf in cfg
-    )
-
-
-def usb_from_pyusb(backend: Any, sysfs: Sequence[UsbDevice] = ()) -> list[UsbDevice]:
-    """Every USB device pyusb sees; strings it cannot read are taken from `sysfs`."""
-    by_address = {(d.bus, d.address): d for d in sysfs}
-    devices = []
-    for dev in usb.core.find(find_all=True, backend=backend):
-        try:
-            known = by_address.get((dev.bus, dev.address))
-            manufacturer = _usb_string(dev, dev.iManufacturer)
-            product = _usb_string(dev, dev.iProduct)
-            serial_number = _usb_string(dev, dev.iSerialNumber)
-            devices.append(
-                UsbDevice(
-                    bus=dev.bus,
-                    address=dev.address,
-                    vendor_id=dev.idVendor,
-                    product_id=dev.idProduct,
-                    manufacturer=manufacturer or (known.manufacturer if known else None),
-                    product=product or (known.product if known else None),
-                    serial_number=serial_number or (known.serial_number if known else None),
-                    boot_keyboard=_pyusb_boot_keyboard(dev),
-                )
-            )
-        finally:
-            usb.util.dispose_resources(dev)
-    return sorted(devices, key=lambda d: (d.bus, d.address))
-
-
-def list_usb(host: Host) -> UsbListing:
-    """The USB devices through libusb, as posd's scanner driver sees them, else from sysfs."""
-    from_sysfs = usb_from_sysfs(host.sysfs)
-    backend = host.usb_backend()
-    if backend is None:
-        if from_sysfs is None:
-            note = f"{host.sysfs}/bus/usb is not there either and {_LIBUSB_MISSING}"
-            return UsbListing("none", (), False, note)
-        return UsbListing("sysfs", tuple(from_sysfs), False, _LIBUSB_MISSING)
-    try:
-        devices = usb_from_pyusb(backend, from_sysfs or ())
-    except usb.core.USBError as exc:
-        note = f"libusb could not list USB devices ({exc.strerror or exc})"
-        if from_sysfs is None:
-            return UsbListing("none", (), True, note)
-        return UsbListing("sysfs", tuple(from_sysfs), True, note)
-    return UsbListing("libusb", tuple(devices), True)
 
 
 # -- serial ----------------------------------------------------------------------------
@@ -369,7 +197,7 @@ async def survey(
 
     probes: dict[str, asyncio.Task[ProbeResult]] = {}
     async with asyncio.TaskGroup() as tg:
-        usb_task = tg.create_task(asyncio.to_thread(list_usb, host))
+        usb_task = tg.create_task(asyncio.to_thread(list_usb, host.sysfs, host.usb_backend))
         if ping:
             for entry in entries:
                 real = _real(entry.port.device)
@@ -420,27 +248,29 @@ def _reader_found(probe: ProbeResult, path: str) -> str:
     return f"{info.model}, firmware {info.firmware}, serial {info.serial} on {where}"
 
 
-def _named_reader_check(report: DevicesReport, setting: str, path: str, baud_hint: str) -> Check:
+def _named_reader_check(
+    report: DevicesReport, setting: str, path: str, baud_hint: str
+) -> DeviceCheck:
     if not os.path.exists(path):
         hint = (
             "check the reader's cable and power; is its vid:pid in systemd/99-posd.rules?"
             if Path(path).name == "posd-reader"
             else "check the reader's cable and power, and the path"
         )
-        return Check("card reader", setting, False, f"{path} is not there: {hint}")
+        return DeviceCheck("card reader", setting, False, f"{path} is not there: {hint}")
     if not report.pinged:
-        return Check("card reader", setting, True, f"{path} is there (not PINGed: --no-ping)")
+        return DeviceCheck("card reader", setting, True, f"{path} is there (not PINGed: --no-ping)")
     probe = _port_probe(report, path)
     if probe is None:
-        return Check("card reader", setting, None, f"{path} is there but was not PINGed")
+        return DeviceCheck("card reader", setting, None, f"{path} is there but was not PINGed")
     if probe.status == "reader":
-        return Check("card reader", setting, True, _reader_found(probe, path))
+        return DeviceCheck("card reader", setting, True, _reader_found(probe, path))
     if probe.status in ("busy", "no_permission"):
-        return Check("card reader", setting, None, f"{path}: {probe.detail}")
-    return Check("card reader", setting, False, f"{path}: {probe.detail}; {baud_hint}")
+        return DeviceCheck("card reader", setting, None, f"{path}: {probe.detail}")
+    return DeviceCheck("card reader", setting, False, f"{path}: {probe.detail}; {baud_hint}")
 
 
-def _reader_check(report: DevicesReport, config: Config, stable: Path) -> Check:
+def _reader_check(report: DevicesReport, config: Config, stable: Path) -> DeviceCheck:
     port = config.card_reader.port
     baud_hint = (
         f"check the reader's power, and that card_reader.baudrate ({report.baudrate}) "
@@ -454,24 +284,24 @@ def _reader_check(report: DevicesReport, config: Config, stable: Path) -> Check:
         return _named_reader_check(report, f"{setting}, so {stable}", str(stable), baud_hint)
     probed = [p.probe for p in report.ports if p.probe is not None]
     if not report.pinged:
-        return Check("card reader", setting, None, "not PINGed (--no-ping)")
+        return DeviceCheck("card reader", setting, None, "not PINGed (--no-ping)")
     readers = [p for p in probed if p.status == "reader"]
     if readers:
         detail = _reader_found(readers[0], readers[0].path)
         if len(readers) > 1:
             others = ", ".join(p.path for p in readers[1:])
             detail += f"; readers also answer on {others}: posd takes the first to answer"
-        return Check("card reader", setting, True, detail)
+        return DeviceCheck("card reader", setting, True, detail)
     busy = [p.path for p in probed if p.status in ("busy", "no_permission")]
     if busy:
-        return Check(
+        return DeviceCheck(
             "card reader",
             setting,
             None,
             f"no reader answered; not PINGed: {', '.join(busy)} (posd running? permissions?)",
         )
     if not probed:
-        return Check(
+        return DeviceCheck(
             "card reader",
             setting,
             False,
@@ -479,23 +309,25 @@ def _reader_check(report: DevicesReport, config: Config, stable: Path) -> Check:
             "/dev/ttyACM* or /dev/ttyUSB*)",
         )
     paths = ", ".join(p.path for p in probed)
-    return Check("card reader", setting, False, f"no SRL/1 reader answered on {paths}; {baud_hint}")
+    return DeviceCheck(
+        "card reader", setting, False, f"no SRL/1 reader answered on {paths}; {baud_hint}"
+    )
 
 
 def _hex_or_auto(value: int | None) -> str:
     return "auto" if value is None else f"0x{value:04x}"
 
 
-def _scanner_checks(report: DevicesReport, config: Config) -> list[Check]:
+def _scanner_checks(report: DevicesReport, config: Config) -> list[DeviceCheck]:
     scanner = config.qr_scanner
     if scanner.kind == "none":
         return []
     if scanner.kind == "serial":
         setting = f'qr_scanner.port = "{scanner.port}"'
         if scanner.port is not None and os.path.exists(scanner.port):
-            return [Check("QR scanner", setting, True, f"{scanner.port} is there")]
+            return [DeviceCheck("QR scanner", setting, True, f"{scanner.port} is there")]
         return [
-            Check(
+            DeviceCheck(
                 "QR scanner",
                 setting,
                 False,
@@ -508,9 +340,9 @@ def _scanner_checks(report: DevicesReport, config: Config) -> list[Check]:
     )
     checks = []
     if not report.usb.libusb:
-        checks.append(Check("libusb", 'qr_scanner.kind = "usb-hid"', False, _LIBUSB_MISSING))
+        checks.append(DeviceCheck("libusb", 'qr_scanner.kind = "usb-hid"', False, LIBUSB_MISSING))
     if report.usb.source == "none":
-        return [*checks, Check("QR scanner", setting, None, "cannot list USB devices")]
+        return [*checks, DeviceCheck("QR scanner", setting, None, "cannot list USB devices")]
 
     def wanted(d: UsbDevice) -> bool:
         if scanner.usb_vendor_id is None:
@@ -526,11 +358,13 @@ def _scanner_checks(report: DevicesReport, config: Config) -> list[Check]:
         d = usable[0]
         name = " ".join(s for s in (d.manufacturer, d.product) if s) or "no name"
         checks.append(
-            Check("QR scanner", setting, True, f"{d.ids} {name} on bus {d.bus} address {d.address}")
+            DeviceCheck(
+                "QR scanner", setting, True, f"{d.ids} {name} on bus {d.bus} address {d.address}"
+            )
         )
     elif matches:
         checks.append(
-            Check(
+            DeviceCheck(
                 "QR scanner",
                 setting,
                 False,
@@ -540,7 +374,7 @@ def _scanner_checks(report: DevicesReport, config: Config) -> list[Check]:
         )
     elif scanner.usb_vendor_id is None:
         checks.append(
-            Check(
+            DeviceCheck(
                 "QR scanner",
                 setting,
                 False,
@@ -551,7 +385,7 @@ def _scanner_checks(report: DevicesReport, config: Config) -> list[Check]:
         )
     else:
         checks.append(
-            Check(
+            DeviceCheck(
                 "QR scanner",
                 setting,
                 False,

@@ -28,7 +28,7 @@ REQUIRED: Final = _Required()
 """Default for keys that have no sensible default and must be in the file."""
 
 T = TypeVar("T")
-Check = Callable[[T], str | None]
+ValueCheck = Callable[[T], str | None]
 """Returns what is wrong with an already well-typed value, or None when it is fine."""
 
 _MISSING: Final = object()
@@ -134,7 +134,7 @@ class Table:
         self,
         key: str,
         default: str | _Required,
-        check: Check[str] | None = None,
+        check: ValueCheck[str] | None = None,
         *,
         expected: str = "a string",
     ) -> str:
@@ -150,7 +150,7 @@ class Table:
             return fallback
         return value
 
-    def optional_string(self, key: str, check: Check[str] | None = None) -> str | None:
+    def optional_string(self, key: str, check: ValueCheck[str] | None = None) -> str | None:
         """A string where "" (the default) means not set; `check` sees only non-empty values."""
 
         def unless_empty(value: str) -> str | None:
@@ -176,7 +176,7 @@ class Table:
         high: int,
         *,
         expected: str | None = None,
-        check: Check[int] | None = None,
+        check: ValueCheck[int] | None = None,
     ) -> int:
         fallback = low if isinstance(default, _Required) else default
         expected = expected or f"an integer from {low} to {high}"

@@ -12,7 +12,7 @@ import re
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from posd.config.fields import Check, show
+from posd.config.fields import ValueCheck, show
 
 STANDARD_BAUDRATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600)
 READER_BAUDRATES = tuple(rate for rate in STANDARD_BAUDRATES if rate >= 9600)
@@ -30,7 +30,7 @@ _ED25519_SPKI_PREFIX = bytes.fromhex("302a300506032b6570032100")
 _TOPIC_UNSAFE = "/+#"
 
 
-def ans(length: int, field: str) -> Check[str]:
+def ans(length: int, field: str) -> ValueCheck[str]:
     """ISO 8583 ans of fixed length, also safe inside an MQTT topic level."""
 
     def check(value: str) -> str | None:
@@ -84,7 +84,7 @@ def reader_port(value: str) -> str | None:
     return problem and problem.replace("expected", 'expected "auto" or')
 
 
-def baudrate(allowed: tuple[int, ...]) -> Check[int]:
+def baudrate(allowed: tuple[int, ...]) -> ValueCheck[int]:
     def check(value: int) -> str | None:
         if value in allowed:
             return None
@@ -93,7 +93,7 @@ def baudrate(allowed: tuple[int, ...]) -> Check[int]:
     return check
 
 
-def topic(placeholders: frozenset[str]) -> Check[str]:
+def topic(placeholders: frozenset[str]) -> ValueCheck[str]:
     """An MQTT topic to publish under or subscribe to: no wildcards, no empty levels."""
     if placeholders:
         allowed = "the only placeholder allowed is " + ", ".join(
