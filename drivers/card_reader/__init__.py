@@ -5,6 +5,7 @@ Modules:
   for again, a dropped link is reopened) with the payment flow's `read_card` and `complete`;
   what they return (`CardRead`, `ReadFailed`, `CompleteResult`, `ReaderInfo`) and raise
   (`ReaderUnavailable`); `ping_port`, "a reader on this port, or not".
+- `session`: one open port: the SRL/1 link driven over asyncio, its timer and its inbox.
 - `probe`: `probe_port`, one PING told apart the way a technician needs (`posd devices`):
   busy, no permission, absent, silent, not SRL/1, or a reader.
 """

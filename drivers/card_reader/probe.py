@@ -20,7 +20,8 @@ from typing import Literal
 
 import serial_asyncio_fast
 
-from drivers.card_reader.reader import ReaderInfo, send_and_rearm
+from drivers.card_reader.reader import ReaderInfo
+from drivers.card_reader.session import send_and_rearm
 from drivers.serial_ports import OPEN_ERRORS, open_errno, open_error_detail
 from protocols import srl_messages as srl
 from protocols.srl_link import LinkDown, MessageReceived, MessageRejected, SrlLink

@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import errno
 import logging
-import math
 import random
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass, field, fields
@@ -27,6 +26,14 @@ from typing import Any, Literal
 
 import serial_asyncio_fast
 
+from drivers.card_reader.session import (
+    LOST,
+    PORT_CLOSE_TIMEOUT_S,
+    WARNING_INTERVAL_S,
+    ReaderUnavailable,
+    Session,
+    Throttle,
+)
 from drivers.serial_ports import (
     OPEN_ERRORS,
     open_errno,
@@ -38,12 +45,7 @@ from protocols import srl_messages as srl
 from protocols.ber_tlv import TlvError, decode_tlv, find_tag
 from protocols.emv import EmvError, Track2, expiry_from_5f24, mask_pan, pan_from_5a
 from protocols.srl_link import (
-    FrameRejected,
-    LinkDown,
     LinkStats,
-    MessageReceived,
-    MessageRejected,
-    SrlLink,
 )
 
 __all__ = [
@@ -57,7 +59,6 @@ __all__ = [
     "ReaderUnavailable",
     "card_read_from",
     "ping_port",
-    "send_and_rearm",
 ]
 
 log = logging.getLogger(__package__)
@@ -75,22 +76,10 @@ _ENTRY_NAMES: dict[srl.EntryMode, EntryModeName] = {
 PING_TIMEOUT_S = 2.0
 # READ_STARTED, CANCELLED: the reader answers without waiting for a card.
 REPLY_TIMEOUT_S = 2.0
-# Closing runs in an executor thread; it is quick unless the kernel driver is wedged.
-PORT_CLOSE_TIMEOUT_S = 2.0
 # COMPLETE runs the card's second GENERATE AC, which takes a slow card a second or two.
 COMPLETE_TIMEOUT_S = 5.0
 # Opening runs in an executor thread too; a probe ended early waits this long for it.
 PORT_OPEN_TIMEOUT_S = 2.0
-# Messages held for the operation waiting on the reader. An operation takes a few; a faulty
-# reader can send without end, so past this the oldest goes.
-INBOX_LIMIT = 64
-# A faulty reader can send ERROR or malformed messages without end: one warning per kind
-# this often, the next one counting those held back.
-WARNING_INTERVAL_S = 60.0
-
-
-class ReaderUnavailable(Exception):
-    """The reader cannot do this now: not connected, busy, or the link dropped mid-operation."""
 
 
 class CardDataError(ValueError):
@@ -191,193 +180,7 @@ def _pan_sequence(value: bytes) -> int:
     return int(digits)
 
 
-_LOST = object()
 """Put in a session's inbox when its link ends, to wake whoever waits on it."""
-
-
-class _Throttle:
-    """Lets one log line through per interval; the next one says how many were held back."""
-
-    def __init__(self, interval_s: float) -> None:
-        self._interval_s = interval_s
-        self._next_at = -math.inf
-        self._held = 0
-
-    def allow(self, now: float) -> int | None:
-        """None: hold this line back; else how many were held back since the last one."""
-        if now < self._next_at:
-            self._held += 1
-            return None
-        held, self._held = self._held, 0
-        self._next_at = now + self._interval_s
-        return held
-
-
-def _held_note(held: int) -> str:
-    return f" ({held} more since the last such warning)" if held else ""
-
-
-class _Session(asyncio.Protocol):
-    """One open port: the link machine, its timer, and the messages it delivered.
-
-    Only what arrives while an operation waits for an answer is kept: anything else is
-    unsolicited (a reader's CARD_INSERTED with no read running, or a faulty one's flood) and
-    no operation would take it, so it is dropped and counted rather than held without bound.
-    """
-
-    def __init__(
-        self,
-        path: str,
-        baudrate: int,
-        initial_seq: int,
-        trace: Callable[[str], None],
-        on_end: Callable[[_Session, str], None],
-        throttles: tuple[_Throttle, _Throttle] | None = None,
-    ) -> None:
-        self.path = path
-        self._on_end = on_end
-        self.link = SrlLink("host", baudrate=baudrate, initial_seq=initial_seq)
-        self.inbox: asyncio.Queue[object] = asyncio.Queue(maxsize=INBOX_LIMIT)
-        self.waiters = 0
-        """Operations waiting on `inbox` (one at most: the reader's lock, or a probe's PING)."""
-        self.dropped = 0
-        """Messages not kept: unsolicited, or the oldest of a full inbox."""
-        self._error_log, self._invalid_log = throttles or (
-            _Throttle(WARNING_INTERVAL_S),
-            _Throttle(WARNING_INTERVAL_S),
-        )
-        self.ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._trace = trace
-        self._loop = asyncio.get_running_loop()
-        self._transport: asyncio.Transport | None = None
-        self._timer: asyncio.TimerHandle | None = None
-
-    @property
-    def alive(self) -> bool:
-        return not self.ended.done()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
-        if not self.alive:
-            transport.abort()
-            return
-        self._pump()
-
-    def data_received(self, data: bytes) -> None:
-        if self.alive:
-            self.link.receive_data(data, self._loop.time())
-            self._pump()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._transport = None
-        self.end(f"port closed ({exc})" if exc is not None else "port closed")
-        if not self.closed.done():
-            self.closed.set_result(None)
-
-    async def wait_closed(self) -> None:
-        """Until the port is closed (and its lock released), so it can be opened again."""
-        # asyncio.timeout, not wait_for: Python 3.11's wait_for drops a cancellation that
-        # lands as the awaited thing completes, and the caller would then never stop.
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(PORT_CLOSE_TIMEOUT_S):
-                await asyncio.shield(self.closed)
-
-    def send(self, msg: srl.Message) -> None:
-        if not self.alive:
-            raise ReaderUnavailable("the card reader link is down")
-        self.link.send(msg)
-        self._pump()
-
-    def end(self, reason: str) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if not self.ended.done():
-            self.ended.set_result(reason)
-            # Before the waiting operation hears of it: a caller told "link lost" finds
-            # the reader disconnected already.
-            self._on_end(self, reason)
-            self.put(_LOST)
-        if self._transport is not None and not self._transport.is_closing():
-            # abort, not close: a graceful close drains output first, which blocks on a
-            # port whose other end is gone.
-            self._transport.abort()
-
-    def put(self, item: object) -> None:
-        """Into the inbox, making room by dropping the oldest message when it is full."""
-        if self.inbox.full():
-            self.inbox.get_nowait()
-            self.dropped += 1
-        self.inbox.put_nowait(item)
-
-    def _deliver(self, msg: srl.Message) -> None:
-        if self.waiters:
-            self.put(msg)
-        else:
-            self.dropped += 1
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        if self.alive:
-            self.link.handle_timeout(self._loop.time())
-            self._pump()
-
-    def _pump(self) -> None:
-        for event in self.link.events():
-            match event:
-                case MessageReceived(msg):
-                    self._trace(f"rx {srl.describe(msg)}")
-                    if isinstance(msg, srl.ReaderError):
-                        held = self._error_log.allow(self._loop.time())
-                        if held is not None:
-                            log.warning(
-                                "card reader on %s reports %s%s",
-                                self.path,
-                                srl.describe(msg),
-                                _held_note(held),
-                            )
-                    self._deliver(msg)
-                case FrameRejected(reason):
-                    self._trace(f"bad frame: {reason}")
-                case MessageRejected(cmd, reason):
-                    self._trace(f"rejected CMD 0x{cmd:02X}")
-                    held = self._invalid_log.allow(self._loop.time())
-                    if held is not None:
-                        log.warning(
-                            "card reader on %s sent an invalid message: %s%s",
-                            self.path,
-                            reason,
-                            _held_note(held),
-                        )
-                case LinkDown(dropped):
-                    self.end(f"no ACK after retransmissions ({dropped} message(s) dropped)")
-                    return
-        self._timer = send_and_rearm(
-            self.link, self._transport, self._timer, self._on_timer if self.alive else None
-        )
-
-
-def send_and_rearm(
-    link: SrlLink,
-    transport: asyncio.Transport | None,
-    timer: asyncio.TimerHandle | None,
-    on_timer: Callable[[], None] | None,
-) -> asyncio.TimerHandle | None:
-    """Write what ``link`` has to send now, cancel ``timer`` and, unless ``on_timer`` is
-    None, arm a new one for the link's next deadline: the I/O half of driving an SrlLink."""
-    loop = asyncio.get_running_loop()
-    if transport is not None and not transport.is_closing():
-        out = link.data_to_send(loop.time())
-        if out:
-            transport.write(out)
-    if timer is not None:
-        timer.cancel()
-    deadline = link.next_deadline()
-    if deadline is None or on_timer is None:
-        return None
-    return loop.call_at(deadline, on_timer)
 
 
 def _add_stats(a: LinkStats, b: LinkStats) -> LinkStats:
@@ -429,11 +232,11 @@ class CardReader:
         """The port in use, or the configured one while none is."""
         self.info: ReaderInfo | None = None
         self.last_error: str | None = None
-        self._session: _Session | None = None
+        self._session: Session | None = None
         self._past_stats = LinkStats()
         self._past_dropped = 0
         # Shared by every session, so reconnecting does not reset the warning rate.
-        self._throttles = (_Throttle(WARNING_INTERVAL_S), _Throttle(WARNING_INTERVAL_S))
+        self._throttles = (Throttle(WARNING_INTERVAL_S), Throttle(WARNING_INTERVAL_S))
         self._lock = asyncio.Lock()
         self._state_changed = asyncio.Event()
 
@@ -474,7 +277,7 @@ class CardReader:
         finally:
             self._set_state("disconnected")
 
-    async def _serve(self, session: _Session) -> str:
+    async def _serve(self, session: Session) -> str:
         self._session = session
         self.port = session.path
         self.last_error = None
@@ -495,7 +298,7 @@ class CardReader:
             raise
         return reason
 
-    def _lost(self, session: _Session, reason: str) -> None:
+    def _lost(self, session: Session, reason: str) -> None:
         if self._session is not session:
             return  # a probe, or a session already let go
         self._retire(session)
@@ -507,7 +310,7 @@ class CardReader:
             session.link.stats.as_dict(),
         )
 
-    def _retire(self, session: _Session) -> None:
+    def _retire(self, session: Session) -> None:
         self._next_seq = session.link.next_seq
         if self._session is session:
             self._past_stats = _add_stats(self._past_stats, session.link.stats)
@@ -515,7 +318,7 @@ class CardReader:
             self._session = None
             self.port = self._configured
 
-    async def _connect(self) -> _Session:
+    async def _connect(self) -> Session:
         if self._configured is not None:
             paths: Sequence[str] = [self._configured]
         else:
@@ -533,7 +336,7 @@ class CardReader:
         self._found(session, info)
         return session
 
-    def _found(self, session: _Session, info: ReaderInfo) -> None:
+    def _found(self, session: Session, info: ReaderInfo) -> None:
         if info != self.info:
             log.info(
                 "card reader on %s: %s firmware %s serial %s",
@@ -545,7 +348,7 @@ class CardReader:
         self.info = info
         self._trace(f"info {info.model} {info.firmware} {info.serial}")
 
-    async def _probe(self, paths: Sequence[str]) -> tuple[_Session, ReaderInfo]:
+    async def _probe(self, paths: Sequence[str]) -> tuple[Session, ReaderInfo]:
         """PING every candidate at once; the first to PONG is the reader.
 
         Every other probe is ended and awaited (bounded) before this returns or raises, so
@@ -553,7 +356,7 @@ class CardReader:
         """
         sessions = [self._new_session(path) for path in paths]
         tasks = [asyncio.create_task(self._open_and_ping(session)) for session in sessions]
-        winner: tuple[_Session, ReaderInfo] | None = None
+        winner: tuple[Session, ReaderInfo] | None = None
         try:
             pending = set(tasks)
             while pending and winner is None:
@@ -574,12 +377,12 @@ class CardReader:
                 raise exc
         raise _OpenFailed("disconnected", f"no card reader answered on {', '.join(paths)}")
 
-    def _new_session(self, path: str) -> _Session:
-        return _Session(
+    def _new_session(self, path: str) -> Session:
+        return Session(
             path, self.baudrate, self._next_seq, self._trace, self._lost, self._throttles
         )
 
-    async def _open_and_ping(self, session: _Session) -> tuple[_Session, ReaderInfo]:
+    async def _open_and_ping(self, session: Session) -> tuple[Session, ReaderInfo]:
         await self._open(session)
         try:
             info = await self._ping(session)
@@ -593,7 +396,7 @@ class CardReader:
             raise
         return session, info
 
-    async def _open(self, session: _Session) -> None:
+    async def _open(self, session: Session) -> None:
         loop = asyncio.get_running_loop()
         # exclusive: two programs on one reader would each see half its frames.
         opening = asyncio.ensure_future(
@@ -614,7 +417,7 @@ class CardReader:
         except OPEN_ERRORS as exc:
             raise _open_error(session.path, exc) from None
 
-    async def _ping(self, session: _Session) -> ReaderInfo:
+    async def _ping(self, session: Session) -> ReaderInfo:
         try:
             session.send(srl.Ping())
             pong = await self._expect(session, (srl.Pong,), PING_TIMEOUT_S, "PONG")
@@ -630,7 +433,7 @@ class CardReader:
         async with self._operation() as session:
             return await self._ping_op(session)
 
-    async def _ping_op(self, session: _Session) -> ReaderInfo:
+    async def _ping_op(self, session: Session) -> ReaderInfo:
         session.send(srl.Ping())
         pong = await self._expect(session, (srl.Pong,), PING_TIMEOUT_S, "PONG")
         assert isinstance(pong, srl.Pong)
@@ -687,7 +490,7 @@ class CardReader:
             assert isinstance(msg, srl.CompleteResult)
             return CompleteResult(msg.approved, msg.tlv)
 
-    async def _cancel_read(self, session: _Session) -> None:
+    async def _cancel_read(self, session: Session) -> None:
         if not session.alive:
             return
         try:
@@ -697,7 +500,7 @@ class CardReader:
             log.warning("card reader on %s: cancelling a read: %s", session.path, exc)
 
     @contextlib.asynccontextmanager
-    async def _operation(self) -> AsyncIterator[_Session]:
+    async def _operation(self) -> AsyncIterator[Session]:
         session = self._session
         if session is None or not session.alive or self.state != "ready":
             raise ReaderUnavailable(f"the card reader is {self.state}")
@@ -705,8 +508,8 @@ class CardReader:
             self._set_state("busy")
             # Events left from an earlier operation (a late CARD_REMOVED) are not answers.
             while not session.inbox.empty():
-                if session.inbox.get_nowait() is _LOST:
-                    session.put(_LOST)
+                if session.inbox.get_nowait() is LOST:
+                    session.put(LOST)
                     break
             try:
                 yield session
@@ -716,7 +519,7 @@ class CardReader:
 
     async def _expect(
         self,
-        session: _Session,
+        session: Session,
         kinds: tuple[type[srl.Message], ...],
         timeout_s: float,
         what: str,
@@ -735,12 +538,12 @@ class CardReader:
             raise ReaderUnavailable(f"the card reader sent no {what} in {timeout_s:g} s") from None
 
     async def _next_of(
-        self, session: _Session, kinds: tuple[type[srl.Message], ...], what: str
+        self, session: Session, kinds: tuple[type[srl.Message], ...], what: str
     ) -> srl.Message:
         while True:
             item = await session.inbox.get()
-            if item is _LOST:
-                session.put(_LOST)
+            if item is LOST:
+                session.put(LOST)
                 raise ReaderUnavailable(f"card reader link lost waiting for {what}")
             assert isinstance(item, srl.Message)
             if isinstance(item, kinds):

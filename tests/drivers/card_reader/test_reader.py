@@ -11,18 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from drivers.card_reader.reader import (
-    INBOX_LIMIT,
+from drivers.card_reader import (
     CardDataError,
     CardRead,
     CardReader,
     ReaderState,
     ReaderUnavailable,
     ReadFailed,
-    _Throttle,
     card_read_from,
     ping_port,
 )
+from drivers.card_reader.session import INBOX_LIMIT, Throttle
 from posd.sim import SimulatedCardReader
 from posd.sim.cards import CARDS, FOREIGN_CARD, card_data
 from posd.sim.cards import TestCard as Card
@@ -403,7 +402,7 @@ async def test_reader_errors_are_warned_about_once_per_interval(
 
 
 def test_throttle_lets_one_line_through_per_interval_and_counts_the_rest() -> None:
-    throttle = _Throttle(60.0)
+    throttle = Throttle(60.0)
     assert throttle.allow(1000.0) == 0
     assert [throttle.allow(1000.0 + t) for t in (1.0, 30.0, 59.9)] == [None, None, None]
     assert throttle.allow(1060.0) == 3
