@@ -12,14 +12,8 @@ from pathlib import Path
 from typing import Literal
 
 QrScannerKind = Literal["usb-hid", "serial", "none"]
-
-
 AudioOutput = Literal["auto", "alsa", "pulse", "escpos", "beep", "none"]
-
-
 LogLevel = Literal["debug", "info", "warning", "error"]
-
-
 LogFormat = Literal["text", "json"]
 
 

@@ -61,19 +61,10 @@ from posd.config.values import (
 
 # ISO 8583 field 4 is n12: no amount limit can exceed what the ledger can be asked for.
 MAX_AMOUNT = 999_999_999_999
-
-
 MAX_COUNT = 1_000_000
-
-
 MAX_AGE_H = 24 * 366
-
-
 MAX_LEDGER_TIMEOUT_S = 120.0
-
-
 MAX_ORDER_DELAY_S = 86_400.0
-
 
 _SECTIONS = (
     "terminal",
@@ -89,7 +80,6 @@ _SECTIONS = (
     "storage",
     "logging",
 )
-
 
 _API_LOOPBACK_ONLY = (
     "posd listens on 127.0.0.1 only (and its Unix socket), never on another address; "
