@@ -58,7 +58,6 @@ from posd.journal.model import (
     SafMessage,
     SafSummary,
     UnknownSafEntry,
-    mask_pan,
     offline_refusal,
 )
 from posd.journal.reports import saf_listing
@@ -106,7 +105,6 @@ __all__ = [
     "SealError",
     "UnknownSafEntry",
     "day_bounds",
-    "mask_pan",
     "offline_refusal",
     "saf_listing",
     "storage_failure",

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final, Literal, Protocol
 
+from protocols.emv import mask_pan
+
 WAITING_FOR_CARD: Final = "waiting_for_card"
 AUTHORIZING: Final = "authorizing"
 APPROVED: Final = "approved"
@@ -143,13 +145,6 @@ class UnknownSafEntry(JournalError, LookupError):
     def __init__(self, entry_id: int) -> None:
         super().__init__(f"no pending store-and-forward entry {entry_id}")
         self.entry_id = entry_id
-
-
-def mask_pan(pan: str) -> str:
-    """First 6 and last 4 digits at most; short numbers show only their last 4."""
-    if len(pan) <= 10:
-        return "*" * max(len(pan) - 4, 0) + pan[-4:]
-    return pan[:6] + "*" * (len(pan) - 10) + pan[-4:]
 
 
 @dataclass(frozen=True)

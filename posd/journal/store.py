@@ -58,7 +58,6 @@ from posd.journal.model import (
     SafSummary,
     decode_fields,
     encode_fields,
-    mask_pan,
     offline_refusal,
 )
 from posd.journal.rows import (
@@ -77,6 +76,7 @@ from posd.journal.rows import (
 )
 from posd.journal.schema import DB_FILE_NAME, connect
 from posd.logs import register_secret
+from protocols.emv import mask_pan
 
 STAN_MAX = 999_999
 DAY_MS = 86_400_000

@@ -6,7 +6,7 @@ message, a `%r` of a bytes object, an exception text, a traceback. What is maske
 - PANs: any 13-19 digit window of a digit run that passes Luhn, digits optionally separated by
   single spaces or dashes (`9410 1234 5678 9012`). Windows inside longer digit runs are checked
   too, because a PAN in a hex dump or an ISO 8583 LLVAR (`16` + PAN) sits next to other digits.
-  A masked PAN keeps its first 6 and last 4 digits at most.
+  A masked PAN keeps its first 6 and last 4 digits at most, as protocols.emv.mask_pan does.
 - The BCD form of a PAN is the same digits, so hex dumps are covered by the rule above; a Python
   bytes literal (`b'\\x94\\x10...'`) is decoded and its hex checked the same way.
 - Track 2 (`PAN` + `=` or `D` + expiry, service code, discretionary data): everything after the
@@ -29,6 +29,8 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+from protocols.emv import mask_pan
 
 MIN_PAN_DIGITS = 13
 MAX_PAN_DIGITS = 19
@@ -61,14 +63,6 @@ def luhn_valid(digits: str) -> bool:
         d = ord(ch) - 48
         total += _DOUBLED[d] if i % 2 else d
     return total % 10 == 0
-
-
-def mask_pan(pan: str) -> str:
-    """`9410123456789012` → `941012******9012`: first 6 and last 4, never more than that."""
-    keep_end = 4 if len(pan) >= 10 else 0
-    keep_start = min(6, max(0, len(pan) - keep_end - 1))
-    hidden = len(pan) - keep_start - keep_end
-    return pan[:keep_start] + "*" * hidden + pan[len(pan) - keep_end :]
 
 
 def _masked_windows(values: list[int], groups: list[tuple[int, int]]) -> set[int]:

@@ -17,10 +17,10 @@ import logging
 from dataclasses import dataclass, field
 from typing import cast
 
-from posd.journal import mask_pan
 from posd.logs import register_secret
 from posd.payments.ports import CardData, CardReaderPort, CardVerdict, ReadFailure, ScannerPort
 from posd.payments.rules import ARC_LEDGER_NOT_REACHED, read_failed_reason
+from protocols.emv import mask_pan
 
 log = logging.getLogger(__package__)
 

@@ -56,7 +56,6 @@ from posd.journal import (
     JournalStorageError,
     PaymentRecord,
     RefundRefused,
-    mask_pan,
 )
 from posd.payments import reports, requests
 from posd.payments.authorizer import Authorizer
@@ -84,6 +83,7 @@ from posd.payments.service import (
 from posd.payments.view import PaymentView
 from posd.runtime import EventHub
 from protocols.ber_tlv import TlvError
+from protocols.emv import mask_pan
 from protocols.ledger_messages import (
     STAN_MIN,
     CardPayer,

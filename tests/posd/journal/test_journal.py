@@ -23,6 +23,7 @@ from posd.journal import (
     PaymentNotFound,
     RefundRefused,
 )
+from protocols.emv import mask_pan
 from tests.helpers.spec_objects import PAYMENT_OBJECT_KEYS
 
 REPO = Path(__file__).resolve().parents[3]
@@ -151,6 +152,21 @@ async def test_card_payment_lifecycle_records_every_state_change(journal: Journa
     ]
     assert [e.seq for e in events] == sorted({e.seq for e in events})
     assert [e.seq for e in await journal.events_since(events[0].seq)] == [e.seq for e in events[1:]]
+
+
+@pytest.mark.parametrize(
+    ("pan", "masked"),
+    [("941012345678", "********5678"), ("94101234567", "*******4567"), ("94101234", "****1234")],
+)
+async def test_short_pans_are_masked_by_the_one_mask(
+    journal: Journal, pan: str, masked: str
+) -> None:
+    """Below 13 digits the journal, the redaction and every view show only the last 4: the
+    mask is protocols.emv's (the journal had its own, which showed the first 6 too)."""
+    card = CardSecrets("chip", pan)
+    assert masked == mask_pan(pan) and pan not in repr(card) and masked in repr(card)
+    record = await journal.begin_authorization(await purchase(journal), card, NOW)
+    assert (record.masked_pan, record.last4) == (masked, pan[-4:])
 
 
 async def test_qr_payment_keeps_only_the_account_last4(journal: Journal) -> None:
@@ -288,7 +304,7 @@ async def test_idempotency_and_state_survive_reopen(tmp_path: Path) -> None:
 CRASHER = """
 import asyncio, os, sys
 from pathlib import Path
-from posd.journal.journal import CardSecrets, Journal
+from posd.journal import CardSecrets, Journal
 
 async def main() -> None:
     j = await Journal.open(Path(sys.argv[1]))

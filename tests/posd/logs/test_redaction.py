@@ -9,15 +9,15 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from posd.logs.redaction import (
+from posd.logs import (
     QR_MASK,
     SECRET_MASK,
     TRANSIENT_SECRETS_KEPT,
     Redactor,
     luhn_valid,
-    mask_pan,
     redact_card_data,
 )
+from protocols.emv import mask_pan
 
 
 def with_check_digit(body: str) -> str:
@@ -50,6 +50,13 @@ def test_luhn_and_mask() -> None:
     assert not luhn_valid("4111111111111112")
     assert mask_pan("9410123456789012") == "941012******9012"
     assert mask_pan("9410123456789") == "941012***6789"
+
+
+def test_a_12_digit_track2_pan_is_masked_by_the_one_mask() -> None:
+    """Its PAN shows its last 4 only, as in the journal and every view (protocols.emv)."""
+    out = Redactor().redact("read 941012345678=30121010000 ok")
+    assert out == f"read {mask_pan('941012345678')}={'*' * 11} ok"
+    assert out == "read ********5678=*********** ok"
 
 
 @given(pans(), context, context)
