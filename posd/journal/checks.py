@@ -13,6 +13,7 @@ from protocols.ledger_messages import STAN_MAX, STAN_MIN
 # Field 39 is an2 in the profile: any letters and digits, so the journal takes all of them.
 _RESPONSE_CODE = re.compile(r"[0-9A-Za-z]{2}")
 OFFLINE_AUTH_CODE = re.compile(r"Y1[0-9]{4}")
+BPS_MAX = 10_000
 
 
 def to_ms(now: float) -> int:
@@ -40,6 +41,19 @@ def check_amount(amount: int) -> None:
         raise InvalidArgument("amount", f"must be a whole number of won, 1 to {MAX_AMOUNT}")
 
 
+def check_benefit(amount: int, rate_bps: int, discount: int, charged: int) -> None:
+    """A purchase's 혜택플러스 as the payment rules worked it out: checked to add up, a
+    discount only with a rate, and the rate a number of basis points."""
+    if not _whole(rate_bps) or not 0 <= rate_bps <= BPS_MAX:
+        raise InvalidArgument("benefit_plus_rate_bps", f"must be 0 to {BPS_MAX} basis points")
+    if not _whole(discount) or not 0 <= discount < amount or (discount and not rate_bps):
+        raise InvalidArgument(
+            "discount", "must be 0 (without a rate), or from 0 to less than the amount"
+        )
+    if not _whole(charged) or discount + charged != amount:
+        raise InvalidArgument("charged", "must be the amount less the discount")
+
+
 def check_stan(stan: int) -> None:
     if isinstance(stan, bool) or not isinstance(stan, int) or not STAN_MIN <= stan <= STAN_MAX:
         raise InvalidArgument("stan", f"must be {STAN_MIN} to {STAN_MAX}")
@@ -50,6 +64,10 @@ def check_idempotency_key(key: str) -> None:
         raise InvalidArgument(
             "idempotency_key", f"must be 1 to {MAX_IDEMPOTENCY_KEY} printable characters"
         )
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def check_optional_text(name: str, value: str | None, max_len: int) -> None:

@@ -127,21 +127,26 @@ class Journal:
         self,
         *,
         amount: int,
+        charged: int,
         method: str,
         idempotency_key: str,
-        benefit_plus_rate_bps: int,
         now: float,
+        benefit_plus_rate_bps: int = 0,
+        discount: int = 0,
     ) -> tuple[PaymentRecord, bool]:
-        """A purchase in waiting_for_card (discount = floor(amount * rate / 10000)), or the
-        payment already under this idempotency key with created=False. Raises
-        IdempotencyConflict if the key is bound to other parameters, InvalidArgument."""
+        """A purchase in waiting_for_card, with the 혜택플러스 rate and discount as given (they
+        must add up: amount = discount + charged), or the payment already under this
+        idempotency key with created=False. Raises IdempotencyConflict if the key is bound to
+        other parameters, InvalidArgument."""
         return await self._run(
             self._core.create_payment,
             amount=amount,
+            charged=charged,
             method=method,
             idempotency_key=idempotency_key,
-            benefit_plus_rate_bps=benefit_plus_rate_bps,
             now=now,
+            benefit_plus_rate_bps=benefit_plus_rate_bps,
+            discount=discount,
         )
 
     async def create_refund(

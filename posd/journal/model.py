@@ -71,7 +71,6 @@ SAF_MTI: Final[Mapping[str, tuple[str, str]]] = {
     "advice": ("0220", "0221"),
 }
 MAX_AMOUNT: Final = 999_999_999_999  # field 4 is n12
-BENEFIT_PLUS_RATES: Final = range(300, 701)
 MAX_IDEMPOTENCY_KEY: Final = 255
 QR_NONCE_WINDOW_S: Final = 24 * 3600
 

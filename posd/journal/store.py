@@ -18,6 +18,7 @@ from posd.journal import reports, stans
 from posd.journal.checks import (
     OFFLINE_AUTH_CODE,
     check_amount,
+    check_benefit,
     check_idempotency_key,
     check_optional_text,
     check_response_code,
@@ -31,7 +32,6 @@ from posd.journal.model import (
     APPROVED,
     APPROVED_OFFLINE,
     AUTHORIZING,
-    BENEFIT_PLUS_RATES,
     CANCELLED,
     DECLINED,
     ENTRY_MODES,
@@ -166,21 +166,23 @@ class JournalCore:
         self,
         *,
         amount: int,
+        charged: int,
         method: str,
         idempotency_key: str,
-        benefit_plus_rate_bps: int,
         now: float,
+        benefit_plus_rate_bps: int = 0,
+        discount: int = 0,
     ) -> tuple[PaymentRecord, bool]:
         """A purchase in waiting_for_card, or the one already made under this idempotency key
-        (then the bool is False). A reused key with other parameters is refused."""
+        (then the bool is False). A reused key with other parameters is refused. The
+        혜택플러스 rate and discount are the payment rules' (payments/rules.py); the journal
+        stores them as given, once they add up: amount = discount + charged."""
         check_amount(amount)
+        check_benefit(amount, benefit_plus_rate_bps, discount, charged)
         if method not in METHODS:
             raise InvalidArgument("method", f"must be one of {sorted(METHODS)}")
         check_idempotency_key(idempotency_key)
-        if benefit_plus_rate_bps != 0 and benefit_plus_rate_bps not in BENEFIT_PLUS_RATES:
-            raise InvalidArgument("benefit_plus_rate_bps", "must be 0 or 300-700")
         now_ms = to_ms(now)
-        discount = amount * benefit_plus_rate_bps // 10000
         with self._tx() as db:
             existing = payment_by_key(db, "purchase", idempotency_key)
             if existing is not None:
@@ -200,6 +202,7 @@ class JournalCore:
                 state=WAITING_FOR_CARD,
                 amount=amount,
                 discount=discount,
+                charged=charged,
                 rate=benefit_plus_rate_bps,
                 method=method,
                 stan=None,
@@ -260,6 +263,7 @@ class JournalCore:
                 state=AUTHORIZING,
                 amount=amount,
                 discount=0,
+                charged=amount,
                 rate=0,
                 method=original.method,
                 stan=stans.allocate_stan(db, now_ms),
@@ -277,6 +281,7 @@ class JournalCore:
         state: str,
         amount: int,
         discount: int,
+        charged: int,
         rate: int,
         method: str,
         stan: int | None,
@@ -299,7 +304,7 @@ class JournalCore:
                 state,
                 amount,
                 discount,
-                amount - discount,
+                charged,
                 rate,
                 method,
                 method,

@@ -66,7 +66,7 @@ from posd.payments.ports import (
 )
 from posd.payments.rules import (
     ARC_LEDGER_NOT_REACHED,
-    benefit_rate_for,
+    benefit_for,
     card_expired,
     icc_for_authorization,
     prefix_accepted,
@@ -215,14 +215,17 @@ class PaymentEngine:
                 if known is None:
                     await self._previous_finished()
                     self._check_ready(method)
+                benefit = benefit_for(
+                    amount, self._config.terminal.benefit_plus_rate_bps, benefit_plus
+                )
                 rec, created = await self._jn().create_payment(
                     amount=amount,
+                    charged=benefit.charged,
                     method=method,
                     idempotency_key=idempotency_key,
-                    benefit_plus_rate_bps=benefit_rate_for(
-                        self._config.terminal.benefit_plus_rate_bps, benefit_plus
-                    ),
                     now=self._now(),
+                    benefit_plus_rate_bps=benefit.rate_bps,
+                    discount=benefit.discount,
                 )
             except IdempotencyConflict as exc:
                 raise IdempotencyKeyReused(str(exc)) from None

@@ -1,4 +1,4 @@
-"""The payment decisions that need no I/O: 혜택플러스 eligibility, card checks, reasons.
+"""The payment decisions that need no I/O: 혜택플러스 and its arithmetic, card checks, reasons.
 
 Pure functions of their arguments (time is passed in), tested apart from devices, sockets and
 storage. The states, offline limits and refund limits live in the journal, which enforces them
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Final
 
 from protocols.ber_tlv import decode_tlv, encode_tlv
@@ -24,6 +25,23 @@ ICC_AUTHORIZATION_TAGS: Final = (
     0x9F1A, 0x9F33, 0x9F34, 0x9F35, 0x9F03, 0x9F09, 0x9F1E, 0x9F41, 0x9F53,
 )  # fmt: skip
 _ICC_TAG_SET: Final = frozenset(ICC_AUTHORIZATION_TAGS)
+
+
+@dataclass(frozen=True)
+class Benefit:
+    """A payment's 혜택플러스: the rate it gets, the discount, and what is charged."""
+
+    rate_bps: int
+    discount: int
+    charged: int
+
+
+def benefit_for(amount: int, shop_rate_bps: int, requested: bool) -> Benefit:
+    """The 혜택플러스 of a payment of `amount` won: discount = floor(amount × rate / 10000) at
+    the rate `benefit_rate_for` gives, charged = amount − discount."""
+    rate = benefit_rate_for(shop_rate_bps, requested)
+    discount = amount * rate // 10_000
+    return Benefit(rate, discount, amount - discount)
 
 
 def benefit_rate_for(shop_rate_bps: int, requested: bool) -> int:

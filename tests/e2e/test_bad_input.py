@@ -102,7 +102,7 @@ async def test_restart_reverses_payments_whose_card_data_could_never_make_a_0200
         ("chip", "card", CardSecrets(entry_mode="chip", pan=GOOD_CARD, icc=bytes(300))),
     ):
         rec, _ = await journal.create_payment(
-            amount=2_000, method=method, idempotency_key=key, benefit_plus_rate_bps=0, now=now
+            amount=2_000, charged=2_000, method=method, idempotency_key=key, now=now
         )
         await journal.begin_authorization(rec.payment_id, secrets, now)
         stuck.append(rec.payment_id)

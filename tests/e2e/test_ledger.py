@@ -76,10 +76,10 @@ async def test_crash_recovery_reverses_unanswered_and_cancels_waiting(tmp_path: 
     journal = await Journal.open(state_dir)
     now = time.time()
     waiting, _ = await journal.create_payment(
-        amount=1_000, method="card", idempotency_key="w", benefit_plus_rate_bps=0, now=now
+        amount=1_000, charged=1_000, method="card", idempotency_key="w", now=now
     )
     stuck, _ = await journal.create_payment(
-        amount=2_000, method="qr", idempotency_key="s", benefit_plus_rate_bps=0, now=now
+        amount=2_000, charged=2_000, method="qr", idempotency_key="s", now=now
     )
     await journal.begin_authorization(
         stuck.payment_id,

@@ -46,7 +46,7 @@ def test_needles_are_found_when_present(tmp_path: Path) -> None:
 async def test_key_created_private_and_reused(tmp_path: Path) -> None:
     j = await Journal.open(tmp_path)
     await j.create_payment(
-        amount=1, method="any", idempotency_key="k", benefit_plus_rate_bps=0, now=NOW
+        amount=1, charged=1, method="any", idempotency_key="k", now=NOW
     )
     key = tmp_path / "journal.key"
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
@@ -114,7 +114,7 @@ async def test_missing_key_for_existing_journal_is_refused_not_recreated(tmp_pat
 
 async def pay(j: Journal, key: str, card: CardSecrets) -> str:
     record, _ = await j.create_payment(
-        amount=5_000, method="any", idempotency_key=key, benefit_plus_rate_bps=0, now=NOW
+        amount=5_000, charged=5_000, method="any", idempotency_key=key, now=NOW
     )
     await j.begin_authorization(record.payment_id, card, NOW)
     return record.payment_id

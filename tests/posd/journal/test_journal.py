@@ -40,9 +40,17 @@ async def journal(tmp_path: Path) -> AsyncIterator[Journal]:
     await j.close()
 
 
-async def purchase(j: Journal, key: str = "k1", amount: int = 10_000, rate: int = 0) -> str:
+async def purchase(
+    j: Journal, key: str = "k1", amount: int = 10_000, rate: int = 0, discount: int = 0
+) -> str:
     record, created = await j.create_payment(
-        amount=amount, method="any", idempotency_key=key, benefit_plus_rate_bps=rate, now=NOW
+        amount=amount,
+        charged=amount - discount,
+        method="any",
+        idempotency_key=key,
+        now=NOW,
+        benefit_plus_rate_bps=rate,
+        discount=discount,
     )
     assert created
     return record.payment_id
@@ -57,13 +65,19 @@ async def test_durability_settings_are_in_force(journal: Journal) -> None:
     assert settings["schema_version"] == 1
 
 
-async def test_create_computes_benefit_plus_and_api_object(journal: Journal) -> None:
+async def test_create_stores_benefit_plus_as_given_and_the_api_object(journal: Journal) -> None:
     record, created = await journal.create_payment(
-        amount=12_345, method="card", idempotency_key="a", benefit_plus_rate_bps=700, now=NOW
+        amount=12_345,
+        charged=11_481,
+        method="card",
+        idempotency_key="a",
+        now=NOW,
+        benefit_plus_rate_bps=700,
+        discount=864,
     )
     assert created
     assert record.payment_id.startswith("p_") and len(record.payment_id) == 18
-    assert (record.discount, record.charged) == (864, 11_481)  # floor(12345 * 0.07)
+    assert (record.benefit_plus_rate_bps, record.discount, record.charged) == (700, 864, 11_481)
     doc = record.to_api()
     assert set(doc) == PAYMENT_OBJECT_KEYS | {"card_last4"}
     assert doc["state"] == "waiting_for_card"
@@ -74,7 +88,7 @@ async def test_create_computes_benefit_plus_and_api_object(journal: Journal) -> 
 async def test_same_idempotency_key_returns_same_payment(journal: Journal) -> None:
     first = await purchase(journal, "same")
     again, created = await journal.create_payment(
-        amount=10_000, method="any", idempotency_key="same", benefit_plus_rate_bps=0, now=NOW + 5
+        amount=10_000, charged=10_000, method="any", idempotency_key="same", now=NOW + 5
     )
     assert not created and again.payment_id == first
 
@@ -90,10 +104,12 @@ async def test_reused_idempotency_key_with_other_parameters_is_refused(
     with pytest.raises(IdempotencyConflict, match=what) as err:
         await journal.create_payment(
             amount=amount,
+            charged=amount - amount * rate // 10_000,
             method=method,
             idempotency_key="same",
-            benefit_plus_rate_bps=rate,
             now=NOW,
+            benefit_plus_rate_bps=rate,
+            discount=amount * rate // 10_000,
         )
     assert err.value.payment_id == first
 
@@ -109,8 +125,13 @@ async def test_reused_idempotency_key_with_other_parameters_is_refused(
         ({"idempotency_key": ""}, "idempotency_key"),
         ({"idempotency_key": "x" * 256}, "idempotency_key"),
         ({"idempotency_key": "a\nb"}, "idempotency_key"),
-        ({"benefit_plus_rate_bps": 200}, "benefit_plus_rate_bps"),
-        ({"benefit_plus_rate_bps": 701}, "benefit_plus_rate_bps"),
+        ({"benefit_plus_rate_bps": -1}, "benefit_plus_rate_bps"),
+        ({"benefit_plus_rate_bps": 10_001}, "benefit_plus_rate_bps"),
+        ({"discount": 10}, "discount"),  # a discount without a rate
+        ({"benefit_plus_rate_bps": 500, "discount": -1, "charged": 1001}, "discount"),
+        ({"benefit_plus_rate_bps": 500, "discount": 1000, "charged": 0}, "discount"),
+        ({"benefit_plus_rate_bps": 500, "discount": 50, "charged": 1000}, "charged"),
+        ({"charged": 999}, "charged"),
         ({"now": float("nan")}, "now"),
     ],
 )
@@ -119,9 +140,9 @@ async def test_bad_create_arguments_are_refused_and_nothing_is_stored(
 ) -> None:
     args: dict[str, object] = {
         "amount": 1000,
+        "charged": 1000,
         "method": "any",
         "idempotency_key": "k",
-        "benefit_plus_rate_bps": 0,
         "now": NOW,
     }
     args.update(kwargs)
@@ -196,7 +217,7 @@ async def test_chip_approval_can_keep_card_data_until_the_card_decides(journal: 
 
 async def test_card_read_must_fit_the_requested_method(journal: Journal) -> None:
     record, _ = await journal.create_payment(
-        amount=500, method="card", idempotency_key="c", benefit_plus_rate_bps=0, now=NOW
+        amount=500, charged=500, method="card", idempotency_key="c", now=NOW
     )
     with pytest.raises(InvalidArgument, match="entry_mode"):
         await journal.begin_authorization(record.payment_id, QR, NOW)
@@ -292,7 +313,7 @@ async def test_idempotency_and_state_survive_reopen(tmp_path: Path) -> None:
     j = await Journal.open(tmp_path)
     try:
         record, created = await j.create_payment(
-            amount=10_000, method="any", idempotency_key="key-1", benefit_plus_rate_bps=0, now=NOW
+            amount=10_000, charged=10_000, method="any", idempotency_key="key-1", now=NOW
         )
         assert not created and record.payment_id == pid and record.state == "authorizing"
         assert await j.card_data(pid) == CHIP
@@ -308,8 +329,8 @@ from posd.journal import CardSecrets, Journal
 
 async def main() -> None:
     j = await Journal.open(Path(sys.argv[1]))
-    p, _ = await j.create_payment(amount=777, method="card", idempotency_key="crash",
-                                  benefit_plus_rate_bps=0, now=1795600000.0)
+    p, _ = await j.create_payment(amount=777, charged=777, method="card", idempotency_key="crash",
+                                  now=1795600000.0)
     await j.begin_authorization(p.payment_id, CardSecrets("magstripe", "9410555566667777",
                                 track2="9410555566667777=2812101"), 1795600001.0)
     print(p.payment_id, flush=True)
@@ -433,7 +454,7 @@ async def test_refund_refusals(journal: Journal) -> None:
 async def test_totals_by_method_and_state_for_a_local_day(journal: Journal) -> None:
     kst = datetime.timezone(datetime.timedelta(hours=9))
     card = await approved_payment(journal, "card", 10_000)
-    qr = await purchase(journal, "qr", 3_000, rate=500)
+    qr = await purchase(journal, "qr", 3_000, rate=500, discount=150)
     await journal.begin_authorization(qr, QR, NOW)
     await journal.record_answer(qr, response_code="00", now=NOW)
     bad = await purchase(journal, "bad", 2_000)

@@ -59,7 +59,7 @@ async def authorizing(
     j: Journal, key: str, amount: int = 10_000, pan: str = "9410123456789012", now: float = NOW
 ) -> PaymentRecord:
     record, _ = await j.create_payment(
-        amount=amount, method="any", idempotency_key=key, benefit_plus_rate_bps=0, now=now
+        amount=amount, charged=amount, method="any", idempotency_key=key, now=now
     )
     return await j.begin_authorization(record.payment_id, CardSecrets("contactless", pan), now)
 
@@ -330,7 +330,7 @@ async def test_offline_refused_when_the_oldest_advice_is_too_old(journal: Journa
 
 async def test_offline_approval_needs_authorizing_purchase_and_y1_code(journal: Journal) -> None:
     record, _ = await journal.create_payment(
-        amount=100, method="any", idempotency_key="w", benefit_plus_rate_bps=0, now=NOW
+        amount=100, charged=100, method="any", idempotency_key="w", now=NOW
     )
     with pytest.raises(IllegalTransition):
         await journal.approve_offline(

@@ -30,7 +30,7 @@ NOW = 1_795_600_000.0
 
 async def create(j: Journal, key: str) -> tuple[str, bool]:
     record, created = await j.create_payment(
-        amount=1_000, method="card", idempotency_key=key, benefit_plus_rate_bps=0, now=NOW
+        amount=1_000, charged=1_000, method="card", idempotency_key=key, now=NOW
     )
     return record.payment_id, created
 
@@ -66,10 +66,9 @@ def test_sqlite_full_from_a_page_limit_is_a_storage_failure(tmp_path: Path) -> N
         with pytest.raises(sqlite3.OperationalError) as raised:
             for n in range(10_000):
                 core.create_payment(
-                    amount=1_000,
+                    amount=1_000, charged=1_000,
                     method="qr",
                     idempotency_key=f"k{n}",
-                    benefit_plus_rate_bps=0,
                     now=NOW,
                 )
         assert raised.value.sqlite_errorcode == sqlite3.SQLITE_FULL
@@ -158,7 +157,7 @@ async def test_a_journal_that_cannot_open_on_a_full_disk_says_so_to_its_users(
                 await started.wait()
             assert (
                 await holder().create_payment(
-                    amount=1_000, method="qr", idempotency_key="k", benefit_plus_rate_bps=0, now=NOW
+                    amount=1_000, charged=1_000, method="qr", idempotency_key="k", now=NOW
                 )
             )[1]
         finally:

@@ -15,6 +15,22 @@ def test_benefit_rate() -> None:
     assert r.benefit_rate_for(0, True) == 0
 
 
+@pytest.mark.parametrize(
+    ("amount", "shop", "asked", "benefit"),
+    [
+        (12_345, 700, True, r.Benefit(700, 864, 11_481)),  # floor(12345 * 0.07)
+        (10_000, 500, True, r.Benefit(500, 500, 9_500)),
+        (3_000, 500, True, r.Benefit(500, 150, 2_850)),
+        (1, 700, True, r.Benefit(700, 0, 1)),
+        (10_000, 500, False, r.Benefit(0, 0, 10_000)),
+        (10_000, 0, True, r.Benefit(0, 0, 10_000)),
+    ],
+)
+def test_benefit_plus_arithmetic(amount: int, shop: int, asked: bool, benefit: r.Benefit) -> None:
+    """discount = floor(amount x rate / 10000), charged = amount - discount: here only."""
+    assert r.benefit_for(amount, shop, asked) == benefit
+
+
 def test_prefix() -> None:
     assert r.prefix_accepted("9410123456789012", ("9410",))
     assert not r.prefix_accepted("4111111111111111", ("9410",))

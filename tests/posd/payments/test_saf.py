@@ -201,7 +201,7 @@ class Rig:
     async def queue_reversal(self) -> PaymentRecord:
         """A card payment whose 0200 never went out, reversed: the ledger answers 00."""
         record, _ = await self.journal.create_payment(
-            amount=7_000, method="card", idempotency_key="k", benefit_plus_rate_bps=0, now=1e9
+            amount=7_000, charged=7_000, method="card", idempotency_key="k", now=1e9
         )
         record = await self.journal.begin_authorization(
             record.payment_id, CardSecrets("chip", GOOD_CARD), 1e9
