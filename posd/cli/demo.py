@@ -50,8 +50,6 @@ from posd.sim import (
 )
 from protocols import srl_messages as srl
 
-EX_OK = 0
-EX_SOFTWARE = 70
 DEMO_DEADLINE_S = 60.0
 STEP_TIMEOUT_S = 20.0
 BENEFIT_PLUS_BPS = 500
@@ -557,7 +555,7 @@ async def _serve_shift(
             )
             if interactive and not serving.done():
                 await _interactive(shift, config.api.socket, serving, commands_fd)
-            return EX_OK if behaved else EX_SOFTWARE
+            return os.EX_OK if behaved else os.EX_SOFTWARE
     finally:
         daemon.request_stop()
         with contextlib.suppress(asyncio.CancelledError):

@@ -20,12 +20,6 @@ from cryptography.x509.oid import NameOID
 
 from posd.config import CONFIG_ENV, DEFAULT_CONFIG, ans, config_path
 
-EX_OK = 0
-EX_USAGE = 64
-EX_NOINPUT = 66
-EX_CANTCREAT = 73
-EX_CONFIG = 78
-
 DEFAULT_KEY = Path("/etc/posd/terminal.key")
 ORGANIZATION = "서로e음 POS terminal"
 
@@ -93,7 +87,7 @@ def enroll(args: argparse.Namespace) -> int:
     values, problem = _config_values(config)
     if problem:
         print(f"posd enroll: {problem}", file=sys.stderr)
-        return EX_NOINPUT if "no such" in problem else EX_CONFIG
+        return os.EX_NOINPUT if "no such" in problem else os.EX_CONFIG
     terminal_id = args.terminal_id or values.get("id")
     merchant_id = args.merchant_id or values.get("merchant_id")
     problems = []
@@ -109,7 +103,7 @@ def enroll(args: argparse.Namespace) -> int:
     if problems:
         for line in problems:
             print(f"posd enroll: {line}", file=sys.stderr)
-        return EX_CONFIG
+        return os.EX_CONFIG
     assert isinstance(terminal_id, str) and isinstance(merchant_id, str)
 
     configured_key = values.get("key_file")
@@ -123,7 +117,7 @@ def enroll(args: argparse.Namespace) -> int:
             "ledger's CA, so give --force only if that is what you want",
             file=sys.stderr,
         )
-        return EX_CANTCREAT
+        return os.EX_CANTCREAT
 
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name(
@@ -153,9 +147,9 @@ def enroll(args: argparse.Namespace) -> int:
         csr_path.write_bytes(csr.public_bytes(serialization.Encoding.PEM))
     except OSError as exc:
         print(f"posd enroll: cannot write {exc.filename}: {exc.strerror}", file=sys.stderr)
-        return EX_CANTCREAT
+        return os.EX_CANTCREAT
     print(f"private key: {key_path} (mode 0600, never leaves this box)")
     print(f"certificate request: {csr_path} (CN={terminal_id}, OU={merchant_id})")
     print("next: send the request to 서로e음 operations; put the certificate they return at "
           "ledger.cert_file and their CA at ledger.ca_file, then `posd config check`.")
-    return EX_OK
+    return os.EX_OK

@@ -24,10 +24,6 @@ from posd.logs import register_secret, setup_logging
 from posd.sim import AccountBook, AccountsFileError, LedgerSimulator, server_ssl_context
 from protocols.ledger_mac import MacKeyError, parse_mac_key_hex
 
-EX_USAGE = 64
-EX_NOINPUT = 66
-EX_CONFIG = 78
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -81,33 +77,33 @@ def run(args: argparse.Namespace) -> int:
         host, port = _listen_address(args.listen)
     except ValueError as exc:
         print(f"posd ledger-sim: {exc}", file=sys.stderr)
-        return EX_USAGE
+        return os.EX_USAGE
     if args.tls and not (args.cert and args.key and args.client_ca):
         print(
             "posd ledger-sim: --tls needs --cert, --key and --client-ca (mutual TLS)",
             file=sys.stderr,
         )
-        return EX_USAGE
+        return os.EX_USAGE
     try:
         mac_key = parse_mac_key_hex(args.mac_key_file.read_text(encoding="ascii"))
     except OSError as exc:
         print(f"posd ledger-sim: cannot read {args.mac_key_file}: {exc.strerror}", file=sys.stderr)
-        return EX_NOINPUT
+        return os.EX_NOINPUT
     except (UnicodeDecodeError, MacKeyError) as exc:
         print(f"posd ledger-sim: {args.mac_key_file}: {exc}", file=sys.stderr)
-        return EX_CONFIG
+        return os.EX_CONFIG
     try:
         accounts = AccountBook.from_file(args.accounts) if args.accounts else AccountBook.default()
     except AccountsFileError as exc:
         print(f"posd ledger-sim: {exc}", file=sys.stderr)
-        return EX_CONFIG
+        return os.EX_CONFIG
     context = None
     if args.tls:
         try:
             context = server_ssl_context(args.cert, args.key, args.client_ca)
         except (OSError, ssl.SSLError) as exc:
             print(f"posd ledger-sim: TLS files unusable: {exc}", file=sys.stderr)
-            return EX_CONFIG
+            return os.EX_CONFIG
     # Logging is set up only once serving: a refused command line leaves the process as it was.
     setup_logging(args.log_level, "text")
     register_secret(mac_key.hex())

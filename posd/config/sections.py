@@ -58,9 +58,8 @@ from posd.config.values import (
     unix_socket_path,
     usb_id,
 )
+from protocols.ledger_messages import AMOUNT_MAX
 
-# ISO 8583 field 4 is n12: no amount limit can exceed what the ledger can be asked for.
-MAX_AMOUNT = 999_999_999_999
 MAX_COUNT = 1_000_000
 MAX_AGE_H = 24 * 366
 MAX_LEDGER_TIMEOUT_S = 120.0
@@ -376,11 +375,12 @@ def is_loopback_host(host: str) -> bool:
 
 
 def _offline(t: Table) -> OfflineConfig:
-    won = f"a whole number of won from 1 to {MAX_AMOUNT}"
+    # No limit can exceed what the ledger can be asked for: field 4 is n12 (AMOUNT_MAX).
+    won = f"a whole number of won from 1 to {AMOUNT_MAX}"
     config = OfflineConfig(
         enabled=t.boolean("enabled", True),
-        max_payment=t.integer("max_payment", 50_000, 1, MAX_AMOUNT, expected=won),
-        max_total=t.integer("max_total", 500_000, 1, MAX_AMOUNT, expected=won),
+        max_payment=t.integer("max_payment", 50_000, 1, AMOUNT_MAX, expected=won),
+        max_total=t.integer("max_total", 500_000, 1, AMOUNT_MAX, expected=won),
         max_count=t.integer("max_count", 50, 1, MAX_COUNT),
         max_per_account=t.integer("max_per_account", 3, 1, MAX_COUNT),
         max_age_h=t.integer("max_age_h", 72, 1, MAX_AGE_H, expected=f"hours from 1 to {MAX_AGE_H}"),

@@ -48,11 +48,6 @@ from posd.runtime import Backoff, Component, Notifier, Runtime, Supervisor, conf
 
 log = logging.getLogger(__package__)
 
-EX_OK = 0
-EX_NOINPUT = 66
-EX_SOFTWARE = 70
-EX_CANTCREAT = 73
-EX_CONFIG = 78
 
 STOP_TIMEOUT_S = 4.5
 # Files a config names are keys, certificates and tokens; anything bigger is not one of them.
@@ -235,11 +230,11 @@ class Daemon:
         except ConfigError as exc:
             log.error("configuration not usable: %s", "; ".join(str(exc).splitlines()))
             self.notifier.notify(status="failed: configuration not usable (see the log)")
-            return EX_CONFIG
+            return os.EX_CONFIG
         except Exception:
             log.exception("building the components failed")
             self.notifier.notify(status="failed: could not build components (see the log)")
-            return EX_SOFTWARE
+            return os.EX_SOFTWARE
         log.info(
             "posd starting: config %s (sha256 %s), state dir %s, components: %s",
             self.runtime.config_path,
@@ -266,7 +261,7 @@ class Daemon:
         overrun.cancel()
         self.supervisor.remove_listener(self._on_component_change)
         log.info("stopped")
-        return EX_OK
+        return os.EX_OK
 
     def _stop_overrun(self) -> None:
         stuck = [n for n, s in self.supervisor.statuses().items() if s.state != "stopped"]
@@ -276,7 +271,7 @@ class Daemon:
             ", ".join(stuck) or "none",
         )
         logging.shutdown()
-        os._exit(EX_SOFTWARE)
+        os._exit(os.EX_SOFTWARE)
 
     def _on_component_change(self) -> None:
         status = self.supervisor.summary()
@@ -421,14 +416,14 @@ def run_daemon(config_path: str) -> int:
         print(f"posd: {exc}", file=sys.stderr)
         notifier.notify(status="failed: config file not readable")
         is_config_file = all(not p.key_path for p in exc.problems)
-        return EX_NOINPUT if is_config_file else EX_CONFIG
+        return os.EX_NOINPUT if is_config_file else os.EX_CONFIG
     except ConfigError as exc:
         problems = str(exc).splitlines()
         print(f"posd: {path}: {len(problems)} config problem(s):", file=sys.stderr)
         for problem in problems:
             print(problem, file=sys.stderr)
         notifier.notify(status=f"failed: {len(problems)} config problem(s) (see the log)")
-        return EX_CONFIG
+        return os.EX_CONFIG
     setup_logging(config.logging.level, config.logging.format)
     if core_warning is not None:
         log.warning("%s", core_warning)
@@ -437,13 +432,13 @@ def run_daemon(config_path: str) -> int:
     except StateDirError as exc:
         log.error("%s", exc)
         notifier.notify(status=f"failed: {exc}")
-        return EX_CANTCREAT
+        return os.EX_CANTCREAT
     daemon = Daemon(config, path, state_dir, notifier=notifier)
     try:
         return asyncio.run(daemon.serve())
     except Exception:
         log.exception("posd stopped on an unexpected error")
-        return EX_SOFTWARE
+        return os.EX_SOFTWARE
     finally:
         notifier.close()
         with contextlib.suppress(Exception):

@@ -7,8 +7,8 @@ from __future__ import annotations
 import math
 import re
 
-from posd.journal.model import MAX_AMOUNT, MAX_IDEMPOTENCY_KEY, InvalidArgument
-from protocols.ledger_messages import STAN_MAX, STAN_MIN
+from posd.journal.model import MAX_IDEMPOTENCY_KEY, InvalidArgument
+from protocols.ledger_messages import AMOUNT_MAX, STAN_MAX, STAN_MIN
 
 # Field 39 is an2 in the profile: any letters and digits, so the journal takes all of them.
 _RESPONSE_CODE = re.compile(r"[0-9A-Za-z]{2}")
@@ -37,8 +37,9 @@ def check_response_code(response_code: str) -> None:
 
 
 def check_amount(amount: int) -> None:
-    if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount <= MAX_AMOUNT:
-        raise InvalidArgument("amount", f"must be a whole number of won, 1 to {MAX_AMOUNT}")
+    # Field 4 (n12) is the ceiling here; the API's policy ceiling is the payment service's.
+    if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount <= AMOUNT_MAX:
+        raise InvalidArgument("amount", f"must be a whole number of won, 1 to {AMOUNT_MAX}")
 
 
 def check_benefit(amount: int, rate_bps: int, discount: int, charged: int) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Final, Literal, Protocol
 
 from protocols.emv import mask_pan
+from protocols.ledger_messages import ENTRY_MODE_CODES
 
 WAITING_FOR_CARD: Final = "waiting_for_card"
 AUTHORIZING: Final = "authorizing"
@@ -25,18 +26,17 @@ CANCELLED: Final = "cancelled"
 REVERSING: Final = "reversing"
 REVERSED: Final = "reversed"
 
-STATES: Final = frozenset(
-    {
-        WAITING_FOR_CARD,
-        AUTHORIZING,
-        APPROVED,
-        DECLINED,
-        APPROVED_OFFLINE,
-        FORWARDED,
-        CANCELLED,
-        REVERSING,
-        REVERSED,
-    }
+# Every state of local-api.md, in its order; the payment service and the API show these.
+STATES: Final = (
+    WAITING_FOR_CARD,
+    AUTHORIZING,
+    APPROVED,
+    DECLINED,
+    APPROVED_OFFLINE,
+    FORWARDED,
+    CANCELLED,
+    REVERSING,
+    REVERSED,
 )
 
 # local-api.md's state graph. approved -> reversing is the chip card that declines (AAC)
@@ -61,8 +61,9 @@ STAN_PENDING_STATES: Final = frozenset({AUTHORIZING, REVERSING, APPROVED_OFFLINE
 SUCCESS_STATES: Final = frozenset({APPROVED, APPROVED_OFFLINE, FORWARDED})
 IN_FLIGHT_STATES: Final = frozenset({WAITING_FOR_CARD, AUTHORIZING, REVERSING, APPROVED_OFFLINE})
 
-METHODS: Final = frozenset({"card", "qr", "any"})
-ENTRY_MODES: Final = frozenset({"chip", "contactless", "magstripe", "qr"})
+# The methods a payment may ask for (local-api.md), in the order the API lists them.
+METHODS: Final = ("card", "qr", "any")
+ENTRY_MODES: Final = frozenset(ENTRY_MODE_CODES)
 SafKind = Literal["reversal", "advice"]
 # The decline_reason of an offline approval whose advice the ledger refused.
 ADVICE_REFUSED: Final = "advice_refused"
@@ -70,7 +71,6 @@ SAF_MTI: Final[Mapping[str, tuple[str, str]]] = {
     "reversal": ("0400", "0401"),
     "advice": ("0220", "0221"),
 }
-MAX_AMOUNT: Final = 999_999_999_999  # field 4 is n12
 MAX_IDEMPOTENCY_KEY: Final = 255
 QR_NONCE_WINDOW_S: Final = 24 * 3600
 

@@ -7,7 +7,6 @@ import sqlite3
 from pathlib import Path
 
 from posd.journal.model import (
-    APPROVED,
     APPROVED_OFFLINE,
     DECLINED,
     REVERSED,
@@ -47,7 +46,8 @@ def saf_summary(db: sqlite3.Connection, now_ms: int) -> SafSummary:
 
 
 def totals(db: sqlite3.Connection, start_ms: int, end_ms: int) -> dict[str, object]:
-    """Counts and sums by kind, method and state for payments created in [start, end)."""
+    """Counts and sums by kind, method and state for payments created in [start, end); what
+    they add up to is the payment service's report (posd.payments.reports)."""
     rows = db.execute(
         "SELECT kind, method, state, count(*), sum(amount), sum(discount), sum(charged)"
         " FROM payments WHERE created_at >= ? AND created_at < ?"
@@ -58,8 +58,6 @@ def totals(db: sqlite3.Connection, start_ms: int, end_ms: int) -> dict[str, obje
         "purchase": {},
         "refund": {},
     }
-    net = 0
-    settled_count = 0
     for kind, method, state, count, amount, discount, charged in rows:
         groups[kind].setdefault(method, {})[state] = {
             "count": count,
@@ -67,17 +65,7 @@ def totals(db: sqlite3.Connection, start_ms: int, end_ms: int) -> dict[str, obje
             "discount": discount,
             "charged": charged,
         }
-        if kind == "purchase" and state in SUCCESS_STATES:
-            net += charged
-            settled_count += count
-        elif kind == "refund" and state == APPROVED:
-            net -= charged
-    return {
-        "purchases": groups["purchase"],
-        "refunds": groups["refund"],
-        "approved_count": settled_count,
-        "net_charged": net,
-    }
+    return {"purchases": groups["purchase"], "refunds": groups["refund"]}
 
 def payments_today(db: sqlite3.Connection, start_ms: int, end_ms: int) -> dict[str, int]:
     """The status counters: successful purchases, failed ones, and the won charged."""

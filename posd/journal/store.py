@@ -7,9 +7,9 @@ dedicated worker thread.
 
 from __future__ import annotations
 
+import datetime
 import secrets
 import sqlite3
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -76,15 +76,12 @@ from posd.journal.rows import (
 )
 from posd.journal.schema import DB_FILE_NAME, connect
 from posd.logs import register_secret
-from protocols.emv import mask_pan
-
-STAN_MAX = 999_999
-DAY_MS = 86_400_000
+from protocols.emv import PAN_MAX_DIGITS, PAN_MIN_DIGITS, mask_pan
+from protocols.ledger_messages import field7
 
 
-def field7(now_ms: int) -> str:
-    """ISO 8583 field 7, transmission date and time MMDDhhmmss in UTC."""
-    return time.strftime("%m%d%H%M%S", time.gmtime(now_ms // 1000))
+def _field7(now_ms: int) -> str:
+    return field7(datetime.datetime.fromtimestamp(now_ms // 1000, tz=datetime.UTC))
 
 
 def _card_aad(payment_id: str) -> bytes:
@@ -312,7 +309,7 @@ class JournalCore:
                 original.masked_pan if original else None,
                 original.last4 if original else None,
                 stan,
-                field7(now_ms) if stan is not None else None,
+                _field7(now_ms) if stan is not None else None,
                 now_ms,
                 now_ms,
             ),
@@ -333,8 +330,13 @@ class JournalCore:
         field 7 in the same transaction: call before a byte of the 0200 goes out."""
         if card.entry_mode not in ENTRY_MODES:
             raise InvalidArgument("card.entry_mode", f"must be one of {sorted(ENTRY_MODES)}")
-        if not (card.pan.isascii() and card.pan.isdigit() and 8 <= len(card.pan) <= 19):
-            raise InvalidArgument("card.pan", "must be 8 to 19 digits")
+        if not (
+            card.pan.isascii()
+            and card.pan.isdigit()
+            and PAN_MIN_DIGITS <= len(card.pan) <= PAN_MAX_DIGITS
+        ):
+            digits = f"{PAN_MIN_DIGITS} to {PAN_MAX_DIGITS}"
+            raise InvalidArgument("card.pan", f"must be {digits} digits")
         now_ms = to_ms(now)
         actual_method = "qr" if card.entry_mode == "qr" else "card"
         with self._tx() as db:
@@ -359,7 +361,7 @@ class JournalCore:
                     self._cipher.account_hash(card.pan),
                     self._cipher.seal(card.to_bytes(), _card_aad(payment_id)),
                     stan,
-                    field7(now_ms),
+                    _field7(now_ms),
                     now_ms,
                     payment_id,
                 ),

@@ -17,6 +17,7 @@ Modules:
 - `view`: `PaymentView`, the payment object of local-api.md over a journal record.
 """
 
+from posd.journal import METHODS, STATES
 from posd.payments.counter import ALL_MODES, READ_TIMEOUT_S, Counter
 from posd.payments.engine import PaymentEngine, PaymentsHeld
 from posd.payments.ports import (
@@ -31,8 +32,6 @@ from posd.payments.saf import RETRY_INTERVAL_S, SafForwarder, request_fields
 from posd.payments.service import (
     IDEMPOTENCY_KEY_MAX_LEN,
     MAX_AMOUNT,
-    METHODS,
-    STATES,
     DeviceNotReady,
     IdempotencyKeyReused,
     InvalidRequest,

@@ -11,25 +11,11 @@ import datetime
 from collections.abc import AsyncIterator
 from typing import ClassVar, Final, Protocol
 
-METHODS: Final = ("card", "qr", "any")
-
 # ISO 8583 field 4 would take 12 digits; no counter payment in local currency comes near
 # ten million won, so anything larger is a typo (an extra zero) rather than a sale.
 MAX_AMOUNT: Final = 10_000_000
 
 IDEMPOTENCY_KEY_MAX_LEN: Final = 64
-
-STATES: Final = (
-    "waiting_for_card",
-    "authorizing",
-    "approved",
-    "declined",
-    "approved_offline",
-    "forwarded",
-    "cancelled",
-    "reversing",
-    "reversed",
-)
 
 
 class PaymentError(Exception):

@@ -22,13 +22,6 @@ import pytest
 
 from posd.config import Config, ConfigError, load_config
 from posd.daemon import Daemon, StateDirError, prepare_state_dir
-from posd.daemon.daemon import (
-    EX_CANTCREAT,
-    EX_CONFIG,
-    EX_NOINPUT,
-    EX_OK,
-    EX_SOFTWARE,
-)
 from posd.runtime import Backoff, Component, Notifier, Runtime
 from tests.helpers.configs import write_config
 
@@ -173,7 +166,7 @@ async def test_ready_after_start_then_orderly_stop_on_sigterm(
     posd.signal(signal.SIGTERM)
     stopping = await listener.until(lambda m: "STOPPING" in m)
     assert stopping["STOPPING"] == "1"
-    assert await posd.exit_code() == EX_OK
+    assert await posd.exit_code() == os.EX_OK
     assert "stopped" in posd.stderr
 
 
@@ -186,7 +179,7 @@ async def test_watchdog_pings_at_half_the_interval(
     for _ in range(3):
         await listener.until(lambda m: m.get("WATCHDOG") == "1")
     posd.signal(signal.SIGINT)
-    assert await posd.exit_code() == EX_OK
+    assert await posd.exit_code() == os.EX_OK
 
 
 async def test_sighup_with_broken_config_keeps_running(
@@ -211,7 +204,7 @@ async def test_sighup_with_broken_config_keeps_running(
     posd.signal(signal.SIGHUP)
     await posd.wait_for_line("configuration reloaded")
     posd.signal(signal.SIGTERM)
-    assert await posd.exit_code() == EX_OK
+    assert await posd.exit_code() == os.EX_OK
 
 
 async def test_sighup_with_valid_changed_config_reloads(
@@ -230,7 +223,7 @@ async def test_sighup_with_valid_changed_config_reloads(
     # The new format applies from the reload on: this very line is JSON.
     assert line.startswith("{") and "changed sections: logging" in line
     posd.signal(signal.SIGTERM)
-    assert await posd.exit_code() == EX_OK
+    assert await posd.exit_code() == os.EX_OK
     assert posd.lines[-1].startswith("{")
 
 
@@ -240,7 +233,7 @@ async def test_invalid_config_exits_78_listing_every_problem(
     config = posd_config(tmp_path, terminal={"id": 7}, offline={"max_count": "many"})
     posd = await start_posd(config)
     running.append(posd)
-    assert await posd.exit_code() == EX_CONFIG
+    assert await posd.exit_code() == os.EX_CONFIG
     assert "terminal.id" in posd.stderr
     assert "offline.max_count" in posd.stderr
     assert "Traceback" not in posd.stderr
@@ -249,7 +242,7 @@ async def test_invalid_config_exits_78_listing_every_problem(
 async def test_missing_config_exits_66_with_a_hint(tmp_path: Path, running: list[Posd]) -> None:
     posd = await start_posd(tmp_path / "absent.toml")
     running.append(posd)
-    assert await posd.exit_code() == EX_NOINPUT
+    assert await posd.exit_code() == os.EX_NOINPUT
     assert "config file not found" in posd.stderr
     assert "Traceback" not in posd.stderr
 
@@ -269,7 +262,7 @@ async def test_unusable_state_dir_exits_73(tmp_path: Path, running: list[Posd]) 
     config = posd_config(tmp_path, storage={"state_dir": str(state)})
     posd = await start_posd(config)
     running.append(posd)
-    assert await posd.exit_code() == EX_CANTCREAT
+    assert await posd.exit_code() == os.EX_CANTCREAT
     assert expected in posd.stderr
     assert "Traceback" not in posd.stderr
 
@@ -282,7 +275,7 @@ async def test_secrets_pasted_into_file_keys_never_reach_stderr(
     config = posd_config(tmp_path, api={"token_file": token}, ledger={"mac_key_file": mac_key})
     posd = await start_posd(config)
     running.append(posd)
-    assert await posd.exit_code() == EX_CONFIG
+    assert await posd.exit_code() == os.EX_CONFIG
     assert "ledger.mac_key_file: is not a file path" in posd.stderr
     assert "api.token_file: is not a file path" in posd.stderr
     assert mac_key not in posd.stderr and mac_key[:12] not in posd.stderr
@@ -309,7 +302,7 @@ async def test_run_forbids_core_dumps(tmp_path: Path, running: list[Posd]) -> No
     await posd.wait_for_line("ready: every component is serving")
     assert _core_limit(posd.proc.pid) == ["0", "0"]
     posd.signal(signal.SIGTERM)
-    assert await posd.exit_code() == EX_OK
+    assert await posd.exit_code() == os.EX_OK
 
 
 # -- state dir -----------------------------------------------------------------------------------
@@ -385,7 +378,7 @@ async def serving(daemon: Daemon) -> AsyncIterator[asyncio.Task[int]]:
         yield task
     finally:
         daemon.request_stop()
-        assert await asyncio.wait_for(task, WAIT_S) == EX_OK
+        assert await asyncio.wait_for(task, WAIT_S) == os.EX_OK
 
 
 def make_daemon(
@@ -559,9 +552,10 @@ async def test_components_that_cannot_be_built_stop_the_start(tmp_path: Path) ->
     def duplicate(config: Config, runtime: Runtime) -> list[Component]:
         return [Recorder("x", (), []), Recorder("x", (), [])]
 
-    assert await make_daemon(config_path, config_problem).serve(handle_signals=False) == EX_CONFIG
+    refused = await make_daemon(config_path, config_problem).serve(handle_signals=False)
+    assert refused == os.EX_CONFIG
     for build in (unknown_section, duplicate):
-        assert await make_daemon(config_path, build).serve(handle_signals=False) == EX_SOFTWARE
+        assert await make_daemon(config_path, build).serve(handle_signals=False) == os.EX_SOFTWARE
 
 
 async def test_blocked_event_loop_stops_the_watchdog_pings(
@@ -633,7 +627,7 @@ def test_component_that_will_not_stop_cannot_hold_up_the_exit(tmp_path: Path) ->
         check=False,
         cwd=ROOT,
     )
-    assert proc.returncode == EX_SOFTWARE, proc.stderr
+    assert proc.returncode == os.EX_SOFTWARE, proc.stderr
     assert "did not stop" in proc.stderr
     assert "stubborn" in proc.stderr
 
