@@ -35,6 +35,8 @@ LEVELS: Mapping[str, int] = {
 FORMATS = ("text", "json")
 
 _REDACTOR = Redactor()
+# What no package caught is the process's own: logged as `posd`, not as this package.
+_PROCESS_LOG = logging.getLogger("posd")
 
 # Attributes every LogRecord has; anything else on a record came from `extra=`.
 _RECORD_ATTRS = frozenset(
@@ -173,14 +175,14 @@ class RedactingHandler(logging.StreamHandler[TextIO]):
 def _log_uncaught(
     exc_type: type[BaseException], exc: BaseException, tb: types.TracebackType | None
 ) -> None:
-    logging.getLogger("posd").critical("uncaught exception", exc_info=(exc_type, exc, tb))
+    _PROCESS_LOG.critical("uncaught exception", exc_info=(exc_type, exc, tb))
 
 
 def _log_thread_exception(args: threading.ExceptHookArgs) -> None:
     if args.exc_type is SystemExit or args.exc_value is None:
         return
     name = args.thread.name if args.thread is not None else "?"
-    logging.getLogger("posd").error(
+    _PROCESS_LOG.error(
         "uncaught exception in thread %s",
         name,
         exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
@@ -190,7 +192,7 @@ def _log_thread_exception(args: threading.ExceptHookArgs) -> None:
 def _log_unraisable(unraisable: sys.UnraisableHookArgs) -> None:
     exc = unraisable.exc_value
     text = "".join(traceback.format_exception(exc)) if exc is not None else ""
-    logging.getLogger("posd").error(
+    _PROCESS_LOG.error(
         "unraisable exception: %s %r\n%s", unraisable.err_msg, unraisable.object, text
     )
 
