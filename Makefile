@@ -31,6 +31,7 @@ bench: venv
 lint: venv
 	$(VENV)/bin/ruff check posd drivers protocols tests bench fuzz
 	$(VENV)/bin/mypy --strict protocols drivers posd
+	$(VENV)/bin/lint-imports --no-cache
 
 fuzz: venv
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[fuzz]'

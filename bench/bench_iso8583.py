@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 from bench.timing import calls_per_second
-from posd.ledger_client import LedgerClient, LedgerTls
-from posd.sim.ledger import LedgerSimulator, server_ssl_context
+from posd.ledger import LedgerClient, LedgerTls
+from posd.sim import LedgerSimulator, server_ssl_context
 from protocols.ledger_messages import (
     CardPayer,
     LedgerRequest,

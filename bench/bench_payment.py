@@ -19,9 +19,7 @@ from pathlib import Path
 
 from bench.bench_journal import fsync_latencies
 from posd.config import load_config
-from posd.sim.card_reader import SimulatedCardReader
-from posd.sim.ledger import LedgerSimulator
-from posd.sim.qr_scanner import SimulatedSerialScanner
+from posd.sim import LedgerSimulator, SimulatedCardReader, SimulatedSerialScanner
 from tests.helpers.configs import MAC_KEY_HEX, write_config
 from tests.helpers.daemon import PosClient, daemon_process, running_daemon
 

@@ -10,7 +10,7 @@ import time
 
 from bench.timing import items_per_second
 from drivers.card_reader import CardReader
-from posd.sim.card_reader import SimulatedCardReader
+from posd.sim import SimulatedCardReader
 from protocols.ber_tlv import Tlv, encode_tlv
 from protocols.srl_frame import Frame, FrameDecoder, encode_frame
 from protocols.srl_link import SrlLink

@@ -27,10 +27,10 @@ def _fresh_redactor(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test starts with an empty secret registry: secrets registered by one test (every
     journal key, every QR) must neither mask another test's output nor make every later
     registration recompile an ever longer pattern."""
-    import posd.logs
-    from posd.redaction import Redactor
+    import posd.logs.handler
+    from posd.logs import Redactor
 
-    monkeypatch.setattr(posd.logs, "_REDACTOR", Redactor())
+    monkeypatch.setattr(posd.logs.handler, "_REDACTOR", Redactor())
 
 
 @pytest.fixture(autouse=True)

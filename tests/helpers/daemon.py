@@ -26,15 +26,17 @@ from typing import Any
 import aiohttp
 
 from posd.config import Config, load_config
-from posd.daemon import Daemon, prepare_state_dir
-from posd.ledger_client import LedgerTimings
-from posd.payment_components import payment_components
+from posd.daemon import Daemon, payment_components, prepare_state_dir
+from posd.ledger import LedgerTimings
 from posd.payments import PaymentEngine
-from posd.sim.card_reader import SimulatedCardReader
-from posd.sim.ledger import LedgerSimulator, server_ssl_context
-from posd.sim.qr_issuer import QrIssuer
-from posd.sim.qr_scanner import SimulatedSerialScanner
-from posd.supervisor import Backoff
+from posd.runtime import Backoff
+from posd.sim import (
+    LedgerSimulator,
+    QrIssuer,
+    SimulatedCardReader,
+    SimulatedSerialScanner,
+    server_ssl_context,
+)
 from tests.helpers.configs import (
     MAC_KEY_HEX,
     PLATFORM_KEY_ID,
@@ -289,3 +291,14 @@ async def daemon_process(config_path: Path) -> AsyncIterator[asyncio.subprocess.
             process.kill()
         async with asyncio.timeout(10):
             await process.wait()
+
+
+def financial(d: RunningDaemon) -> list[str]:
+    return [s.mti for s in d.ledger.seen if s.mti != "0800"]
+
+
+async def pay_card(d: RunningDaemon, card: str = "seoroeum") -> dict[str, object]:
+    created = await d.create(1_000, "card")
+    assert d.reader is not None
+    d.reader.present(card)
+    return await d.wait_final(str(created["payment_id"]))

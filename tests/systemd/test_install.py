@@ -127,10 +127,10 @@ def _probe_venv(root: Path) -> dict[str, str]:
         if path.is_file() and not path.is_symlink() and str(root) in path.read_text("latin-1")
     ]
     probe["files naming the build root"] = " ".join(named)
-    pyc = next((site / "posd/__pycache__").glob("cli.*.pyc"))
+    pyc = next((site / "posd/cli/__pycache__").glob("commands.*.pyc"))
     probe["bytecode names"] = marshal.loads(pyc.read_bytes()[16:]).co_filename
     probe["site"] = str(site.relative_to(root))
-    probe["cli.py"] = (site / "posd/cli.py").read_text()
+    probe["cli.py"] = (site / "posd/cli/commands.py").read_text()
     unshare = shutil.which("unshare")
     namespace = [unshare or "unshare", "--mount", "--propagation", "private"]
     if unshare is None or _run([*namespace, "true"]).returncode != 0:
@@ -138,7 +138,8 @@ def _probe_venv(root: Path) -> dict[str, str]:
         return probe
     script = (
         f'mount --bind "{root}/opt" /opt && "{root}/usr/local/bin/posd" --version && '
-        '/opt/posd/venv/bin/python -c "import posd.cli, sys; print(sys.prefix, posd.cli.__file__)"'
+        '/opt/posd/venv/bin/python -c "import posd.cli.commands as c, sys; '
+        'print(sys.prefix, c.__file__)"'
     )
     proc = subprocess.run(
         [*namespace, "sh", "-c", script],
@@ -193,7 +194,9 @@ def story(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) -> Iterato
         f.write(PINNED_READER + "\n")
     with (root / "etc/udev/rules.d/99-posd.rules").open("a") as f:
         f.write('KERNEL=="ttyUSB0", SYMLINK+="stale"\n')
-    (root / story.probes["install"]["site"] / "posd/cli.py").write_text("raise SystemExit(1)\n")
+    (root / story.probes["install"]["site"] / "posd/cli/commands.py").write_text(
+        "raise SystemExit(1)\n"
+    )
 
     make = ["make", "-s", "install", f"DESTDIR={root}", f"WHEELHOUSE={wheelhouse}"]
     story.step("upgrade", [*make, f"SOURCE={wheel}"], PYTHON=python)
@@ -312,7 +315,7 @@ def test_the_venv_runs_here_and_names_only_its_final_paths(story: Story, step: s
     probe = story.probes[step]
     assert probe["version"] == "posd 0.1.0"
     assert probe["files naming the build root"] == ""
-    assert probe["bytecode names"] == f"/{probe['site']}/posd/cli.py"
+    assert probe["bytecode names"] == f"/{probe['site']}/posd/cli/commands.py"
     assert probe["bytecode names"].startswith("/opt/posd/venv/lib/python3.")
 
 
@@ -325,7 +328,7 @@ def test_the_venv_runs_once_the_root_is_mounted_where_it_belongs(story: Story, s
     assert lines[0] == "posd 0.1.0", mounted
     prefix, module = lines[1].split()
     assert prefix == "/opt/posd/venv"
-    assert module == f"/{story.probes[step]['site']}/posd/cli.py"
+    assert module == f"/{story.probes[step]['site']}/posd/cli/commands.py"
 
 
 def test_the_second_run_is_an_upgrade_that_keeps_config_state_and_local_rules(
@@ -343,7 +346,7 @@ def test_the_second_run_is_an_upgrade_that_keeps_config_state_and_local_rules(
     assert files[LOCAL_RULES].endswith(PINNED_READER.encode() + b"\n")
     # What install.sh owns is put back, the damaged package too (at the same version).
     assert files["/etc/udev/rules.d/99-posd.rules"] == (SYSTEMD / "99-posd.rules").read_bytes()
-    assert story.probes["upgrade"]["cli.py"] == (REPO / "posd/cli.py").read_text()
+    assert story.probes["upgrade"]["cli.py"] == (REPO / "posd/cli/commands.py").read_text()
     passwd = files["/etc/passwd"].decode().splitlines()
     assert [line.split(":")[0] for line in passwd].count("posd") == 1
 

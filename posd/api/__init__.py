@@ -1,0 +1,27 @@
+"""The local POS API (local-api.md): HTTP/JSON on a Unix socket and, with a bearer token, on
+loopback TCP; and the small client posd's own commands use.
+
+Modules:
+- `server`: `LocalApi`, the listeners as a component (socket mode and group, stale-socket
+  checks); `ApiStartError` when it cannot listen.
+- `routes`: the handlers, the validation of each request, the error shape, the event stream
+  and its limits (`MAX_BODY_BYTES`, `MAX_EVENT_STREAMS`).
+- `client`: `ApiClient` for `posd status`, `posd saf` and the demo; `ApiUnavailable`,
+  `ApiPermissionDenied`, `ApiRequestError`.
+"""
+
+from posd.api.client import ApiClient, ApiPermissionDenied, ApiRequestError, ApiUnavailable
+from posd.api.routes import MAX_BODY_BYTES, MAX_EVENT_STREAMS
+from posd.api.server import ApiStartError, LocalApi, bind_unix_socket
+
+__all__ = [
+    "MAX_BODY_BYTES",
+    "MAX_EVENT_STREAMS",
+    "ApiClient",
+    "ApiPermissionDenied",
+    "ApiRequestError",
+    "ApiStartError",
+    "ApiUnavailable",
+    "LocalApi",
+    "bind_unix_socket",
+]

@@ -1,0 +1,17 @@
+"""The `posd` commands (run, config, demo, devices, status, saf, enroll, ledger-sim): one
+argparse tree, sysexits exit codes. The entry point is `posd.cli:main`.
+
+Modules:
+- `commands`: `main` and `build_parser`, the argparse tree; each command's module is
+  imported only when it runs.
+- `config`: `posd config check` and `posd config example`.
+- `devices`: `posd devices`, what is plugged in and whether the config's devices are there.
+- `status`: `posd status` and `posd saf`, asked of the running daemon.
+- `enroll`: `posd enroll`, the terminal's private key and a CSR for the ledger's CA.
+- `ledger_sim`: `posd ledger-sim`, the reference ledger as a standalone server.
+- `demo`: `posd demo`, the scripted shift on simulated devices and the reference ledger.
+"""
+
+from posd.cli.commands import build_parser, main
+
+__all__ = ["build_parser", "main"]

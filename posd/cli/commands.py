@@ -1,0 +1,133 @@
+"""The `posd` command line: one argparse tree, sysexits exit codes.
+
+Commands whose implementation has not landed are absent, not stubbed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from posd import __version__
+from posd.config import CONFIG_ENV, DEFAULT_CONFIG, config_path
+
+CONFIG_HELP = f"config file (default: ${CONFIG_ENV} or {DEFAULT_CONFIG})"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that exits with sysexits' EX_USAGE (64) on a usage error instead of 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(os.EX_USAGE, f"{self.prog}: error: {message}; see `{self.prog} --help`\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="posd",
+        description="POS terminal integration daemon for 서로e음 (Incheon Seo-gu local currency).",
+    )
+    parser.add_argument("--version", action="version", version=f"posd {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    run = sub.add_parser("run", help="run the daemon in the foreground (systemd runs this)")
+    run.add_argument("-c", "--config", help=CONFIG_HELP)
+
+    config = sub.add_parser("config", help="check a config file or print the example config")
+    config.set_defaults(usage=config.format_usage)
+    config_sub = config.add_subparsers(
+        dest="config_command", metavar="ACTION", parser_class=_Parser
+    )
+    check = config_sub.add_parser(
+        "check", help="validate a config file; exit 0, or 78 listing every problem"
+    )
+    check.add_argument("file", nargs="?", help=CONFIG_HELP)
+    config_sub.add_parser("example", help="print a complete, commented example config")
+
+    demo = sub.add_parser(
+        "demo", help="the scripted demo shift on simulated reader, scanner and reference ledger"
+    )
+    demo.add_argument(
+        "--interactive", action="store_true", help="keep running with the API open after the shift"
+    )
+
+    devices = sub.add_parser(
+        "devices", help="list serial ports and USB devices; PING card reader candidates with SRL/1"
+    )
+    from posd.cli.devices import add_arguments as add_devices_arguments
+
+    add_devices_arguments(devices)
+
+    status = sub.add_parser("status", help="ask the running daemon for its state and print it")
+    status.add_argument("-c", "--config", help=CONFIG_HELP)
+    status.add_argument("--json", action="store_true", help="print the raw state object")
+
+    saf = sub.add_parser("saf", help="list the store-and-forward queue (masked); `saf flush`")
+    saf.add_argument("-c", "--config", help=CONFIG_HELP)
+    saf.add_argument(
+        "action", nargs="?", choices=["flush"], help="flush: ask the daemon to forward now"
+    )
+
+    enroll = sub.add_parser(
+        "enroll", help="make the terminal's private key (0600) and a CSR for the ledger's CA"
+    )
+    from posd.cli.enroll import add_arguments as add_enroll_arguments
+
+    add_enroll_arguments(enroll)
+
+    ledger_sim = sub.add_parser(
+        "ledger-sim", help="the reference ledger as a standalone server (labs, integration tests)"
+    )
+    from posd.cli.ledger_sim import add_arguments as add_ledger_sim_arguments
+
+    add_ledger_sim_arguments(ledger_sim)
+
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return os.EX_USAGE
+    if args.command == "run":
+        from posd.daemon import run_daemon
+
+        return run_daemon(config_path(args.config))
+    if args.command == "config":
+        from posd.cli import config as config_cli
+
+        if args.config_command == "check":
+            return config_cli.check(config_path(args.file))
+        if args.config_command == "example":
+            return config_cli.example()
+        print(args.usage(), end="", file=sys.stderr)
+        print("posd config: say `check [FILE]` or `example`", file=sys.stderr)
+    if args.command == "demo":
+        from posd.cli import demo as demo
+
+        return demo.main(["--interactive"] if args.interactive else [])
+    if args.command == "ledger-sim":
+        from posd.cli import ledger_sim as ledger_sim_cli
+
+        return ledger_sim_cli.run(args)
+    if args.command == "devices":
+        from posd.cli import devices as devices_cli
+
+        return devices_cli.run(args)
+    if args.command in ("status", "saf"):
+        from posd.cli import status as status_cli
+
+        path = config_path(args.config)
+        if args.command == "status":
+            return status_cli.status(path, args.json)
+        return status_cli.saf(path, args.action == "flush")
+    if args.command == "enroll":
+        from posd.cli.enroll import enroll
+
+        return enroll(args)
+    return os.EX_USAGE

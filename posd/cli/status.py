@@ -1,0 +1,198 @@
+"""`posd status` and `posd saf`: ask the running daemon over the local API socket.
+
+Exit codes follow sysexits: 0 ok, 69 daemon unreachable (or the ledger, for a flush),
+77 no permission on the socket, 78 config unusable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from posd.api import ApiClient, ApiPermissionDenied, ApiRequestError, ApiUnavailable
+from posd.config import ConfigError, load_config
+
+_T = TypeVar("_T")
+_NOT_RUNNING = "is posd running? (systemctl status posd)"
+
+
+def _err(message: str) -> None:
+    print(f"posd: {message}", file=sys.stderr)
+
+
+def _socket_path(config_path: str) -> Path | None:
+    try:
+        return load_config(config_path).api.socket
+    except ConfigError as exc:
+        _err(f"cannot use the config:\n{exc}")
+        return None
+
+
+def _ask(socket_path: Path, call: Callable[[ApiClient], Awaitable[_T]]) -> _T | int:
+    """The answer, or the exit code after saying what went wrong and what to do."""
+
+    async def run() -> _T:
+        async with ApiClient(socket_path) as api:
+            return await call(api)
+
+    try:
+        return asyncio.run(run())
+    except ApiPermissionDenied:
+        _err(f"no permission to use {socket_path}; run as root or as a member of group posd")
+        return os.EX_NOPERM
+    except ApiUnavailable:
+        _err(f"nothing answers on {socket_path}: {_NOT_RUNNING}")
+        return os.EX_UNAVAILABLE
+    except TimeoutError:
+        _err(f"the daemon did not answer on {socket_path} in time; check `journalctl -u posd`")
+        return os.EX_UNAVAILABLE
+    except ApiRequestError as exc:
+        _err(f"the daemon refused: {exc.message}")
+        # 503: a device or the ledger is not ready; what is queued stays queued meanwhile.
+        return os.EX_UNAVAILABLE if exc.status == 503 else os.EX_SOFTWARE
+
+
+def _get(data: Mapping[str, Any], *keys: str) -> Any:
+    value: Any = data
+    for key in keys:
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(key)
+    return value
+
+
+def _show(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
+def _won(value: object) -> str:
+    return f"{value:,} won" if isinstance(value, int) else "? won"
+
+
+def _duration(seconds: object) -> str:
+    if not isinstance(seconds, int | float):
+        return "?"
+    total = int(seconds)
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h {minutes:02d}m"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{minutes}m {secs:02d}s"
+
+
+def render_status(state: Mapping[str, Any]) -> str:
+    """The state object of mqtt.md as lines a technician reads at a glance."""
+    ledger = _get(state, "ledger") or {}
+    link = _show(ledger.get("link"))
+    if isinstance(ledger.get("last_rtt_ms"), int | float):
+        link += f" (rtt {ledger['last_rtt_ms']:.1f} ms)"
+    # While the link is up, its last error is history that would only alarm a technician.
+    if ledger.get("last_error") and ledger.get("link") != "up":
+        link += f", last error: {ledger['last_error']}"
+    reader = _get(state, "devices", "card_reader") or {}
+    reader_line = _show(reader.get("state"))
+    if reader.get("port"):
+        reader_line += f" on {reader['port']}"
+    if reader.get("firmware"):
+        reader_line += f", firmware {reader['firmware']}"
+    scanner = _get(state, "devices", "qr_scanner") or {}
+    audio = _get(state, "devices", "audio") or {}
+    saf = _get(state, "saf") or {}
+    saf_line = f"{_show(saf.get('pending'))} pending"
+    if saf.get("pending"):
+        saf_line += f", {_won(saf.get('pending_amount'))}"
+        saf_line += f", oldest {_duration(saf.get('oldest_age_s'))} ago"
+    if saf.get("needs_attention"):
+        # Entries the ledger answered without settling: someone must look at them.
+        saf_line += f", {_show(saf.get('needs_attention'))} NEED ATTENTION (posd saf)"
+    storage = _get(state, "storage") or {}
+    storage_line = _show(storage.get("state"))
+    if storage.get("last_error") and storage.get("state") != "ready":
+        storage_line += f": {storage['last_error']} (free space under storage.state_dir)"
+    orders = _get(state, "orders") or {}
+    today = _get(state, "payments_today") or {}
+    rows = [
+        ("ledger", link),
+        ("card reader", reader_line),
+        ("qr scanner", f"{_show(scanner.get('state'))} ({_show(scanner.get('kind'))})"),
+        ("audio", f"{_show(audio.get('state'))} ({_show(audio.get('output'))})"),
+        ("saf queue", saf_line),
+        ("journal", storage_line),
+        (
+            "orders",
+            f"{_show(orders.get('alerting'))} alerting, "
+            f"{_show(orders.get('missed_today'))} missed today",
+        ),
+        (
+            "today",
+            f"{_show(today.get('approved'))} approved, {_show(today.get('declined'))} declined, "
+            f"{_won(today.get('amount'))}",
+        ),
+    ]
+    head = (
+        f"posd {_show(state.get('version'))} on terminal {_show(state.get('terminal_id'))} "
+        f"(merchant {_show(state.get('merchant_id'))}), up {_duration(state.get('uptime_s'))}"
+    )
+    return "\n".join([head, *(f"  {name:<12} {value}" for name, value in rows)])
+
+
+def render_saf(queue: Sequence[Mapping[str, Any]]) -> str:
+    """The store-and-forward queue, oldest first; only masked fields are ever printed."""
+    if not queue:
+        return "store-and-forward queue: empty"
+    lines = [f"store-and-forward queue: {len(queue)} waiting, oldest first"]
+    for entry in queue:
+        last4 = entry.get("card_last4") or entry.get("account_last4")
+        who = f"****{last4}" if isinstance(last4, str) else "-"
+        line = (
+            f"  {_show(entry.get('queued_at'))}  {_show(entry.get('kind')):<8} "
+            f"{_show(entry.get('payment_id'))}  {_won(entry.get('amount'))}  "
+            f"stan {_show(entry.get('stan'))}  {who}  attempts {_show(entry.get('attempts'))}"
+        )
+        if entry.get("needs_attention"):
+            line += f"  NEEDS ATTENTION (ledger answered {_show(entry.get('refused_code'))})"
+        if entry.get("last_error"):
+            line += f"  last error: {entry['last_error']}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def status(config_path: str, as_json: bool) -> int:
+    socket_path = _socket_path(config_path)
+    if socket_path is None:
+        return os.EX_CONFIG
+    state = _ask(socket_path, lambda api: api.status())
+    if isinstance(state, int):
+        return state
+    if as_json:
+        print(json.dumps(state, indent=2, ensure_ascii=False))
+    else:
+        print(render_status(state))
+    return os.EX_OK
+
+
+def saf(config_path: str, flush: bool) -> int:
+    socket_path = _socket_path(config_path)
+    if socket_path is None:
+        return os.EX_CONFIG
+    if not flush:
+        queue = _ask(socket_path, lambda api: api.saf())
+        if isinstance(queue, int):
+            return queue
+        print(render_saf(queue))
+        return os.EX_OK
+    result = _ask(socket_path, lambda api: api.saf_flush())
+    if isinstance(result, int):
+        return result
+    print(
+        f"forwarded {_show(result.get('forwarded'))}, {_show(result.get('pending'))} still waiting"
+    )
+    return os.EX_OK

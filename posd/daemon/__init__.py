@@ -1,0 +1,36 @@
+"""`posd run`: the config loaded, the state dir opened, every component run under one
+supervisor, systemd told how it goes (READY, STATUS, RELOADING, WATCHDOG).
+
+Modules:
+- `daemon`: `Daemon` (signals, reload, watchdog, an orderly stop) and `run_daemon`, the
+  command with its exit codes; `register_config_secrets`, the config's secrets masked in logs.
+- `stack`: `build_components`, the one place components are built, and `payment_components`,
+  the payment stack (journal, reader, scanner, ledger link, SAF sender, engine, local API).
+- `state_dir`: `prepare_state_dir`, the state directory created 0700 and checked usable.
+"""
+
+from posd.daemon.daemon import (
+    STOP_TIMEOUT_S,
+    Daemon,
+    disable_core_dumps,
+    register_config_secrets,
+    run_daemon,
+    section_fingerprints,
+)
+from posd.daemon.stack import STACK_SECTIONS, BuildComponents, build_components, payment_components
+from posd.daemon.state_dir import StateDirError, prepare_state_dir
+
+__all__ = [
+    "STACK_SECTIONS",
+    "STOP_TIMEOUT_S",
+    "BuildComponents",
+    "Daemon",
+    "StateDirError",
+    "build_components",
+    "disable_core_dumps",
+    "payment_components",
+    "prepare_state_dir",
+    "register_config_secrets",
+    "run_daemon",
+    "section_fingerprints",
+]

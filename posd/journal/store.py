@@ -1,0 +1,695 @@
+"""The journal's synchronous core: every method is one SQLite transaction, committed (and so
+fsynced, with synchronous=FULL) before it returns.
+
+A JournalCore belongs to the thread that created it; `Journal` (journal.py) runs it in one
+dedicated worker thread.
+"""
+
+from __future__ import annotations
+
+import datetime
+import secrets
+import sqlite3
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+from posd.journal import reports, stans
+from posd.journal.checks import (
+    OFFLINE_AUTH_CODE,
+    check_amount,
+    check_benefit,
+    check_idempotency_key,
+    check_optional_text,
+    check_response_code,
+    check_stan,
+    hold_ms,
+    to_ms,
+)
+from posd.journal.crypto import JournalCipher, JournalKeyError, load_or_create_key
+from posd.journal.model import (
+    ADVICE_REFUSED,
+    APPROVED,
+    APPROVED_OFFLINE,
+    AUTHORIZING,
+    CANCELLED,
+    DECLINED,
+    ENTRY_MODES,
+    FORWARDED,
+    IN_FLIGHT_STATES,
+    METHODS,
+    REVERSED,
+    REVERSING,
+    WAITING_FOR_CARD,
+    CardSecrets,
+    FieldValue,
+    IdempotencyConflict,
+    IllegalTransition,
+    InvalidArgument,
+    OfflineExposure,
+    OfflineLimits,
+    OfflineRefused,
+    PaymentEvent,
+    PaymentNotFound,
+    PaymentRecord,
+    RefundRefused,
+    SafEntry,
+    SafMessage,
+    SafSummary,
+    decode_fields,
+    encode_fields,
+    offline_refusal,
+)
+from posd.journal.rows import (
+    PAYMENT_COLUMNS,
+    SAF_COLUMNS,
+    add_event,
+    check_transition,
+    count_attempt,
+    drop_card_data,
+    find_payment,
+    get_payment,
+    payment_by_key,
+    payment_record,
+    read_saf_entry,
+    saf_entry,
+)
+from posd.journal.schema import DB_FILE_NAME, connect
+from posd.logs import register_secret
+from protocols.emv import PAN_MAX_DIGITS, PAN_MIN_DIGITS, mask_pan
+from protocols.ledger_messages import field7
+
+
+def _field7(now_ms: int) -> str:
+    return field7(datetime.datetime.fromtimestamp(now_ms // 1000, tz=datetime.UTC))
+
+
+def _card_aad(payment_id: str) -> bytes:
+    return b"posd-card\x00" + payment_id.encode()
+
+
+def _saf_aad(payment_id: str, kind: str) -> bytes:
+    return b"posd-saf\x00" + payment_id.encode() + b"\x00" + kind.encode()
+
+
+class JournalCore:
+    def __init__(self, state_dir: Path) -> None:
+        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.path = state_dir / DB_FILE_NAME
+        self._conn = connect(self.path)
+        self._conn.row_factory = sqlite3.Row
+        try:
+            self._cipher = self._open_cipher(state_dir)
+            with self._tx() as db:
+                # Card data kept past the ledger's answer (a chip approval awaiting the card's
+                # decision) is useless once the process that held the reader has gone.
+                db.execute(
+                    "UPDATE payments SET card_data = NULL"
+                    " WHERE card_data IS NOT NULL AND state != ?",
+                    (AUTHORIZING,),
+                )
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def _open_cipher(self, state_dir: Path) -> JournalCipher:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'key_check'").fetchone()
+        key = load_or_create_key(state_dir, create=row is None)
+        # The key must never reach a log line, in any encoding.
+        register_secret(key)
+        cipher = JournalCipher(key)
+        if row is None:
+            with self._tx():
+                self._conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('key_check', ?)", (cipher.key_check,)
+                )
+        elif row["value"] != cipher.key_check:
+            raise JournalKeyError(
+                f"{state_dir / 'journal.key'} is not the key this journal was written with; "
+                "restore the matching key file"
+            )
+        return cipher
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def settings(self) -> dict[str, object]:
+        """The connection's durability settings as SQLite reports them, for diagnostics."""
+        report: dict[str, object] = {
+            name: self._conn.execute(f"PRAGMA {name}").fetchone()[0]
+            for name in ("journal_mode", "synchronous", "foreign_keys", "secure_delete")
+        }
+        report["schema_version"] = self._conn.execute(
+            "SELECT version FROM schema_version"
+        ).fetchone()[0]
+        return report
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._conn
+            self._conn.execute("COMMIT")
+        except BaseException:
+            # A failed COMMIT (disk full, I/O error) can leave the transaction open; roll it
+            # back so the next call starts clean and nothing half-written becomes visible.
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise
+
+    # -- payments -------------------------------------------------------------------------
+
+    def create_payment(
+        self,
+        *,
+        amount: int,
+        charged: int,
+        method: str,
+        idempotency_key: str,
+        now: float,
+        benefit_plus_rate_bps: int = 0,
+        discount: int = 0,
+    ) -> tuple[PaymentRecord, bool]:
+        """A purchase in waiting_for_card, or the one already made under this idempotency key
+        (then the bool is False). A reused key with other parameters is refused. The
+        혜택플러스 rate and discount are the payment rules' (payments/rules.py); the journal
+        stores them as given, once they add up: amount = discount + charged."""
+        check_amount(amount)
+        check_benefit(amount, benefit_plus_rate_bps, discount, charged)
+        if method not in METHODS:
+            raise InvalidArgument("method", f"must be one of {sorted(METHODS)}")
+        check_idempotency_key(idempotency_key)
+        now_ms = to_ms(now)
+        with self._tx() as db:
+            existing = payment_by_key(db, "purchase", idempotency_key)
+            if existing is not None:
+                for what, mine, theirs in (
+                    ("amount", existing.amount, amount),
+                    ("method", existing.requested_method, method),
+                    ("benefit_plus", existing.benefit_plus_rate_bps, benefit_plus_rate_bps),
+                ):
+                    if mine != theirs:
+                        raise IdempotencyConflict(existing.payment_id, what)
+                return existing, False
+            payment_id = self._insert_payment(
+                db,
+                kind="purchase",
+                idempotency_key=idempotency_key,
+                original=None,
+                state=WAITING_FOR_CARD,
+                amount=amount,
+                discount=discount,
+                charged=charged,
+                rate=benefit_plus_rate_bps,
+                method=method,
+                stan=None,
+                now_ms=now_ms,
+            )
+            return get_payment(db, payment_id), True
+
+    def create_refund(
+        self,
+        *,
+        original_payment_id: str,
+        amount: int,
+        idempotency_key: str | None,
+        now: float,
+    ) -> tuple[PaymentRecord, bool]:
+        """A refund, created directly in authorizing with its STAN and field 7, ready for the
+        0200 (3=200000). Its `method`, `entry_mode` and masked card come from the original."""
+        check_amount(amount)
+        if idempotency_key is not None:
+            check_idempotency_key(idempotency_key)
+        now_ms = to_ms(now)
+        with self._tx() as db:
+            if idempotency_key is not None:
+                existing = payment_by_key(db, "refund", idempotency_key)
+                if existing is not None:
+                    if existing.original_payment_id != original_payment_id:
+                        raise IdempotencyConflict(existing.payment_id, "original payment")
+                    if existing.amount != amount:
+                        raise IdempotencyConflict(existing.payment_id, "amount")
+                    return existing, False
+            original = find_payment(db, original_payment_id)
+            if original is None:
+                raise RefundRefused("not_found", f"no payment {original_payment_id!r}")
+            if original.kind != "purchase":
+                raise RefundRefused("not_a_purchase", "a refund cannot itself be refunded")
+            if original.state not in (APPROVED, FORWARDED):
+                raise RefundRefused(
+                    "not_refundable",
+                    f"payment {original.payment_id} is {original.state}; only approved or "
+                    "forwarded payments can be refunded",
+                )
+            already = db.execute(
+                "SELECT coalesce(sum(charged), 0) FROM payments WHERE original_payment_id = ? "
+                "AND state NOT IN (?, ?)",
+                (original.payment_id, DECLINED, REVERSED),
+            ).fetchone()[0]
+            if already + amount > original.charged:
+                raise RefundRefused(
+                    "exceeds_original",
+                    f"refunds would total {already + amount} won, more than the "
+                    f"{original.charged} won charged",
+                )
+            payment_id = self._insert_payment(
+                db,
+                kind="refund",
+                idempotency_key=idempotency_key,
+                original=original,
+                state=AUTHORIZING,
+                amount=amount,
+                discount=0,
+                charged=amount,
+                rate=0,
+                method=original.method,
+                stan=stans.allocate_stan(db, now_ms),
+                now_ms=now_ms,
+            )
+            return get_payment(db, payment_id), True
+
+    def _insert_payment(
+        self,
+        db: sqlite3.Connection,
+        *,
+        kind: str,
+        idempotency_key: str | None,
+        original: PaymentRecord | None,
+        state: str,
+        amount: int,
+        discount: int,
+        charged: int,
+        rate: int,
+        method: str,
+        stan: int | None,
+        now_ms: int,
+    ) -> str:
+        while True:
+            payment_id = "p_" + secrets.token_hex(8)
+            if find_payment(db, payment_id) is None:
+                break
+        db.execute(
+            "INSERT INTO payments (id, kind, idempotency_key, original_payment_id, state, amount,"
+            " discount, charged, benefit_plus_rate_bps, requested_method, method, entry_mode,"
+            " masked_pan, last4, stan, field7, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                payment_id,
+                kind,
+                idempotency_key,
+                original.payment_id if original else None,
+                state,
+                amount,
+                discount,
+                charged,
+                rate,
+                method,
+                method,
+                original.entry_mode if original else None,
+                original.masked_pan if original else None,
+                original.last4 if original else None,
+                stan,
+                _field7(now_ms) if stan is not None else None,
+                now_ms,
+                now_ms,
+            ),
+        )
+        add_event(db, payment_id, None, state, now_ms)
+        return payment_id
+
+    def get(self, payment_id: str) -> PaymentRecord | None:
+        return find_payment(self._conn, payment_id)
+
+    def by_idempotency_key(
+        self, idempotency_key: str, kind: str = "purchase"
+    ) -> PaymentRecord | None:
+        return payment_by_key(self._conn, kind, idempotency_key)
+
+    def begin_authorization(self, payment_id: str, card: CardSecrets, now: float) -> PaymentRecord:
+        """waiting_for_card -> authorizing, sealing the card data and allocating the STAN and
+        field 7 in the same transaction: call before a byte of the 0200 goes out."""
+        if card.entry_mode not in ENTRY_MODES:
+            raise InvalidArgument("card.entry_mode", f"must be one of {sorted(ENTRY_MODES)}")
+        if not (
+            card.pan.isascii()
+            and card.pan.isdigit()
+            and PAN_MIN_DIGITS <= len(card.pan) <= PAN_MAX_DIGITS
+        ):
+            digits = f"{PAN_MIN_DIGITS} to {PAN_MAX_DIGITS}"
+            raise InvalidArgument("card.pan", f"must be {digits} digits")
+        now_ms = to_ms(now)
+        actual_method = "qr" if card.entry_mode == "qr" else "card"
+        with self._tx() as db:
+            payment = get_payment(db, payment_id)
+            check_transition(payment, AUTHORIZING)
+            if payment.requested_method not in ("any", actual_method):
+                raise InvalidArgument(
+                    "card.entry_mode",
+                    f"a {card.entry_mode} read does not fit a {payment.requested_method} payment",
+                )
+            stan = stans.allocate_stan(db, now_ms)
+            db.execute(
+                "UPDATE payments SET state = ?, method = ?, entry_mode = ?, masked_pan = ?,"
+                " last4 = ?, account_hash = ?, card_data = ?, stan = ?, field7 = ?,"
+                " updated_at = ? WHERE id = ?",
+                (
+                    AUTHORIZING,
+                    actual_method,
+                    card.entry_mode,
+                    None if actual_method == "qr" else mask_pan(card.pan),
+                    card.pan[-4:],
+                    self._cipher.account_hash(card.pan),
+                    self._cipher.seal(card.to_bytes(), _card_aad(payment_id)),
+                    stan,
+                    _field7(now_ms),
+                    now_ms,
+                    payment_id,
+                ),
+            )
+            add_event(db, payment_id, payment.state, AUTHORIZING, now_ms)
+            return get_payment(db, payment_id)
+
+    def card_data(self, payment_id: str) -> CardSecrets | None:
+        """The sealed card data, decrypted; None once dropped."""
+        row = self._conn.execute(
+            "SELECT card_data FROM payments WHERE id = ?", (payment_id,)
+        ).fetchone()
+        if row is None:
+            raise PaymentNotFound(payment_id)
+        if row["card_data"] is None:
+            return None
+        return CardSecrets.from_bytes(self._cipher.open(row["card_data"], _card_aad(payment_id)))
+
+    def record_answer(
+        self,
+        payment_id: str,
+        *,
+        response_code: str,
+        now: float,
+        rrn: str | None = None,
+        auth_code: str | None = None,
+        decline_reason: str | None = None,
+        keep_card_data: bool = False,
+    ) -> PaymentRecord:
+        """The ledger's 0210: authorizing -> approved (39=00) or declined. The card data is
+        dropped unless keep_card_data (a chip approval still waiting for COMPLETE_RESULT,
+        which may need a reversal built from it)."""
+        check_response_code(response_code)
+        check_optional_text("rrn", rrn, 12)
+        check_optional_text("auth_code", auth_code, 6)
+        state = APPROVED if response_code == "00" else DECLINED
+        now_ms = to_ms(now)
+        with self._tx() as db:
+            payment = get_payment(db, payment_id)
+            if payment.state != AUTHORIZING:
+                raise IllegalTransition(payment_id, payment.state, state)
+            db.execute(
+                "UPDATE payments SET state = ?, response_code = ?, rrn = ?, auth_code = ?,"
+                " decline_reason = ?, updated_at = ? WHERE id = ?",
+                (
+                    state,
+                    response_code,
+                    rrn,
+                    auth_code,
+                    None if state == APPROVED else decline_reason or f"ledger_{response_code}",
+                    now_ms,
+                    payment_id,
+                ),
+            )
+            if not (keep_card_data and state == APPROVED):
+                drop_card_data(db, payment_id)
+            add_event(db, payment_id, payment.state, state, now_ms)
+            return get_payment(db, payment_id)
+
+    def transition(
+        self, payment_id: str, state: str, now: float, *, decline_reason: str | None = None
+    ) -> PaymentRecord:
+        """Ending a payment with no ledger involvement: cancelled (only while waiting for the
+        card) or declined at the counter (card not accepted, QR rejected, read failed, ...).
+        Other states have their own methods, which record what the state needs."""
+        if state not in (CANCELLED, DECLINED):
+            raise InvalidArgument(
+                "state", f"{state} is reached through its own journal method, not transition()"
+            )
+        now_ms = to_ms(now)
+        with self._tx() as db:
+            payment = get_payment(db, payment_id)
+            if payment.state == APPROVED_OFFLINE:
+                # Only the ledger's answer to the queued advice decides such a payment.
+                raise IllegalTransition(payment_id, payment.state, state)
+            check_transition(payment, state)
+            db.execute(
+                "UPDATE payments SET state = ?, decline_reason = ?, updated_at = ? WHERE id = ?",
+                (state, decline_reason, now_ms, payment_id),
+            )
+            drop_card_data(db, payment_id)
+            add_event(db, payment_id, payment.state, state, now_ms)
+            return get_payment(db, payment_id)
+
+    def drop_card_data(self, payment_id: str) -> None:
+        with self._tx() as db:
+            get_payment(db, payment_id)
+            drop_card_data(db, payment_id)
+
+    def start_reversal(
+        self,
+        payment_id: str,
+        *,
+        fields: Mapping[str, FieldValue],
+        stan: int,
+        now: float,
+        decline_reason: str,
+    ) -> tuple[PaymentRecord, SafEntry]:
+        """authorizing or approved -> reversing, with the 0400's fields queued (sealed) in the
+        same transaction, so no crash can leave a reversal unqueued."""
+        check_stan(stan)
+        now_ms = to_ms(now)
+        with self._tx() as db:
+            payment = get_payment(db, payment_id)
+            check_transition(payment, REVERSING)
+            db.execute(
+                "UPDATE payments SET state = ?, decline_reason = ?, updated_at = ? WHERE id = ?",
+                (REVERSING, decline_reason, now_ms, payment_id),
+            )
+            entry_id = self._enqueue(db, payment, "reversal", stan, fields, now_ms)
+            drop_card_data(db, payment_id)
+            add_event(db, payment_id, payment.state, REVERSING, now_ms)
+            return get_payment(db, payment_id), read_saf_entry(db, entry_id)
+
+    def offline_exposure(self, payment_id: str, now: float) -> OfflineExposure:
+        """Offline approvals not yet forwarded, and those for this payment's card or account."""
+        now_ms = to_ms(now)
+        payment = get_payment(self._conn, payment_id)
+        return reports.offline_exposure(self._conn, payment.payment_id, now_ms)
+
+    def approve_offline(
+        self,
+        payment_id: str,
+        *,
+        auth_code: str,
+        fields: Mapping[str, FieldValue],
+        limits: OfflineLimits,
+        now: float,
+    ) -> PaymentRecord | OfflineRefused:
+        """authorizing -> approved_offline with the 0220 advice queued, if the offline limits
+        allow it; checked and applied in one transaction. On refusal nothing changes."""
+        if not OFFLINE_AUTH_CODE.fullmatch(auth_code):
+            raise InvalidArgument("auth_code", "an offline approval code is Y1 and 4 digits")
+        now_ms = to_ms(now)
+        with self._tx() as db:
+            payment = get_payment(db, payment_id)
+            check_transition(payment, APPROVED_OFFLINE)
+            if payment.kind != "purchase" or payment.stan is None:
+                raise InvalidArgument("payment_id", "only a purchase can be approved offline")
+            exposure = reports.offline_exposure(db, payment_id, now_ms)
+            reason = offline_refusal(limits, payment.charged, exposure)
+            if reason is not None:
+                return OfflineRefused(reason, exposure)
+            db.execute(
+                "UPDATE payments SET state = ?, offline = 1, auth_code = ?, updated_at = ?"
+                " WHERE id = ?",
+                (APPROVED_OFFLINE, auth_code, now_ms, payment_id),
+            )
+            self._enqueue(db, payment, "advice", payment.stan, fields, now_ms)
+            drop_card_data(db, payment_id)
+            add_event(db, payment_id, payment.state, APPROVED_OFFLINE, now_ms)
+            return get_payment(db, payment_id)
+
+    def in_flight(self) -> list[PaymentRecord]:
+        """Payments not yet final, oldest first: what start-up recovery looks at. A payment
+        in reversing or approved_offline already has its SAF entry."""
+        marks = ",".join("?" * len(IN_FLIGHT_STATES))
+        rows = self._conn.execute(
+            f"SELECT {PAYMENT_COLUMNS} FROM payments WHERE state IN ({marks})"
+            " ORDER BY created_at, id",
+            tuple(sorted(IN_FLIGHT_STATES)),
+        ).fetchall()
+        return [payment_record(row) for row in rows]
+
+    def events_since(self, seq: int, limit: int = 1000) -> list[PaymentEvent]:
+        rows = self._conn.execute(
+            "SELECT seq, payment_id, from_state, to_state, at FROM payment_events"
+            " WHERE seq > ? ORDER BY seq LIMIT ?",
+            (seq, limit),
+        ).fetchall()
+        return [PaymentEvent(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+    # -- STAN and QR nonces ---------------------------------------------------------------
+
+    def allocate_stan(self, now: float) -> int:
+        """A STAN for a message not tied to a payment (0800s)."""
+        now_ms = to_ms(now)
+        with self._tx() as db:
+            return stans.allocate_stan(db, now_ms)
+
+    def use_qr_nonce(self, nonce: bytes, now: float) -> bool:
+        """Marks a QR nonce used; False if it was already used within the last 24 h."""
+        if not nonce:
+            raise InvalidArgument("nonce", "must not be empty")
+        now_ms = to_ms(now)
+        with self._tx() as db:
+            return stans.use_qr_nonce(db, nonce, now_ms)
+
+    # -- store and forward ----------------------------------------------------------------
+
+    def _enqueue(
+        self,
+        db: sqlite3.Connection,
+        payment: PaymentRecord,
+        kind: str,
+        stan: int,
+        fields: Mapping[str, FieldValue],
+        now_ms: int,
+    ) -> int:
+        if not fields:
+            raise InvalidArgument("fields", "a queued message needs its ISO 8583 fields")
+        sealed = self._cipher.seal(encode_fields(fields), _saf_aad(payment.payment_id, kind))
+        cursor = db.execute(
+            "INSERT INTO saf (payment_id, kind, stan, amount, fields, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (payment.payment_id, kind, stan, payment.charged, sealed, now_ms),
+        )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def saf_pending(self, limit: int = 1000) -> list[SafEntry]:
+        """Pending entries, oldest first, masked (for `posd saf` and diagnostics)."""
+        return reports.pending_entries(self._conn, limit)
+
+    def saf_due(self, now: float, hold_s: float, after_id: int = 0) -> SafMessage | None:
+        """The oldest pending entry past `after_id` that is due, with its fields: an entry the
+        ledger refused waits `hold_s` after its last transmission, any other is due at once.
+        Its mti is 0400/0220 until a transmission went out, 0401/0221 after."""
+        now_ms = to_ms(now)
+        hold = hold_ms(hold_s)
+        row = self._conn.execute(
+            f"SELECT {SAF_COLUMNS} FROM saf JOIN payments p ON p.id = saf.payment_id"
+            " WHERE saf.completed_at IS NULL AND saf.id > ?"
+            " AND (saf.response_code IS NULL OR saf.last_attempt_at IS NULL"
+            " OR saf.last_attempt_at + ? <= ?)"
+            " ORDER BY saf.id LIMIT 1",
+            (after_id, hold, now_ms),
+        ).fetchone()
+        return None if row is None else self._message(self._conn, saf_entry(row))
+
+    def saf_held_until(self, hold_s: float) -> float | None:
+        """When the first refused entry is due again (Unix seconds); None when none waits."""
+        hold = hold_ms(hold_s)
+        row = self._conn.execute(
+            "SELECT min(coalesce(last_attempt_at, 0)) FROM saf"
+            " WHERE completed_at IS NULL AND response_code IS NOT NULL"
+        ).fetchone()
+        return None if row[0] is None else (row[0] + hold) / 1000
+
+    def saf_attempt_failed(self, entry_id: int, error: str, now: float) -> SafEntry:
+        """A transmission went out and no usable answer came: counted (the next one is a
+        repeat), and why kept (no card data in `error`)."""
+        now_ms = to_ms(now)
+        with self._tx() as db:
+            read_saf_entry(db, entry_id, pending=True)
+            count_attempt(db, entry_id, now_ms, error)
+            return read_saf_entry(db, entry_id)
+
+    def saf_refused(self, entry_id: int, *, response_code: str, error: str, now: float) -> SafEntry:
+        """The ledger answered the transmission without settling the entry: counted, and the
+        entry stays queued with `response_code` as its refusal, needing attention."""
+        check_response_code(response_code)
+        if response_code == "00":
+            raise InvalidArgument("response_code", "00 settles an entry: use saf_complete")
+        now_ms = to_ms(now)
+        with self._tx() as db:
+            read_saf_entry(db, entry_id, pending=True)
+            count_attempt(db, entry_id, now_ms, error)
+            db.execute("UPDATE saf SET response_code = ? WHERE id = ?", (response_code, entry_id))
+            return read_saf_entry(db, entry_id)
+
+    def saf_complete(
+        self, entry_id: int, *, response_code: str, now: float, rrn: str | None = None
+    ) -> PaymentRecord:
+        """The ledger's answer settled the entry: the transmission is counted, the entry leaves
+        the queue (its fields are dropped, the row stays as history) and the payment moves on.
+        00 settles either kind: reversing -> reversed, approved_offline -> forwarded. Another
+        code settles only an advice, as the ledger's refusal of it: approved_offline ->
+        declined, decline_reason advice_refused. Which codes are such a decision is the
+        caller's call; a reversal is settled by nothing but 00."""
+        check_response_code(response_code)
+        check_optional_text("rrn", rrn, 12)
+        now_ms = to_ms(now)
+        with self._tx() as db:
+            entry = read_saf_entry(db, entry_id, pending=True)
+            if entry.kind == "reversal" and response_code != "00":
+                raise InvalidArgument("response_code", "only 00 settles a reversal")
+            count_attempt(db, entry_id, now_ms, None)
+            db.execute(
+                "UPDATE saf SET completed_at = ?, response_code = ?, fields = NULL WHERE id = ?",
+                (now_ms, response_code, entry_id),
+            )
+            payment = get_payment(db, entry.payment_id)
+            if entry.kind == "reversal":
+                target = REVERSED
+            else:
+                target = FORWARDED if response_code == "00" else DECLINED
+            check_transition(payment, target)
+            if target == REVERSED:
+                db.execute(
+                    "UPDATE payments SET state = ?, updated_at = ? WHERE id = ?",
+                    (target, now_ms, payment.payment_id),
+                )
+            else:
+                db.execute(
+                    "UPDATE payments SET state = ?, response_code = ?, rrn = coalesce(rrn, ?),"
+                    " decline_reason = ?, updated_at = ? WHERE id = ?",
+                    (
+                        target,
+                        response_code,
+                        rrn,
+                        ADVICE_REFUSED if target == DECLINED else None,
+                        now_ms,
+                        payment.payment_id,
+                    ),
+                )
+            drop_card_data(db, payment.payment_id)
+            add_event(db, payment.payment_id, payment.state, target, now_ms)
+            return get_payment(db, payment.payment_id)
+
+    def saf_summary(self, now: float) -> SafSummary:
+        return reports.saf_summary(self._conn, to_ms(now))
+
+    # -- totals ---------------------------------------------------------------------------
+
+    def totals(self, start_ms: int, end_ms: int) -> dict[str, object]:
+        """Counts and sums by kind, method and state for payments created in [start, end)."""
+        return reports.totals(self._conn, start_ms, end_ms)
+
+    def payments_today(self, start_ms: int, end_ms: int) -> dict[str, int]:
+        """The status counters: successful purchases, failed ones, and the won charged."""
+        return reports.payments_today(self._conn, start_ms, end_ms)
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _message(self, db: sqlite3.Connection, entry: SafEntry) -> SafMessage:
+        row = db.execute("SELECT fields FROM saf WHERE id = ?", (entry.entry_id,)).fetchone()
+        plain = self._cipher.open(row[0], _saf_aad(entry.payment_id, entry.kind))
+        return SafMessage(entry, entry.mti, decode_fields(plain))
+
+

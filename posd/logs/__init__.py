@@ -1,0 +1,45 @@
+"""posd's log output and the masking of card data and secrets in anything shown outside posd.
+
+Modules:
+- `handler`: `setup_logging` (the one redacting handler on the root logger, `text` or `json`
+  lines for journald), `set_level`, `RedactingFormatter` and `RedactingHandler`, and the
+  process-wide secret registry: `register_secret`, `redact`.
+- `redaction`: `Redactor`, the masking itself (Luhn-valid PANs in any layout, track 2, QR
+  tokens, registered secrets in their raw, hex and base64 forms); `luhn_valid`.
+"""
+
+from posd.logs.handler import (
+    LEVELS,
+    RedactingFormatter,
+    RedactingHandler,
+    parse_level,
+    redact,
+    register_secret,
+    set_level,
+    setup_logging,
+)
+from posd.logs.redaction import (
+    QR_MASK,
+    SECRET_MASK,
+    TRANSIENT_SECRETS_KEPT,
+    Redactor,
+    luhn_valid,
+    redact_card_data,
+)
+
+__all__ = [
+    "LEVELS",
+    "QR_MASK",
+    "SECRET_MASK",
+    "TRANSIENT_SECRETS_KEPT",
+    "RedactingFormatter",
+    "RedactingHandler",
+    "Redactor",
+    "luhn_valid",
+    "parse_level",
+    "redact",
+    "redact_card_data",
+    "register_secret",
+    "set_level",
+    "setup_logging",
+]

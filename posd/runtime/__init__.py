@@ -1,0 +1,31 @@
+"""What the daemon's components run on: the component contract, their supervisor, the shared
+context, systemd's notify socket and the event hub.
+
+Modules:
+- `component`: `Component`, what the supervisor runs (a named task that says when it serves),
+  and `config_sections`, the config tables a component is built from (what a reload rebuilds).
+- `supervisor`: `Supervisor`, one TaskGroup that runs the components and restarts a crashed one
+  with `Backoff`; `ComponentStatus`, what it reports of each.
+- `context`: `Runtime`, what every component may share (running config, state dir, statuses).
+- `sdnotify`: `Notifier`, the sd_notify protocol (READY, STATUS, RELOADING, WATCHDOG).
+- `fanout`: `EventHub`, state changes fanned out to any number of bounded subscribers.
+"""
+
+from posd.runtime.component import Component, config_sections
+from posd.runtime.context import Runtime
+from posd.runtime.fanout import EventHub, Subscription
+from posd.runtime.sdnotify import Notifier
+from posd.runtime.supervisor import Backoff, ComponentReturned, ComponentStatus, Supervisor
+
+__all__ = [
+    "Backoff",
+    "Component",
+    "ComponentReturned",
+    "ComponentStatus",
+    "EventHub",
+    "Notifier",
+    "Runtime",
+    "Subscription",
+    "Supervisor",
+    "config_sections",
+]

@@ -1,0 +1,177 @@
+"""`posd status` and `posd saf` against the real API on a real socket (and with none)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from posd.api import LocalApi
+from posd.cli import status as status_cli
+from tests.helpers.configs import write_config
+from tests.helpers.payment_service import MemoryPaymentService, RunningApi, start_api
+
+NOT_RUNNING = "is posd running? (systemctl status posd)"
+
+
+async def _serve(tmp_path: Path) -> RunningApi:
+    service = MemoryPaymentService()
+    socket_path = tmp_path / "api.sock"
+    api = LocalApi(service, socket_path, group=None)
+    return RunningApi(api, service, socket_path, await start_api(api))
+
+
+async def _in_thread(function: Callable[[str, bool], int], *args: Any) -> int:
+    # The commands run their own event loop (asyncio.run), as they do from the shell.
+    return await asyncio.to_thread(function, *args)
+
+
+async def test_status_prints_readable_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path)
+    running = await _serve(tmp_path)
+    try:
+        assert await _in_thread(status_cli.status, str(config), False) == 0
+    finally:
+        await running.stop()
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("posd test on terminal T0000001 (merchant M00000000000001), up 0m 01s")
+    assert "  ledger       up (rtt 1.5 ms)" in out
+    assert "  card reader  ready on /dev/pts/9, firmware 1.0" in out
+    assert "  qr scanner   ready (serial)" in out
+    assert "  saf queue    0 pending" in out
+    assert "  today        0 approved, 0 declined, 0 won" in out
+
+
+async def test_status_json_is_the_raw_object(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path)
+    running = await _serve(tmp_path)
+    try:
+        assert await _in_thread(status_cli.status, str(config), True) == 0
+        expected = await running.service.status()
+    finally:
+        await running.stop()
+    assert json.loads(capsys.readouterr().out) == expected
+
+
+@pytest.mark.parametrize("stale", [False, True], ids=["no-socket", "stale-socket"])
+def test_no_daemon_exits_69_saying_what_to_do(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], stale: bool
+) -> None:
+    config = write_config(tmp_path)
+    if stale:
+        dead = socket.socket(socket.AF_UNIX)
+        dead.bind(str(tmp_path / "api.sock"))
+        dead.close()
+    assert status_cli.status(str(config), False) == os.EX_UNAVAILABLE
+    assert status_cli.saf(str(config), False) == os.EX_UNAVAILABLE
+    assert status_cli.saf(str(config), True) == os.EX_UNAVAILABLE
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count(NOT_RUNNING) == 3
+
+
+def test_unusable_config_exits_78(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert status_cli.status(str(tmp_path / "absent.toml"), False) == os.EX_CONFIG
+    assert status_cli.saf(str(tmp_path / "absent.toml"), True) == os.EX_CONFIG
+    assert "config file not found" in capsys.readouterr().err
+
+
+async def test_saf_lists_masked_entries_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path)
+    running = await _serve(tmp_path)
+    running.service.saf_queue.extend(
+        [
+            {
+                "payment_id": "p7",
+                "kind": "advice",
+                "amount": 12000,
+                "stan": 31,
+                "card_last4": "4321",
+                "queued_at": "2026-11-25T01:00:00Z",
+                "attempts": 2,
+                "last_error": "ledger link down",
+                # A field the listing does not know is never printed, whatever it holds.
+                "debug": "9410123456784321",
+            },
+            {"payment_id": "p8", "kind": "reversal", "amount": 500, "account_last4": "8899"},
+            {
+                "payment_id": "p9",
+                "kind": "reversal",
+                "amount": 700,
+                "stan": 40,
+                "card_last4": "1111",
+                "attempts": 1,
+                "needs_attention": True,
+                "refused_code": "30",
+            },
+        ]
+    )
+    try:
+        assert await _in_thread(status_cli.saf, str(config), False) == 0
+    finally:
+        await running.stop()
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "store-and-forward queue: 3 waiting, oldest first"
+    assert (
+        "advice   p7  12,000 won  stan 31  ****4321  attempts 2  last error: ledger link down"
+        in out
+    )
+    assert "reversal p8  500 won  stan -  ****8899  attempts -" in out
+    assert "p9  700 won  stan 40  ****1111  attempts 1  NEEDS ATTENTION (ledger answered 30)" in out
+    assert "9410123456784321" not in out
+
+
+async def test_saf_empty_and_flush(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_config(tmp_path)
+    running = await _serve(tmp_path)
+    try:
+        assert await _in_thread(status_cli.saf, str(config), False) == 0
+        assert capsys.readouterr().out == "store-and-forward queue: empty\n"
+        running.service.saf_queue.append({"payment_id": "p1", "kind": "advice"})
+        running.service.ledger_up = False
+        assert await _in_thread(status_cli.saf, str(config), True) == os.EX_UNAVAILABLE
+        assert "ledger link is down" in capsys.readouterr().err
+        running.service.ledger_up = True
+        assert await _in_thread(status_cli.saf, str(config), True) == 0
+        assert capsys.readouterr().out == "forwarded 1, 0 still waiting\n"
+    finally:
+        await running.stop()
+
+
+def test_render_status_shows_the_ledger_error_only_while_down() -> None:
+    up = {"ledger": {"link": "up", "last_rtt_ms": 2.0, "last_error": "connection reset"}}
+    assert "  ledger       up (rtt 2.0 ms)\n" in status_cli.render_status(up)
+
+
+def test_render_status_copes_with_unknowns() -> None:
+    text = status_cli.render_status({"ledger": {"link": "down", "last_error": "refused"}})
+    assert "ledger       down, last error: refused" in text
+    assert "card reader  -" in text
+
+
+def test_render_status_flags_saf_entries_that_need_attention() -> None:
+    calm = {"saf": {"pending": 1, "pending_amount": 500, "oldest_age_s": 30, "needs_attention": 0}}
+    assert "NEED ATTENTION" not in status_cli.render_status(calm)
+    stuck = {"saf": {"pending": 2, "pending_amount": 900, "oldest_age_s": 90, "needs_attention": 1}}
+    assert "1 NEED ATTENTION (posd saf)" in status_cli.render_status(stuck)
+
+
+def test_render_status_shows_a_journal_storage_failure() -> None:
+    fine = {"storage": {"state": "ready", "last_error": None}}
+    assert "  journal      ready\n" in status_cli.render_status(fine)
+    full = {"storage": {"state": "error", "last_error": "database or disk is full"}}
+    text = status_cli.render_status(full)
+    expected = "error: database or disk is full (free space under storage.state_dir)"
+    assert f"  journal      {expected}" in text

@@ -1,0 +1,203 @@
+"""The ledger client against scripted peers that break the profile, and built from a config."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from posd.config import load_config
+from posd.ledger import LedgerBadResponse, LedgerClient, LedgerTimeout, LedgerTimings
+from posd.sim import LedgerSimulator, server_ssl_context
+from protocols.iso8583_profile import encode_message
+from protocols.ledger_messages import (
+    LedgerRequest,
+    NetworkRequest,
+    decode_request,
+    encode,
+    respond,
+    respond_network,
+)
+from protocols.length_prefix import LengthPrefixDecoder, frame
+from tests.helpers.configs import MAC_KEY_HEX, write_config
+from tests.helpers.ledger import FAST, MAC_KEY, TERMINAL, WAIT_S, Stans, purchase, wait_until
+from tests.helpers.tls import make_pki
+
+Answer = Callable[[LedgerRequest], bytes]
+
+
+class ScriptedLedger:
+    """Plain TCP: answers 0800 with `network_code`, and a financial request with `answer`'s
+    bytes (written as they are, so they can be anything)."""
+
+    def __init__(self, answer: Answer, network_code: str = "00") -> None:
+        self.answer = answer
+        self.network_code = network_code
+        self.connections = 0
+        self._server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    async def __aenter__(self) -> ScriptedLedger:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in self._writers:
+            writer.transport.abort()
+        await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self._writers.append(writer)
+        decoder = LengthPrefixDecoder()
+        while data := await reader.read(4096):
+            for message in decoder.feed(data):
+                request = decode_request(message, MAC_KEY).message
+                if isinstance(request, NetworkRequest):
+                    reply = respond_network(request, self.network_code)
+                    writer.write(frame(encode(reply, MAC_KEY)))
+                else:
+                    writer.write(self.answer(request))
+
+
+@asynccontextmanager
+async def client_of(port: int, wait_up: bool = True) -> AsyncIterator[LedgerClient]:
+    client = LedgerClient(
+        host="127.0.0.1",
+        port=port,
+        terminal_id=TERMINAL,
+        mac_key=MAC_KEY,
+        stan_source=Stans(),
+        timings=FAST,
+    )
+    task = asyncio.create_task(client.run(lambda: None))
+    try:
+        if wait_up:
+            async with asyncio.timeout(WAIT_S):
+                await client.wait_up()
+        yield client
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+def good(request: LedgerRequest) -> bytes:
+    return frame(encode(respond(request, "00", rrn="000000000001"), MAC_KEY))
+
+
+async def test_refused_sign_on_keeps_the_link_down_and_retries() -> None:
+    async with ScriptedLedger(good, network_code="91") as peer, client_of(peer.port, False) as c:
+        await wait_until(lambda: peer.connections >= 2)
+        assert not c.is_up()
+        assert c.last_error is not None and "sign-on refused" in c.last_error
+        assert "39=91" in c.last_error
+
+
+async def test_malformed_answer_is_a_bad_response() -> None:
+    def missing_39(request: LedgerRequest) -> bytes:
+        fields = respond(request, "00").fields()
+        del fields[39]
+        return frame(encode_message("0210", fields, MAC_KEY))
+
+    async with ScriptedLedger(missing_39) as peer, client_of(peer.port) as client:
+        with pytest.raises(LedgerBadResponse, match="field 39"):
+            await client.send(purchase(), 5)
+        assert client.is_up()
+
+
+@pytest.mark.parametrize(
+    ("damage", "problem"),
+    [
+        (lambda answer: answer[:-3], "field 64"),  # truncated inside the MAC
+        (lambda answer: answer + b"\x00junk", "Extra data"),  # bytes after the last field
+    ],
+    ids=["truncated", "trailing-garbage"],
+)
+async def test_a_broken_answer_fails_its_request_at_once(
+    damage: Callable[[bytes], bytes], problem: str
+) -> None:
+    def broken(request: LedgerRequest) -> bytes:
+        return frame(damage(encode(respond(request, "00", rrn="000000000001"), MAC_KEY)))
+
+    async with ScriptedLedger(broken) as peer, client_of(peer.port) as client:
+        # The request's own timeout is far past the test's bound: only a request failed on
+        # the answer's arrival can pass, one left to time out fails the test.
+        async with asyncio.timeout(WAIT_S):
+            with pytest.raises(LedgerBadResponse, match=problem):
+                await client.send(purchase(), 600)
+        assert client.is_up()
+
+
+async def test_answer_for_another_terminal_is_a_bad_response() -> None:
+    def elsewhere(request: LedgerRequest) -> bytes:
+        return frame(encode(replace(respond(request, "00"), terminal_id="T0000002"), MAC_KEY))
+
+    async with ScriptedLedger(elsewhere) as peer, client_of(peer.port) as client:
+        with pytest.raises(LedgerBadResponse, match="another terminal"):
+            await client.send(purchase(), 5)
+
+
+async def test_a_stray_answer_is_ignored_and_the_right_one_taken() -> None:
+    def stray_first(request: LedgerRequest) -> bytes:
+        stray = respond(replace(request, stan=request.stan % 999_999 + 1), "05")
+        return frame(encode(stray, MAC_KEY)) + good(request)
+
+    async with ScriptedLedger(stray_first) as peer, client_of(peer.port) as client:
+        assert (await client.send(purchase(), 5)).approved
+
+
+async def test_zero_length_frame_takes_the_link_down() -> None:
+    async with ScriptedLedger(lambda _: b"\x00\x00") as peer, client_of(peer.port) as client:
+        with pytest.raises(LedgerTimeout):  # LedgerLinkLost: it went out, then the link broke
+            await client.send(purchase(), 5)
+        await wait_until(lambda: (client.last_error or "").startswith("framing error"))
+
+
+def test_timings_are_checked() -> None:
+    with pytest.raises(ValueError, match="echo_idle_s"):
+        LedgerTimings(echo_idle_s=0)
+    with pytest.raises(ValueError, match="backoff_initial_s"):
+        LedgerTimings(backoff_initial_s=5, backoff_max_s=1)
+    timings = LedgerTimings(backoff_initial_s=1, backoff_max_s=8)
+    for failures, ceiling in [(1, 1), (2, 2), (4, 8), (50, 8)]:
+        assert ceiling / 2 <= timings.backoff(failures) <= ceiling
+
+
+async def test_from_config_over_tls(tmp_path: Path) -> None:
+    pki = make_pki(tmp_path / "pki")
+    context = server_ssl_context(pki.server_cert, pki.server_key, pki.ca_file)
+    async with LedgerSimulator(mac_key=bytes.fromhex(MAC_KEY_HEX), ssl_context=context) as sim:
+        path = write_config(
+            tmp_path,
+            ledger={
+                "host": "localhost",
+                "port": sim.port,
+                "tls": True,
+                "ca_file": str(pki.ca_file),
+                "cert_file": str(pki.client_cert),
+                "key_file": str(pki.client_key),
+            },
+        )
+        client = LedgerClient.from_config(load_config(path), Stans(), FAST)
+        task = asyncio.create_task(client.run(lambda: None))
+        try:
+            async with asyncio.timeout(WAIT_S):
+                await client.wait_up()
+            assert (await client.send(purchase(), 5)).approved
+        finally:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
