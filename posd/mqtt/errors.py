@@ -74,6 +74,16 @@ def describe(exc: BaseException, address: str) -> str:
             return f"{hint} ({address}: {e})"
         if isinstance(e, SessionFailed):
             return str(e)
+        if isinstance(e, reach.ClosedBeforeConnack):
+            detail = e.detail or "no reason given"
+            if "SSL" in detail or "alert" in detail:
+                hint = (
+                    " (the broker wants a client certificate: mqtt.cert_file)"
+                    if "CERTIFICATE_REQUIRED" in detail.upper()
+                    else ""
+                )
+                return f"TLS with {address} failed after the handshake: {detail}{hint}"
+            return f"{address} closed the connection before answering CONNECT: {detail}"
         if isinstance(e, ssl.SSLCertVerificationError):
             return (
                 f"TLS: the certificate of {address} is not trusted ({e.verify_message}): "

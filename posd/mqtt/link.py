@@ -110,6 +110,7 @@ class MqttLink:
         self._handler_errors = Throttle(settings.log_interval_s)
         self._failed_attempts = 0
         self._told_down = False
+        self._up_since: float | None = None
         self._dropped_mark = 0
         self._state = LinkState(
             self.name, "down", time.time(), 0, None, None, 0, 0, 0, time.monotonic()
@@ -122,8 +123,8 @@ class MqttLink:
         return replace(self._state, queued=len(self._outbox))
 
     def add_listener(self, listener: StateListener) -> Callable[[], None]:
-        """Call `listener(state)` on every change of status, connects or last_error (not on
-        every publish). Returns a function that removes it."""
+        """Call `listener(state)` on every change of status, connects, last_error or
+        unconfirmed (not on every publish or drop). Returns a function that removes it."""
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
 
@@ -169,7 +170,7 @@ class MqttLink:
         live = self._live
         if live is None:
             raise LinkDown(f"mqtt {self.name}: not connected to {self.settings.address}")
-        await self._publish(live, message, count_unconfirmed=True)
+        await self._publish(live, message)
 
     def stop(self) -> None:
         """Ask `run()` for an orderly stop; it returns once the link is closed. A stopped link
@@ -189,8 +190,7 @@ class MqttLink:
         failures = 0
         try:
             while not self._stop.is_set():
-                began = time.monotonic()
-                healthy = False
+                self._up_since = None
                 try:
                     if reached is None:
                         reached = await self._build()
@@ -198,17 +198,14 @@ class MqttLink:
                         reached.prepare_entry()
                     await self._session(reached)
                 except (aiomqtt.MqttError, OSError, SessionFailed) as exc:
-                    healthy = self._state.status == "up" and (
-                        time.monotonic() - began >= self.settings.healthy_after_s
-                    )
-                    self._failed(exc, reached, healthy)
+                    self._failed(exc)
                 finally:
                     self._went_down()
                 if reached is not None:
                     await self._deliver_leftovers(reached)
                 if self._stop.is_set():
                     break
-                failures = 1 if healthy else failures + 1
+                failures = 1 if self._healthy() else failures + 1
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self._backoff.delay(failures)):
                         await self._stop.wait()
@@ -293,9 +290,18 @@ class MqttLink:
         receiver = asyncio.create_task(self._receive(reached), name=f"mqtt-{self.name}-receive")
         drainer = asyncio.create_task(self._drain(reached), name=f"mqtt-{self.name}-drain")
         stopper = asyncio.create_task(self._stop.wait(), name=f"mqtt-{self.name}-stop")
-        tasks = {receiver, drainer, stopper}
+        watcher = asyncio.create_task(reached.wait_disconnected(), name=f"mqtt-{self.name}-watch")
+        tasks = {receiver, drainer, stopper, watcher}
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            if done == {watcher}:
+                # Down now, in the state too, though the handler may still be busy with a
+                # message: the receiver ends when it returns.
+                self._went_down()
+                drainer.cancel()
+                done, _ = await asyncio.wait(
+                    {receiver, stopper}, return_when=asyncio.FIRST_COMPLETED
+                )
         finally:
             for task in tasks:
                 task.cancel()
@@ -408,7 +414,7 @@ class MqttLink:
         self, reached: reach.Reached, message: Outgoing, window: asyncio.Semaphore
     ) -> None:
         try:
-            await self._publish(reached, message, count_unconfirmed=True)
+            await self._publish(reached, message)
         except MaybeSent as exc:
             log.debug("%s", exc)
         except Exception:
@@ -421,9 +427,7 @@ class MqttLink:
         if not self._outbox and not self._in_flight:
             self._idle.set()
 
-    async def _publish(
-        self, reached: reach.Reached, message: Outgoing, *, count_unconfirmed: bool
-    ) -> None:
+    async def _publish(self, reached: reach.Reached, message: Outgoing) -> None:
         properties = reach.publish_properties(self.settings, message.expiry_s)
         try:
             await reached.client.publish(
@@ -435,8 +439,7 @@ class MqttLink:
                 timeout=self.settings.timeout_s,
             )
         except (aiomqtt.MqttError, asyncio.CancelledError) as exc:
-            if count_unconfirmed:
-                self._state = replace(self._state, unconfirmed=self._state.unconfirmed + 1)
+            self._set(unconfirmed=self._state.unconfirmed + 1)
             if isinstance(exc, asyncio.CancelledError):
                 raise
             raise MaybeSent(
@@ -460,6 +463,7 @@ class MqttLink:
 
     def _came_up(self, reached: reach.Reached) -> Connection:
         self._live = reached
+        self._up_since = time.monotonic()
         connects = self._state.connects + 1
         present = reached.connack.session_present
         s = self.settings
@@ -490,30 +494,36 @@ class MqttLink:
         dropped, self._dropped_mark = self._state.dropped - self._dropped_mark, self._state.dropped
         return Connection(connects, present, dropped)
 
-    def _failed(self, exc: BaseException, reached: reach.Reached | None, healthy: bool) -> None:
-        pending = reached.disconnect_error() if reached is not None else None
-        if pending is not None and "timed out" in str(exc):
-            exc = pending
+    def _healthy(self) -> bool:
+        """Whether the connection that just ended had served for healthy_after_s."""
+        up_since = self._up_since
+        return up_since is not None and (
+            time.monotonic() - up_since >= self.settings.healthy_after_s
+        )
+
+    def _failed(self, exc: BaseException) -> None:
         text = describe(exc, self.settings.address)
-        was_up = self._state.status == "up"
-        if healthy:
+        was_up = self._up_since is not None
+        if self._healthy():
             self._problems.reset()  # a connection that served well: its loss is news
         if not was_up:
             self._failed_attempts += 1
         allowed, held = self._problems.allow(time.monotonic())
         if allowed:
             self._told_down = True
-            more = f" ({held} more failures since the last such line)" if held else ""
             if was_up:
+                more = f" ({held} more failures since the last such line)" if held else ""
                 log.warning("mqtt %s: connection lost: %s%s", self.name, text, more)
-            else:
+            elif self._failed_attempts > 1:
                 log.warning(
-                    "mqtt %s: cannot connect (%d failed attempts so far): %s; retrying in the "
-                    "background%s",
+                    "mqtt %s: still cannot connect after %d attempts: %s",
                     self.name,
                     self._failed_attempts,
                     text,
-                    more,
+                )
+            else:
+                log.warning(
+                    "mqtt %s: cannot connect: %s; retrying in the background", self.name, text
                 )
         self._set(last_error=text)
 

@@ -16,6 +16,11 @@ paho-mqtt 2.2.0; the crash-before-ack and re-entry tests fail if it changes):
 - Clean start: paho's `connect()` sets `_mqttv5_first_connect` again on every call, so aiomqtt's
   default MQTT_CLEAN_START_FIRST_ONLY starts clean on every reconnect, not just the first.
   A persistent session passes clean_start=False and a Session Expiry Interval.
+- A socket that closes before CONNACK (a TLS 1.3 alert for a missing client certificate comes
+  after the handshake, at the first read) is ignored by aiomqtt, which then waits out its
+  timeout; paho logs the reason at ERROR and reports "Unspecified error". A wrapper around
+  paho's on_disconnect fails the CONNACK wait at once with `ClosedBeforeConnack`, carrying the
+  line paho logged (taken with on_log; paho's own logging is off: it logs every failed attempt).
 - Under 3.1.1 paho refuses any clean_start but the default, and connect properties.
 - A refused CONNACK is `aiomqtt.exceptions.MqttConnectError`, which aiomqtt does not export.
 """
@@ -37,17 +42,25 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from posd.mqtt.settings import LinkSettings
 
-# paho's per-packet debug lines stay out of posd's debug log; its warnings and errors do not.
-_PAHO_LOG = logging.getLogger(f"{__package__}.paho")
-_PAHO_LOG.setLevel(logging.WARNING)
+log = logging.getLogger(__package__)
+
+
+class ClosedBeforeConnack(aiomqtt.MqttError):
+    """The socket closed before the broker's CONNACK. `detail` is paho's last error line (a
+    TLS alert after the handshake: a broker that wants a client certificate, under TLS 1.3)."""
+
+    def __init__(self, detail: str | None) -> None:
+        super().__init__(detail or "connection closed before CONNACK")
+        self.detail = detail
 
 
 @dataclass(slots=True)
 class Connack:
-    """The last CONNACK paho handled on this client."""
+    """The last CONNACK paho handled on this client, and paho's last error line."""
 
     session_present: bool = False
     refused: str | None = None
+    paho_error: str | None = None
 
 
 @dataclass(eq=False, slots=True)
@@ -68,6 +81,7 @@ class Reached:
         if client._connected.done():
             client._connected = asyncio.get_running_loop().create_future()
         self.connack.session_present, self.connack.refused = False, None
+        self.connack.paho_error = None
 
     def settle(self) -> None:
         """Call once the client is done with: marks a pending disconnect error as seen."""
@@ -81,13 +95,9 @@ class Reached:
         if self.manual_ack and qos == 1:
             self.client._client.ack(mid, qos)
 
-    def disconnect_error(self) -> BaseException | None:
-        """Why paho saw the socket end, when it ended before CONNACK (a TLS alert after the
-        handshake, a broker closing at once): aiomqtt only reports a CONNACK timeout then."""
-        future = self.client._disconnected
-        if future.done() and not future.cancelled():
-            return future.exception()
-        return None
+    async def wait_disconnected(self) -> None:
+        """Return once paho has seen this connection end (never cancels aiomqtt's future)."""
+        await asyncio.wait({self.client._disconnected})
 
     def leftovers(self) -> list[aiomqtt.Message]:
         """Take what aiomqtt queued and nobody read before the connection ended. aiomqtt keeps
@@ -119,7 +129,7 @@ def build(
         settings.port,
         username=settings.username,
         password=settings.password,
-        logger=_PAHO_LOG,
+        logger=log,
         identifier=settings.client_id,
         protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
         will=(
@@ -138,7 +148,9 @@ def build(
     if settings.manual_ack:
         paho_client.manual_ack_set(True)
     connack = Connack()
+    loop = asyncio.get_running_loop()
     aiomqtt_on_connect = paho_client.on_connect
+    aiomqtt_on_disconnect = paho_client.on_disconnect
 
     def on_connect(
         mqttc: paho.Client,
@@ -152,7 +164,34 @@ def build(
         if aiomqtt_on_connect is not None:
             aiomqtt_on_connect(mqttc, userdata, flags, reason_code, properties)  # type: ignore[call-arg, arg-type]
 
+    def closed_before_connack() -> None:
+        if not client._connected.done():
+            client._connected.set_exception(ClosedBeforeConnack(connack.paho_error))
+
+    def on_disconnect(
+        mqttc: paho.Client,
+        userdata: Any,
+        flags: paho.DisconnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if aiomqtt_on_disconnect is not None:
+            aiomqtt_on_disconnect(mqttc, userdata, flags, reason_code, properties)  # type: ignore[call-arg, arg-type]
+        # aiomqtt ignores a close before CONNACK and waits out its timeout: end the wait now.
+        loop.call_soon_threadsafe(closed_before_connack)
+
+    def on_log(mqttc: paho.Client, userdata: Any, level: int, text: str) -> None:
+        # paho logs each failed attempt at ERROR; the link reports them itself, rate-limited.
+        if level == paho.MQTT_LOG_ERR:
+            connack.paho_error = text
+            log.debug("paho: %s", text)
+        elif level == paho.MQTT_LOG_WARNING:
+            log.warning("paho: %s", text)
+
     paho_client.on_connect = on_connect
+    paho_client.on_disconnect = on_disconnect
+    paho_client.disable_logger()
+    paho_client.on_log = on_log
     return Reached(client, connack, settings.manual_ack)
 
 

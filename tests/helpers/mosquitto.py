@@ -4,6 +4,7 @@
     broker = mosquitto_factory(persistence=True)                  # sessions survive restart()
     broker = mosquitto_factory(users={"posd": "secret"})          # password file, no anonymous
     broker = mosquitto_factory(pki=make_pki(tmp_path / "pki"), require_certificate=True)
+    broker = mosquitto_factory(deny_subscribe=["forbidden/#"])   # SUBACK refuses those
     broker.stop(); broker.start()      # same port; stop() is SIGTERM, so persistence is saved
     broker.restart(users={"posd": "other"})   # new options, same port
     broker.kill()                      # SIGKILL: what was not saved yet is gone
@@ -25,13 +26,17 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import glob
 import hashlib
+import json
 import os
 import re
 import secrets
 import shutil
 import signal
 import socket
+import ssl
+import struct
 import subprocess
 import threading
 import time
@@ -72,7 +77,11 @@ class BrokerOptions:
     """A TLS listener with the PKI's server certificate (clients check it against its CA)."""
     require_certificate: bool = False
     acl: str | None = None
-    """The text of an ACL file (`user posd` / `topic readwrite baedal/#` lines)."""
+    """The text of an ACL file (`user posd` / `topic readwrite baedal/#` lines). Mosquitto 2.0's
+    ACL file never refuses a SUBSCRIBE (it filters deliveries): see deny_subscribe."""
+    deny_subscribe: Sequence[str] = ()
+    """Topic patterns whose SUBSCRIBE the broker refuses (SUBACK 0x80, 0x87 under MQTT 5),
+    through the dynamic-security plugin; anonymous clients only."""
     extra: Sequence[str] = ()
     """More lines for mosquitto.conf, e.g. "max_inflight_messages 5"."""
 
@@ -104,6 +113,7 @@ class Mosquitto:
     _changed: threading.Condition = field(default_factory=threading.Condition)
     _reader: threading.Thread | None = None
     _eof: bool = False
+    _paused: bool = False
 
     # ---- life --------------------------------------------------------------------------------
 
@@ -136,9 +146,11 @@ class Mosquitto:
     def pause(self) -> None:
         """SIGSTOP: the broker keeps its sockets open and answers nothing."""
         self._signal(signal.SIGSTOP)
+        self._paused = True
 
     def resume(self) -> None:
         self._signal(signal.SIGCONT)
+        self._paused = False
 
     @property
     def running(self) -> bool:
@@ -159,22 +171,29 @@ class Mosquitto:
         with self._changed:
             return self._lines[after:]
 
-    def wait_for_log(self, pattern: str, timeout_s: float = 15.0, after: int = 0) -> re.Match[str]:
-        """The first log line past `after` that matches `pattern` (re.search), waiting for it."""
+    def wait_for_log(
+        self, pattern: str, timeout_s: float = 15.0, after: int = 0, count: int = 1
+    ) -> re.Match[str]:
+        """The `count`-th log line past `after` that matches `pattern` (re.search), waiting
+        for it."""
         regex = re.compile(pattern)
         deadline = time.monotonic() + timeout_s
-        position = after
+        position, seen = after, 0
         with self._changed:
             while True:
                 for line in self._lines[position:]:
                     match = regex.search(line)
                     if match:
-                        return match
+                        seen += 1
+                        if seen == count:
+                            return match
                 position = len(self._lines)
                 left = deadline - time.monotonic()
                 if left <= 0:
                     tail = "\n".join(self._lines[-60:])
-                    raise AssertionError(f"no log line matching {pattern!r}; log ends:\n{tail}")
+                    raise AssertionError(
+                        f"{seen} of {count} log lines matching {pattern!r}; log ends:\n{tail}"
+                    )
                 self._changed.wait(left)
 
     # ---- internals ---------------------------------------------------------------------------
@@ -205,6 +224,8 @@ class Mosquitto:
             acl_file.write_text(o.acl)
             acl_file.chmod(0o600)
             lines.append(f"acl_file {acl_file}")
+        if o.deny_subscribe:
+            lines += self._dynamic_security(o.deny_subscribe)
         if o.pki is not None:
             lines += [
                 f"cafile {o.pki.ca_file}",
@@ -225,6 +246,32 @@ class Mosquitto:
         path.write_text("\n".join(lines) + "\n")
         return path
 
+    def _dynamic_security(self, patterns: Sequence[str]) -> list[str]:
+        if self.options.users is not None:
+            raise ValueError("deny_subscribe is for anonymous clients (no users)")
+        found = sorted(glob.glob("/usr/lib/*/mosquitto_dynamic_security.so")) + sorted(
+            glob.glob("/usr/lib/mosquitto_dynamic_security.so")
+        )
+        if not found:
+            pytest.skip("mosquitto's dynamic-security plugin is not installed")
+        acls = [
+            {"acltype": "subscribePattern", "topic": pattern, "priority": 0, "allow": False}
+            for pattern in patterns
+        ]
+        access = dict.fromkeys(
+            ("publishClientSend", "publishClientReceive", "subscribe", "unsubscribe"), True
+        )
+        config = {
+            "defaultACLAccess": access,
+            "clients": [],
+            "groups": [{"groupname": "anonymous", "roles": [{"rolename": "anonymous"}]}],
+            "roles": [{"rolename": "anonymous", "acls": acls}],
+            "anonymousGroup": "anonymous",
+        }
+        path = self.directory / "dynamic-security.json"
+        path.write_text(json.dumps(config))
+        return [f"plugin {found[0]}", f"plugin_opt_config_file {path}"]
+
     def _start_on(self, port: int, timeout_s: float) -> bool:
         config = self._config(port)
         mark = self.log_mark()
@@ -240,20 +287,56 @@ class Mosquitto:
         self._reader.start()
         ready = re.compile(r"mosquitto version \S+ running")
         deadline = time.monotonic() + timeout_s
+        started = taken = False
         with self._changed:
             while True:
                 lines = self._lines[mark:]
-                if any(ready.search(line) for line in lines):
-                    return True
+                started = any(ready.search(line) for line in lines)
                 taken = any("Address already in use" in line for line in lines)
                 left = deadline - time.monotonic()
-                if self._eof or left <= 0 or taken:
+                if started or taken or self._eof or left <= 0:
                     break
                 self._changed.wait(left)
+        if started and process.poll() is None:
+            # "running" is logged before the main loop starts, and a SIGTERM that comes before
+            # that is lost: only a CONNACK says the broker is serving.
+            self._probe(port, deadline)
+            return True
         self._end(signal.SIGKILL, 10.0)
         if taken:
             return False
         raise RuntimeError(f"mosquitto did not start:\n{self.log_text()[-4000:]}")
+
+    def _probe(self, port: int, deadline: float) -> None:
+        """One MQTT 3.1.1 CONNECT (clean session, anonymous or the first user) and its CONNACK."""
+        o = self.options
+        client_id = b"fixture-probe"
+        payload = struct.pack("!H", len(client_id)) + client_id
+        flags = 0x02
+        if o.users:
+            user, password = next(iter(o.users.items()))
+            payload += struct.pack("!H", len(user.encode())) + user.encode()
+            payload += struct.pack("!H", len(password.encode())) + password.encode()
+            flags |= 0xC0
+        body = b"\x00\x04MQTT\x04" + bytes([flags]) + b"\x00\x3c" + payload
+        connect = b"\x10" + bytes([len(body)]) + body
+        sock = socket.create_connection((HOST, port), timeout=max(0.1, deadline - time.monotonic()))
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(sock)
+            if o.pki is not None:
+                context = ssl.create_default_context(cafile=str(o.pki.ca_file))
+                context.load_cert_chain(o.pki.client_cert, o.pki.client_key)
+                sock = stack.enter_context(context.wrap_socket(sock, server_hostname="localhost"))
+            sock.sendall(connect)
+            connack = b""
+            while len(connack) < 4:
+                chunk = sock.recv(4 - len(connack))
+                if not chunk:
+                    break
+                connack += chunk
+            if connack[:2] != b"\x20\x02":
+                raise RuntimeError(f"mosquitto's answer to a probe CONNECT: {connack!r}")
+            sock.sendall(b"\xe0\x00")
 
     def _read(self, process: subprocess.Popen[bytes]) -> None:
         assert process.stdout is not None
@@ -276,7 +359,8 @@ class Mosquitto:
             return
         if process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGCONT)  # a paused broker cannot handle SIGTERM
+                if self._paused:
+                    process.send_signal(signal.SIGCONT)  # a stopped process handles no SIGTERM
                 process.send_signal(signum)
             try:
                 process.wait(timeout_s)
@@ -288,6 +372,7 @@ class Mosquitto:
         if process.stdout is not None:
             process.stdout.close()
         self._process = None
+        self._paused = False
 
 
 @pytest.fixture

@@ -7,12 +7,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import aiomqtt
 
-from posd.mqtt import LinkSettings, MqttLink
+from posd.mqtt import LinkSettings, LinkState, MqttLink
 from tests.helpers.mosquitto import Mosquitto
 
 _ids = itertools.count(1)
@@ -92,3 +92,24 @@ async def running(link: MqttLink, *, wait_up: bool = True) -> AsyncIterator[Mqtt
         link.stop()
         async with asyncio.timeout(10):
             await task
+
+
+async def until_state(
+    link: MqttLink, predicate: Callable[[LinkState], bool], timeout_s: float = 15.0
+) -> LinkState:
+    """Wait (on the link's state notices) until `predicate(link.state)` holds."""
+    changed = asyncio.Event()
+    remove = link.add_listener(lambda _state: changed.set())
+    try:
+        async with asyncio.timeout(timeout_s):
+            while not predicate(link.state):
+                changed.clear()
+                await changed.wait()
+    finally:
+        remove()
+    return link.state
+
+
+def up_with(connects: int) -> Callable[[LinkState], bool]:
+    """The predicate "up, after exactly `connects` connects"."""
+    return lambda state: state.status == "up" and state.connects == connects

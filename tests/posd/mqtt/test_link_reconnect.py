@@ -5,24 +5,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from posd.mqtt import Connection, InboundMessage, LinkState, MqttLink, Subscription
+from posd.mqtt import Connection, InboundMessage, MqttLink, Subscription
 from tests.helpers.mosquitto import Mosquitto
-from tests.posd.mqtt.peer import fast_settings, peer, running
-
-
-async def _until(link: MqttLink, predicate: object, timeout_s: float = 15.0) -> LinkState:
-    """Wait for a state change that satisfies `predicate(state)`."""
-    assert callable(predicate)
-    changed = asyncio.Event()
-    remove = link.add_listener(lambda _state: changed.set())
-    try:
-        async with asyncio.timeout(timeout_s):
-            while not predicate(link.state):
-                changed.clear()
-                await changed.wait()
-    finally:
-        remove()
-    return link.state
+from tests.posd.mqtt.peer import fast_settings, peer, running, until_state, up_with
 
 
 async def test_after_a_broker_restart_it_resubscribes_and_messages_flow_again(
@@ -55,10 +40,11 @@ async def test_after_a_broker_restart_it_resubscribes_and_messages_flow_again(
                     }
             if round_ < 3:
                 await asyncio.to_thread(mosquitto.restart)  # no persistence: no session either
-                await _until(link, lambda s, n=round_: s.status == "up" and s.connects == n + 1)
+                await until_state(link, up_with(round_ + 1))
     assert [c.connects for c in connects] == [1, 2, 3]
     assert all(not c.session_present for c in connects)
-    print(link.state)
+    error = link.state.last_error
+    assert error is not None and "closed (the broker stopped" in error, error
 
 
 async def test_publish_while_the_broker_is_down_returns_at_once_and_is_sent_after(
@@ -75,7 +61,7 @@ async def test_publish_while_the_broker_is_down_returns_at_once_and_is_sent_afte
     link = MqttLink(fast_settings(broker, outbox_size=3), on_connect=on_connect)
     async with running(link):
         await asyncio.to_thread(broker.stop)
-        await _until(link, lambda s: s.status == "down")
+        await until_state(link, lambda s: s.status == "down")
         for i in range(5):
             link.publish("box/event", f"e{i}")  # synchronous: it cannot wait for the broker
         assert (link.state.queued, link.state.dropped) == (3, 2)
