@@ -313,6 +313,8 @@ class MqttLink:
 
     async def _orderly_stop(self, reached: reach.Reached) -> None:
         """Drain the outbox, then on_stop, on the live connection; DISCONNECT follows."""
+        if self._live is None:
+            return  # the connection ended under a busy handler: nothing can go out now
         if self._outbox or self._in_flight:
             drainer = asyncio.create_task(self._drain(reached))
             try:

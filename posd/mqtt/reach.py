@@ -21,6 +21,11 @@ paho-mqtt 2.2.0; the crash-before-ack and re-entry tests fail if it changes):
   timeout; paho logs the reason at ERROR and reports "Unspecified error". A wrapper around
   paho's on_disconnect fails the CONNACK wait at once with `ClosedBeforeConnack`, carrying the
   line paho logged (taken with on_log; paho's own logging is off: it logs every failed attempt).
+- aiomqtt registers paho's socket with the loop through `call_soon_threadsafe(loop.add_writer,
+  sock.fileno(), ...)`, also from the executor thread that runs paho's connect: when the socket
+  closes before that runs (a TLS alert right after the handshake), asyncio logs an EBADF
+  traceback on every attempt, and a reused fd number could get aiomqtt's callback. The Client's
+  `_loop` is wrapped so that these calls go through only for paho's current socket.
 - Under 3.1.1 paho refuses any clean_start but the default, and connect properties.
 - A refused CONNACK is `aiomqtt.exceptions.MqttConnectError`, which aiomqtt does not export.
 """
@@ -30,8 +35,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import aiomqtt
 import paho.mqtt.client as paho
@@ -52,6 +58,30 @@ class ClosedBeforeConnack(aiomqtt.MqttError):
     def __init__(self, detail: str | None) -> None:
         super().__init__(detail or "connection closed before CONNACK")
         self.detail = detail
+
+
+class _SocketGuard:
+    """The event loop as aiomqtt's Client sees it: add_reader/add_writer only for the fd of
+    paho's open socket; everything else goes to the loop itself."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, paho_client: paho.Client) -> None:
+        self._guarded_loop = loop
+        self._paho = paho_client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._guarded_loop, name)
+
+    def _current(self, fd: int) -> bool:
+        sock = self._paho.socket()
+        return sock is not None and sock.fileno() == fd
+
+    def add_reader(self, fd: int, callback: Callable[..., object], *args: Any) -> None:
+        if self._current(fd):
+            self._guarded_loop.add_reader(fd, callback, *args)
+
+    def add_writer(self, fd: int, callback: Callable[..., object], *args: Any) -> None:
+        if self._current(fd):
+            self._guarded_loop.add_writer(fd, callback, *args)
 
 
 @dataclass(slots=True)
@@ -145,6 +175,7 @@ def build(
     # aiomqtt warns about "pending calls" above this; the link bounds them itself.
     client.pending_calls_threshold = pending_calls
     paho_client = client._client
+    client._loop = cast(asyncio.AbstractEventLoop, _SocketGuard(client._loop, paho_client))
     if settings.manual_ack:
         paho_client.manual_ack_set(True)
     connack = Connack()

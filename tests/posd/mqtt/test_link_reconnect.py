@@ -72,3 +72,17 @@ async def test_publish_while_the_broker_is_down_returns_at_once_and_is_sent_afte
     assert dropped == [0, 2]
     async with peer(broker, identifier="watcher", clean_session=False) as p:
         assert await p.payloads(3) == [b"e2", b"e3", b"e4"]
+
+
+async def test_a_broker_that_stops_answering_is_noticed_by_keepalive_and_rejoined(
+    mosquitto: Mosquitto,
+) -> None:
+    link = MqttLink(fast_settings(mosquitto, keepalive_s=1, timeout_s=2.0))
+    async with running(link):
+        mosquitto.pause()  # the socket stays open: only the missing PINGRESP tells
+        try:
+            state = await until_state(link, lambda s: s.status == "down")
+        finally:
+            mosquitto.resume()
+        assert state.last_error is not None and "Keep alive timeout" in state.last_error
+        await until_state(link, up_with(2))
