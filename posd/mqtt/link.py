@@ -30,9 +30,10 @@ session: handlers must take a message twice without harm).
 
 Sending. `publish` puts a message in the bounded outbox and returns (dropping the oldest when
 full, counted); the outbox drains while connected, `max_in_flight` QoS 1 publishes at a time. A
-publish handed to paho whose PUBACK does not come (the connection dropped) is counted
-`unconfirmed` and never re-queued: paho keeps it and sends it again on the next connect of
-the same Client, so it is "maybe sent". `send` publishes at once on the live connection and
+publish handed to paho whose PUBACK does not come (the connection dropped, or `timeout_s`
+passed) is counted `unconfirmed` and never re-queued: paho keeps a QoS 1 message and sends it
+again on the next connect of the same Client, so it is "maybe sent" (a consumer drops what it
+has seen by the payload's id). `send` publishes at once on the live connection and
 waits for the PUBACK (LinkDown without a connection, MaybeSent when the PUBACK never came).
 
 Stopping. `stop()` or cancelling `run()`: the outbox is drained and `on_stop()` awaited (where
@@ -243,7 +244,7 @@ class MqttLink:
                     connection = self._came_up(reached)
                     try:
                         if self._on_connect is not None:
-                            await self._run_hook(self._on_connect, connection)
+                            await self._run_hook("on_connect", self._on_connect(connection))
                         await self._serve(reached)
                     except asyncio.CancelledError:
                         self._stop.set()
@@ -323,16 +324,16 @@ class MqttLink:
                 drainer.cancel()
                 await asyncio.gather(drainer, return_exceptions=True)
         if self._on_stop is not None:
-            await self._run_hook(self._on_stop)
+            await self._run_hook("on_stop", self._on_stop())
         self._live = None
 
-    async def _run_hook(self, hook: Callable[..., Awaitable[None]], *args: object) -> None:
+    async def _run_hook(self, which: str, hook: Awaitable[None]) -> None:
         try:
-            await hook(*args)
+            await hook
         except (LinkDown, MaybeSent) as exc:
-            log.info("mqtt %s: %s during the %s hook", self.name, exc, hook.__name__)
+            log.info("mqtt %s: %s during %s", self.name, exc, which)
         except Exception:
-            log.exception("mqtt %s: the %s hook failed", self.name, hook.__name__)
+            log.exception("mqtt %s: %s failed", self.name, which)
 
     # ---- receiving ---------------------------------------------------------------------------
 

@@ -1,7 +1,9 @@
 """Everything posd knows about aiomqtt 2.x and paho-mqtt 2.x below aiomqtt's public API.
 
-This is the only module that imports either. What it relies on (read in aiomqtt 2.5.1 and
-paho-mqtt 2.2.0; the crash-before-ack and re-entry tests fail if it changes):
+The rest of posd.mqtt uses aiomqtt's public Client, Message, Topic and exceptions only; this
+module alone touches private attributes, paho's callbacks and MQTT 5 properties. What it
+relies on (read in aiomqtt 2.5.1 and paho-mqtt 2.2.0; tests/posd/mqtt/test_reach.py names the
+attributes, and the crash-before-ack, re-entry and TLS tests fail if the behaviour changes):
 
 - Manual acknowledgement. aiomqtt has none: paho PUBACKs a QoS 1 message in `_handle_publish`
   right after `on_message`, which only puts it in aiomqtt's in-memory queue. paho's
@@ -86,10 +88,9 @@ class _SocketGuard:
 
 @dataclass(slots=True)
 class Connack:
-    """The last CONNACK paho handled on this client, and paho's last error line."""
+    """The last CONNACK's session flag, and paho's last error line."""
 
     session_present: bool = False
-    refused: str | None = None
     paho_error: str | None = None
 
 
@@ -110,8 +111,7 @@ class Reached:
                 future.exception()  # retrieved: no "exception was never retrieved" at GC
         if client._connected.done():
             client._connected = asyncio.get_running_loop().create_future()
-        self.connack.session_present, self.connack.refused = False, None
-        self.connack.paho_error = None
+        self.connack.session_present, self.connack.paho_error = False, None
 
     def settle(self) -> None:
         """Call once the client is done with: marks a pending disconnect error as seen."""
@@ -191,13 +191,12 @@ def build(
         properties: Properties | None,
     ) -> None:
         connack.session_present = bool(flags.session_present)
-        connack.refused = str(reason_code) if reason_code.is_failure else None
         if aiomqtt_on_connect is not None:
             aiomqtt_on_connect(mqttc, userdata, flags, reason_code, properties)  # type: ignore[call-arg, arg-type]
 
-    def closed_before_connack() -> None:
-        if not client._connected.done():
-            client._connected.set_exception(ClosedBeforeConnack(connack.paho_error))
+    def closed_before_connack(connected: asyncio.Future[None]) -> None:
+        if not connected.done():
+            connected.set_exception(ClosedBeforeConnack(connack.paho_error))
 
     def on_disconnect(
         mqttc: paho.Client,
@@ -209,7 +208,7 @@ def build(
         if aiomqtt_on_disconnect is not None:
             aiomqtt_on_disconnect(mqttc, userdata, flags, reason_code, properties)  # type: ignore[call-arg, arg-type]
         # aiomqtt ignores a close before CONNACK and waits out its timeout: end the wait now.
-        loop.call_soon_threadsafe(closed_before_connack)
+        loop.call_soon_threadsafe(closed_before_connack, client._connected)
 
     def on_log(mqttc: paho.Client, userdata: Any, level: int, text: str) -> None:
         # paho logs each failed attempt at ERROR; the link reports them itself, rate-limited.
