@@ -55,11 +55,6 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
         current = current.__cause__ or current.__context__
 
 
-def is_refused_credentials(exc: BaseException) -> bool:
-    """Whether the broker refused this link's username, password or certificate identity."""
-    return any(reach.refusal_code(e) in _BAD_CREDENTIALS for e in _chain(exc))
-
-
 def describe(exc: BaseException, address: str) -> str:
     """One line on why a connection to `address` failed or ended."""
     for e in _chain(exc):

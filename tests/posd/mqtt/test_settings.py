@@ -26,7 +26,6 @@ from posd.mqtt import (
     monitoring_link_settings,
     orders_link_settings,
 )
-from posd.mqtt.errors import is_refused_credentials
 from tests.helpers.configs import MERCHANT_ID, TERMINAL_ID, write_config, write_secret
 from tests.helpers.mosquitto import Mosquitto
 from tests.helpers.tls import make_pki
@@ -189,7 +188,6 @@ def test_describe_names_the_setting_to_check() -> None:
     assert "mqtt.ca_file" in describe(untrusted, address)
     assert "in time" in describe(aiomqtt.MqttError("Operation timed out"), address)
     assert "in time" in describe(TimeoutError(), address)
-    assert not is_refused_credentials(refused)
 
 
 def test_a_disabled_link_reports_so() -> None:
