@@ -191,21 +191,28 @@ async def check_certificate(s: Situation) -> Line:
     ledger = s.config.ledger
     if not ledger.tls:
         return Line("certificate", "ok", "ledger.tls = false: none needed (a ledger on this box)")
+    install = (
+        "posd enroll makes the key and request; send the request to 서로e음 operations and put "
+        "the certificate they return at ledger.cert_file"
+    )
+    # A new key beside the one in use: the running certificate keeps working until the new one
+    # is there (posd enroll --force would replace the key under it).
     renew = (
-        "posd enroll makes a new key and request; send the request to 서로e음 operations and "
-        "put the certificate they return at ledger.cert_file"
+        "posd enroll --key /etc/posd/terminal-new.key makes a new key and request beside the "
+        "ones in use; send the request to 서로e음 operations, then name the new key and the "
+        "certificate they return in ledger.key_file and ledger.cert_file and systemctl reload posd"
     )
     path = ledger.cert_file
     if path is None:
-        return Line("certificate", "fail", "ledger.cert_file is not set", renew)
+        return Line("certificate", "fail", "ledger.cert_file is not set", install)
     try:
         data = await asyncio.to_thread(path.read_bytes)
         cert = x509.load_pem_x509_certificates(data)[0]
     except OSError as exc:
-        fix = "run posd check as root (sudo)" if exc.errno == errno.EACCES else renew
+        fix = "run posd check as root (sudo)" if exc.errno == errno.EACCES else install
         return Line("certificate", "fail", f"cannot read {path}: {exc.strerror}", fix)
     except ValueError:
-        return Line("certificate", "fail", f"{path} holds no PEM certificate", renew)
+        return Line("certificate", "fail", f"{path} holds no PEM certificate", install)
     names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     subject = f"CN={names[0].value!s}" if names else "no CN"
     after, before = cert.not_valid_after_utc, cert.not_valid_before_utc

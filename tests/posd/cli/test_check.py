@@ -87,7 +87,7 @@ async def test_against_the_running_daemon(tmp_path: Path) -> None:
         assert f"card reader  ready on {d.reader.port}" in out  # type: ignore[union-attr]
         assert f"ledger       signed on to localhost:{d.ledger.port}" in out
         assert "(CN=T0000001) expires on " in out and "in 29 days (less than 30)" in out
-        assert "fix: posd enroll makes a new key and request" in out
+        assert "fix: posd enroll --key /etc/posd/terminal-new.key makes a new key" in out
         assert "audio        played the chime on alsa: did you hear it?" in out
         assert out.rstrip().endswith("fix each line, then posd check again")
 
