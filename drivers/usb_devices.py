@@ -1,6 +1,8 @@
 """The machine's USB devices, as libusb lists them (what posd's USB scanner driver sees), else
-as sysfs does (world-readable, opens no device): ids, strings, and whether a device has the HID
-boot-keyboard interface a QR scanner is read through.
+as sysfs does (world-readable, opens no device): ids, strings, interfaces with their endpoints
+and kernel drivers, and whether a device has an interface a QR scanner is read through
+(drivers.qr_scanner.hid_interface: a HID boot keyboard, or a keyboard interface whose only
+endpoint is an interrupt IN).
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ import usb.backend.libusb1
 import usb.core
 import usb.util
 
-from drivers.qr_scanner import known_scanner
+from drivers.qr_scanner import Endpoint, ScannerInterface, known_scanner, scanner_interface
 
 __all__ = [
     "LIBUSB_MISSING",
     "SYSFS",
     "UsbDevice",
+    "UsbInterface",
     "UsbListing",
     "libusb_backend",
     "list_usb",
@@ -27,11 +30,31 @@ __all__ = [
     "usb_from_sysfs",
 ]
 
-_HID, _BOOT, _KEYBOARD = 0x03, 0x01, 0x01
 SYSFS = Path("/sys")
 LIBUSB_MISSING = (
     "libusb-1.0-0 is not installed; posd's USB scanner driver needs it (apt install libusb-1.0-0)"
 )
+
+
+@dataclass(frozen=True, slots=True)
+class UsbInterface:
+    """One interface (alternate setting 0) of a device's configuration."""
+
+    number: int
+    interface_class: int
+    subclass: int
+    protocol: int
+    endpoints: tuple[Endpoint, ...]
+    driver: str | None = None
+    """The kernel driver bound to it (usbhid, cdc_acm, ftdi_sio ...); sysfs says, libusb not."""
+
+    @property
+    def kind(self) -> str:
+        return f"{self.interface_class:02x}/{self.subclass:02x}/{self.protocol:02x}"
+
+    @property
+    def scanner(self) -> ScannerInterface | None:
+        return scanner_interface(self.interface_class, self.subclass, self.protocol, self.endpoints)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,12 +66,29 @@ class UsbDevice:
     manufacturer: str | None
     product: str | None
     serial_number: str | None
-    boot_keyboard: bool
-    """Has a HID boot-keyboard interface: what posd's USB scanner driver reads."""
+    interfaces: tuple[UsbInterface, ...] = ()
 
     @property
     def ids(self) -> str:
         return f"{self.vendor_id:04x}:{self.product_id:04x}"
+
+    @property
+    def scanner_interface(self) -> ScannerInterface | None:
+        """The interface kind posd's USB scanner driver would read, the boot keyboard first."""
+        kinds = {intf.scanner for intf in self.interfaces}
+        if "boot-keyboard" in kinds:
+            return "boot-keyboard"
+        return "keyboard" if "keyboard" in kinds else None
+
+    @property
+    def boot_keyboard(self) -> bool:
+        """Has a HID boot-keyboard interface."""
+        return self.scanner_interface == "boot-keyboard"
+
+    @property
+    def node(self) -> str:
+        """Its device node under /dev, which libusb opens."""
+        return f"bus/usb/{self.bus:03d}/{self.address:03d}"
 
     @property
     def known_scanner(self) -> str | None:
@@ -93,15 +133,38 @@ def _read_int(path: Path) -> int:
     return int(text) if text is not None and text.isdecimal() else 0
 
 
-def _sysfs_boot_keyboard(device_dir: Path) -> bool:
-    for intf in device_dir.glob("*:*"):
-        kind = tuple(
+def _sysfs_interfaces(device_dir: Path) -> tuple[UsbInterface, ...]:
+    interfaces = []
+    for intf in sorted(device_dir.glob(f"{device_dir.name}:*")):
+        kind = [
             _read_hex(intf / n)
-            for n in ("bInterfaceClass", "bInterfaceSubClass", "bInterfaceProtocol")
+            for n in (
+                "bInterfaceNumber",
+                "bInterfaceClass",
+                "bInterfaceSubClass",
+                "bInterfaceProtocol",
+            )
+        ]
+        if any(v is None for v in kind):
+            continue
+        endpoints = []
+        for ep in sorted(intf.glob("ep_*")):
+            address, attributes = _read_hex(ep / "bEndpointAddress"), _read_hex(ep / "bmAttributes")
+            if address is not None and attributes is not None:
+                endpoints.append((address, attributes))
+        number, cls, subclass, protocol = (v or 0 for v in kind)
+        driver = intf / "driver"
+        interfaces.append(
+            UsbInterface(
+                number,
+                cls,
+                subclass,
+                protocol,
+                tuple(endpoints),
+                driver.resolve().name if driver.is_symlink() else None,
+            )
         )
-        if kind == (_HID, _BOOT, _KEYBOARD):
-            return True
-    return False
+    return tuple(interfaces)
 
 
 def usb_from_sysfs(sysfs: Path) -> list[UsbDevice] | None:
@@ -126,7 +189,7 @@ def usb_from_sysfs(sysfs: Path) -> list[UsbDevice] | None:
                 manufacturer=_read_text(entry / "manufacturer"),
                 product=_read_text(entry / "product"),
                 serial_number=_read_text(entry / "serial"),
-                boot_keyboard=_sysfs_boot_keyboard(entry),
+                interfaces=_sysfs_interfaces(entry),
             )
         )
     return sorted(devices, key=lambda d: (d.bus, d.address))
@@ -143,13 +206,27 @@ def _usb_string(dev: Any, index: int) -> str | None:
     return str(text) if text else None
 
 
-def _pyusb_boot_keyboard(dev: Any) -> bool:
-    return any(
-        (intf.bInterfaceClass, intf.bInterfaceSubClass, intf.bInterfaceProtocol)
-        == (_HID, _BOOT, _KEYBOARD)
-        for cfg in dev
-        for intf in cfg
-    )
+def _pyusb_interfaces(dev: Any, known: UsbDevice | None) -> tuple[UsbInterface, ...]:
+    """The first configuration's interfaces (alternate setting 0), with the kernel drivers
+    sysfs names for them."""
+    drivers = {i.number: i.driver for i in known.interfaces} if known is not None else {}
+    interfaces = []
+    for cfg in dev:
+        for intf in cfg:
+            if intf.bAlternateSetting != 0:
+                continue
+            interfaces.append(
+                UsbInterface(
+                    intf.bInterfaceNumber,
+                    intf.bInterfaceClass,
+                    intf.bInterfaceSubClass,
+                    intf.bInterfaceProtocol,
+                    tuple((ep.bEndpointAddress, ep.bmAttributes) for ep in intf),
+                    drivers.get(intf.bInterfaceNumber),
+                )
+            )
+        break
+    return tuple(interfaces)
 
 
 def usb_from_pyusb(backend: Any, sysfs: Sequence[UsbDevice] = ()) -> list[UsbDevice]:
@@ -171,7 +248,7 @@ def usb_from_pyusb(backend: Any, sysfs: Sequence[UsbDevice] = ()) -> list[UsbDev
                     manufacturer=manufacturer or (known.manufacturer if known else None),
                     product=product or (known.product if known else None),
                     serial_number=serial_number or (known.serial_number if known else None),
-                    boot_keyboard=_pyusb_boot_keyboard(dev),
+                    interfaces=_pyusb_interfaces(dev, known),
                 )
             )
         finally:

@@ -3,24 +3,43 @@ that hands every complete code to a callback and reports its state.
 
 Modules:
 - `base`: `ScannerBase`, the state, delivery and rescan loop both kinds share.
-- `usb_hid`: `UsbQrScanner`, boot-keyboard reports read through pyusb (kernel driver detached).
+- `usb_hid`: `UsbQrScanner`, keyboard reports read through pyusb (kernel driver detached).
+- `hid_interface`: `scanner_interface`, the rule for the USB interface a keyboard-mode scanner
+  is read through, which `drivers.usb_devices` applies too.
 - `serial_line`: `SerialQrScanner`, one code per line; `ScannerLines`, the line splitter.
 - `known_vendors`: `KNOWN_SCANNERS`, the USB vendors `usb_vendor_id = "auto"` takes for
-  scanners; `known_scanner`, the row a device matches.
+  scanners; `known_scanner`, the row a device matches; `GENERIC_CHIP_VENDORS`, the chip makers'
+  ids that scanners share with keyboards.
 """
 
 from drivers.qr_scanner.base import ScannerBase, ScannerState
-from drivers.qr_scanner.known_vendors import KNOWN_SCANNERS, ScannerVendor, known_scanner
+from drivers.qr_scanner.hid_interface import (
+    Endpoint,
+    ScannerInterface,
+    interrupt_in,
+    scanner_interface,
+)
+from drivers.qr_scanner.known_vendors import (
+    GENERIC_CHIP_VENDORS,
+    KNOWN_SCANNERS,
+    ScannerVendor,
+    known_scanner,
+)
 from drivers.qr_scanner.serial_line import ScannerLines, SerialQrScanner
 from drivers.qr_scanner.usb_hid import UsbQrScanner
 
 __all__ = [
+    "GENERIC_CHIP_VENDORS",
     "KNOWN_SCANNERS",
+    "Endpoint",
     "ScannerBase",
+    "ScannerInterface",
     "ScannerLines",
     "ScannerState",
     "ScannerVendor",
     "SerialQrScanner",
     "UsbQrScanner",
+    "interrupt_in",
     "known_scanner",
+    "scanner_interface",
 ]

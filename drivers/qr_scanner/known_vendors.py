@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["KNOWN_SCANNERS", "ScannerVendor", "known_scanner"]
+__all__ = ["GENERIC_CHIP_VENDORS", "KNOWN_SCANNERS", "ScannerVendor", "known_scanner"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +40,15 @@ KNOWN_SCANNERS: tuple[ScannerVendor, ...] = (
     ScannerVendor(0x1EAB, "Newland"),
     ScannerVendor(0x065A, "Opticon"),
 )
+
+
+GENERIC_CHIP_VENDORS: dict[int, str] = {
+    0x1A86: "QinHeng (WCH)",
+    0x04D9: "Holtek",
+    0x0483: "STMicroelectronics",
+}
+"""Chip makers whose vendor id budget scanners, keyboards and mice share: a device under one is
+told apart by its product id and, where it has one, its serial number."""
 
 
 def known_scanner(vendor_id: int, product_id: int) -> ScannerVendor | None:

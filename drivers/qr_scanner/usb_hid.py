@@ -2,7 +2,8 @@
 
 The scanner types each code as a keyboard would, ending it with Enter. posd takes the
 device away from the kernel's keyboard driver, so scanned tokens never land in whatever
-window has focus, and decodes the boot reports itself.
+window has focus, and decodes the keyboard reports itself. The interface it reads is the
+one `hid_interface` names: a boot keyboard, else a keyboard interface with a lone interrupt IN.
 
 pyusb blocks, so each session (find, claim, read, release) runs in its own worker thread
 that hands reports to the event loop; reads time out every `read_timeout_ms` so a stop is
@@ -26,6 +27,7 @@ import usb.core
 import usb.util
 
 from drivers.qr_scanner.base import ScannerBase
+from drivers.qr_scanner.hid_interface import interrupt_in, scanner_interface
 from drivers.qr_scanner.known_vendors import known_scanner
 from protocols.hid_keyboard import HidKeyboardDecoder
 
@@ -33,13 +35,12 @@ __all__ = ["UsbQrScanner"]
 
 log = logging.getLogger(__package__)
 
-_HID, _BOOT, _KEYBOARD = 0x03, 0x01, 0x01
 _GONE = frozenset({errno.ENODEV, errno.EIO})
 
 
 @dataclass(frozen=True, slots=True)
 class _Target:
-    """The boot keyboard interface of a device and its interrupt IN endpoint."""
+    """The keyboard interface of a device and its interrupt IN endpoint."""
 
     label: str
     configuration: int
@@ -69,25 +70,28 @@ def _label(dev: Any) -> str:
     return f"{ids} {row.name}" if row else ids
 
 
-def _boot_keyboard(dev: Any) -> _Target | None:
+def _keyboard_target(dev: Any) -> _Target | None:
+    """The interface to read: a boot keyboard first, else a keyboard interface of the shape
+    hid_interface accepts; its first interrupt IN endpoint."""
+    found: dict[str, _Target] = {}
     for cfg in dev:
         for intf in cfg:
-            kind = (intf.bInterfaceClass, intf.bInterfaceSubClass, intf.bInterfaceProtocol)
-            if kind != (_HID, _BOOT, _KEYBOARD) or intf.bAlternateSetting != 0:
+            if intf.bAlternateSetting != 0:
                 continue
-            for ep in intf:
-                if (
-                    usb.util.endpoint_direction(ep.bEndpointAddress) == usb.util.ENDPOINT_IN
-                    and usb.util.endpoint_type(ep.bmAttributes) == usb.util.ENDPOINT_TYPE_INTR
-                ):
-                    return _Target(
-                        _label(dev),
-                        cfg.bConfigurationValue,
-                        intf.bInterfaceNumber,
-                        ep.bEndpointAddress,
-                        ep.wMaxPacketSize,
-                    )
-    return None
+            endpoints = [(ep.bEndpointAddress, ep.bmAttributes, ep.wMaxPacketSize) for ep in intf]
+            kind = scanner_interface(
+                intf.bInterfaceClass,
+                intf.bInterfaceSubClass,
+                intf.bInterfaceProtocol,
+                [(address, attributes) for address, attributes, _ in endpoints],
+            )
+            if kind is None or kind in found:
+                continue
+            address, _, size = next(ep for ep in endpoints if interrupt_in(ep[:2]))
+            found[kind] = _Target(
+                _label(dev), cfg.bConfigurationValue, intf.bInterfaceNumber, address, size
+            )
+    return found.get("boot-keyboard") or found.get("keyboard")
 
 
 class UsbQrScanner(ScannerBase):
@@ -167,7 +171,7 @@ class UsbQrScanner(ScannerBase):
             return bool(dev.idVendor == vendor and product in (None, dev.idProduct))
 
         for dev in usb.core.find(find_all=True, backend=self.backend, custom_match=wanted):
-            target = _boot_keyboard(dev)
+            target = _keyboard_target(dev)
             if target is not None:
                 return dev, target
         return None

@@ -41,10 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     config_sub = config.add_subparsers(
         dest="config_command", metavar="ACTION", parser_class=_Parser
     )
-    check = config_sub.add_parser(
+    config_check = config_sub.add_parser(
         "check", help="validate a config file; exit 0, or 78 listing every problem"
     )
-    check.add_argument("file", nargs="?", help=CONFIG_HELP)
+    config_check.add_argument("file", nargs="?", help=CONFIG_HELP)
     config_sub.add_parser("example", help="print a complete, commented example config")
 
     demo = sub.add_parser(
@@ -60,6 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
     from posd.cli.devices import add_arguments as add_devices_arguments
 
     add_devices_arguments(devices)
+
+    check = sub.add_parser(
+        "check",
+        help='the "ready to leave" check: one line per item, green or red; exit 0 if all green',
+    )
+    from posd.cli.check import add_arguments as add_check_arguments
+
+    add_check_arguments(check)
 
     status = sub.add_parser("status", help="ask the running daemon for its state and print it")
     status.add_argument("-c", "--config", help=CONFIG_HELP)
@@ -119,6 +127,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from posd.cli import devices as devices_cli
 
         return devices_cli.run(args)
+    if args.command == "check":
+        from posd.cli import check as check_cli
+
+        return check_cli.run(args)
     if args.command in ("status", "saf"):
         from posd.cli import status as status_cli
 

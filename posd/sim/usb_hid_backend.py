@@ -1,7 +1,8 @@
 """A pyusb backend that is a USB HID barcode scanner in keyboard mode.
 
 It sits where libusb would: `usb.core.find(backend=HidScannerBackend())` sees one device
-with one configuration, one boot keyboard interface and one interrupt IN endpoint, and
+with one configuration, one boot keyboard interface and one interrupt IN endpoint (or, given
+`interface_subclass`, `interface_protocol` and `endpoints`, another shape of HID interface), and
 the driver's calls (configuration, kernel driver, claim, interrupt reads) behave as
 libusb's do on Linux, errors and errno included. So the real driver runs unchanged in
 tests and in `posd demo`. `type_code(text)` queues the reports a scanner sends for a
@@ -155,8 +156,18 @@ class HidScannerBackend(usb.backend.IBackend):  # type: ignore[misc]
         kernel_driver: bool = True,
         packet_size: int = 8,
         plugged: bool = True,
+        interface_subclass: int = 0x01,
+        interface_protocol: int = 0x01,
+        endpoints: tuple[tuple[int, int], ...] = ((0x81, 0x03),),
     ) -> None:
+        """`endpoints`: (bEndpointAddress, bmAttributes) of each endpoint of the interface;
+        reports are read from the first interrupt IN one."""
         super().__init__()
+        self._interface = (interface_subclass, interface_protocol)
+        self._endpoints = endpoints
+        self._report_endpoint = next(
+            (a for a, t in endpoints if a & 0x80 and t & 0x03 == 0x03), None
+        )
         self.vendor_id = vendor_id
         self.product_id = product_id
         self._strings = {1: manufacturer, 2: product, 3: serial}
@@ -245,15 +256,23 @@ class HidScannerBackend(usb.backend.IBackend):  # type: ignore[misc]
             raise IndexError(f"Invalid interface index {intf}")
         if alt != 0:
             raise IndexError(f"Invalid alternate setting index {alt}")
-        return _InterfaceDescriptor()
+        subclass, protocol = self._interface
+        return _InterfaceDescriptor(
+            bNumEndpoints=len(self._endpoints),
+            bInterfaceSubClass=subclass,
+            bInterfaceProtocol=protocol,
+        )
 
     def get_endpoint_descriptor(
         self, dev: _Device, ep: int, intf: int, alt: int, config: int
     ) -> _EndpointDescriptor:
         self.get_interface_descriptor(dev, intf, alt, config)
-        if ep != 0:
+        if not 0 <= ep < len(self._endpoints):
             raise IndexError(f"Invalid endpoint index {ep}")
-        return _EndpointDescriptor(wMaxPacketSize=self._packet_size)
+        address, attributes = self._endpoints[ep]
+        return _EndpointDescriptor(
+            wMaxPacketSize=self._packet_size, bEndpointAddress=address, bmAttributes=attributes
+        )
 
     # ---- the device handle ------------------------------------------------------------
 
@@ -344,7 +363,7 @@ class HidScannerBackend(usb.backend.IBackend):  # type: ignore[misc]
     ) -> int:
         with self._cond:
             self._check(dev_handle)
-            if intf not in self.claimed or ep != 0x81:
+            if intf not in self.claimed or ep != self._report_endpoint:
                 raise _error("io")
             ready = self._cond.wait_for(
                 lambda: bool(self._reports) or not self._plugged, timeout=timeout / 1000

@@ -8,8 +8,9 @@ policy: a device is claimed by model (vendor AND product id), never by vendor al
 a bare USB-serial bridge chip id without its serial number, product string, interface string or
 USB port; only claimed devices get the posd names.
 
-Written for the test of systemd/99-posd.rules and 98-posd-local.rules; `posd devices`, which
-prints the local line for a technician, can check its output with `check_local_line`.
+Written for the test of systemd/99-posd.rules and 98-posd-local.rules; `check_local_line` holds
+a line `posd devices` prints to the exact forms (`LOCAL_LINE`, defined once, in the shipped
+posd.cli.udev_local) and to the policy.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from itertools import product
+
+from posd.cli.udev_local import LOCAL_LINE
 
 __all__ = [
     "BRIDGE_CHIPS",
@@ -52,18 +55,6 @@ _DEFAULT_PRODUCT_STRINGS = frozenset(
         "CP2104 USB to UART Bridge Controller",
         "CP2102N USB to UART Bridge Controller",
     }
-)
-
-# The exact line formats of 98-posd-local.rules (documented there; `posd devices` prints them).
-_ID = r'"[0-9a-f]{4}"'
-_SERIAL = r'"[A-Za-z0-9._:-]{1,64}"'
-_PATH = r'"[A-Za-z0-9._:-]{1,128}"'
-_ROLE = r'"(reader|scanner)"'
-LOCAL_LINE = re.compile(
-    rf"SUBSYSTEM==\"tty\", ATTRS{{idVendor}}=={_ID}, ATTRS{{idProduct}}=={_ID}, "
-    rf"(ATTRS{{serial}}=={_SERIAL}|ENV{{ID_PATH}}=={_PATH}), ENV{{POSD_DEVICE}}={_ROLE}"
-    rf"|SUBSYSTEM==\"usb\|hidraw\", ATTRS{{idVendor}}=={_ID}, ATTRS{{idProduct}}=={_ID}, "
-    rf"(ATTRS{{serial}}=={_SERIAL}, )?ENV{{POSD_DEVICE}}=\"scanner\""
 )
 
 _MATCH = frozenset({"==", "!="})

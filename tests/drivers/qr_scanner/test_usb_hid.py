@@ -260,3 +260,30 @@ async def test_without_libusb_the_scanner_shows_error() -> None:
     async with running(scanner):
         await wait_until(lambda: scanner.state == "error", "error")
     assert scanner.last_error is not None and "libusb-1.0-0" in scanner.last_error
+
+
+async def test_a_keyboard_interface_without_boot_protocol_is_read() -> None:
+    """A scanner whose keyboard interface declares no boot subclass, its only endpoint an
+    interrupt IN, types its codes as a boot keyboard does."""
+    backend, scans = HidScannerBackend(interface_subclass=0x00), Scans()
+    scanner = scanner_on(backend, scans, vendor_id=0x05E0)
+    async with running(scanner):
+        await wait_until(lambda: scanner.state == "ready", "ready")
+        backend.type_code("no-boot")
+        assert await scans.next() == "no-boot"
+
+
+@pytest.mark.parametrize(
+    "endpoints",
+    [((0x81, 0x03), (0x02, 0x03)), ((0x81, 0x03), (0x82, 0x03))],
+    ids=["with an OUT endpoint", "two IN endpoints"],
+)
+async def test_other_shapes_of_non_boot_keyboard_are_not_taken(
+    endpoints: tuple[tuple[int, int], ...],
+) -> None:
+    backend = HidScannerBackend(interface_subclass=0x00, endpoints=endpoints)
+    scanner = scanner_on(backend, Scans(), vendor_id=0x05E0)
+    async with running(scanner):
+        await wait_until(lambda: backend.calls.enumerate_devices >= 2, "looked twice")
+        assert scanner.state == "disconnected"
+        assert backend.calls.claim_interface == 0

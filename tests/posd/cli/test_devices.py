@@ -19,8 +19,10 @@ import serial
 
 from drivers.card_reader import probe_port
 from drivers.serial_ports import SerialPort
+from posd.cli import device_survey
 from posd.cli import devices as devices_cli
-from posd.cli.devices import Host, SerialPortEntry, survey
+from posd.cli.device_report import render_text
+from posd.cli.device_survey import Host, SerialPortEntry, survey
 from posd.config import Config, load_config
 from posd.config import load as config_load
 from posd.sim import SimulatedCardReader
@@ -28,6 +30,7 @@ from posd.sim.usb_hid_backend import HidScannerBackend
 from protocols import srl_messages as srl
 from protocols.srl_link import MessageReceived, SrlLink
 from tests.helpers.configs import write_config
+from tests.helpers.sysfs import FakeSysfs, Interface
 from tests.helpers.unprivileged import run_python
 
 TIMEOUT_S = 0.4
@@ -104,73 +107,28 @@ def entry(path: str, description: str = "pseudo terminal", **usb: Any) -> Serial
 def write_sysfs(root: Path) -> Path:
     """A /sys with a known scanner, a keyboard, a USB serial adapter, a root hub, and an
     entry whose ids are unreadable."""
-    base = root / "bus" / "usb" / "devices"
-
-    def device(name: str, files: dict[str, str], interfaces: dict[str, str]) -> None:
-        d = base / name
-        d.mkdir(parents=True)
-        for key, value in files.items():
-            (d / key).write_text(value + "\n")
-        for intf, cls in interfaces.items():
-            i = d / intf
-            i.mkdir()
-            for key, value in zip(
-                ("bInterfaceClass", "bInterfaceSubClass", "bInterfaceProtocol"),
-                cls.split(),
-                strict=True,
-            ):
-                (i / key).write_text(value + "\n")
-            # sysfs lists interfaces beside devices too.
-            (base / intf).mkdir()
-
-    device(
-        "usb1",
-        {
-            "idVendor": "1d6b",
-            "idProduct": "0002",
-            "busnum": "1",
-            "devnum": "1",
-            "product": "EHCI Host Controller",
-        },
-        {"1-0:1.0": "09 00 00"},
-    )
-    device(
-        "1-1",
-        {
-            "idVendor": "05e0",
-            "idProduct": "1200",
-            "busnum": "1",
-            "devnum": "4",
-            "manufacturer": "Symbol Technologies",
-            "product": "Symbol Bar Code Scanner",
-            "serial": "S/N:1234",
-        },
-        {"1-1:1.0": "03 01 01"},
-    )
-    device(
-        "1-2",
-        {
-            "idVendor": "046d",
-            "idProduct": "c31c",
-            "busnum": "1",
-            "devnum": "5",
-            "manufacturer": "Logitech",
-            "product": "USB Keyboard",
-        },
-        {"1-2:1.0": "03 01 01", "1-2:1.1": "03 00 00"},
-    )
-    device(
-        "1-3",
-        {
-            "idVendor": "1a86",
-            "idProduct": "7523",
-            "busnum": "1",
-            "devnum": "6",
-            "product": "USB Serial",
-        },
-        {"1-3:1.0": "ff 01 02"},
-    )
-    device("1-4", {"idVendor": "zz", "idProduct": "0001", "busnum": "1", "devnum": "7"}, {})
+    sys = FakeSysfs(root)
+    sys.usb_device(
+        "usb1", 0x1D6B, 0x0002, devnum=1, product="EHCI Host Controller",
+        interfaces=[Interface(0x09, 0x00, 0x00, driver="hub")],
+    )  # fmt: skip
+    sys.usb_device(
+        "1-1", 0x05E0, 0x1200, devnum=4, manufacturer="Symbol Technologies",
+        product="Symbol Bar Code Scanner", serial="S/N:1234",
+        interfaces=[Interface(0x03, 0x01, 0x01, driver="usbhid")],
+    )  # fmt: skip
+    sys.usb_device(
+        "1-2", 0x046D, 0xC31C, devnum=5, manufacturer="Logitech", product="USB Keyboard",
+        interfaces=[
+            Interface(0x03, 0x01, 0x01, driver="usbhid"),
+            Interface(0x03, 0x00, 0x00, ((0x82, 0x03),), driver="usbhid"),
+        ],
+    )  # fmt: skip
+    sys.usb_device(
+        "1-3", 0x1A86, 0x7523, devnum=6, product="USB Serial",
+        interfaces=[Interface(0xFF, 0x01, 0x02, ((0x82, 0x02), (0x02, 0x02), (0x81, 0x03)))],
+    )  # fmt: skip
+    sys.usb_device("1-4", "zz", 0x0001, devnum=7)
     return root
 
 
@@ -231,7 +189,7 @@ async def test_pong_shown_for_the_reader_only(
     with pytest.raises(BlockingIOError):
         os.read(busy_master, 100)
 
-    text = devices_cli.render_text(report)
+    text = render_text(report)
     assert text.count("CARD READER") == 1
     lines = text.splitlines()
     at = lines.index(f"  {sim.port}  pseudo terminal")
@@ -309,7 +267,17 @@ async def test_json_shape(
 
     assert code == os.EX_OK
     data = json.loads(capsys.readouterr().out)
-    assert set(data) == {"serial_ports", "ping", "usb", "config", "config_note", "missing"}
+    assert set(data) == {
+        "serial_ports",
+        "ping",
+        "usb",
+        "config",
+        "config_note",
+        "missing",
+        "suggested_config",
+        "udev",
+        "problems",
+    }
     assert data["ping"] == {"done": True, "baudrate": 115200, "timeout_s": TIMEOUT_S}
     ports = {p["device"]: p for p in data["serial_ports"]}
     assert ports[sim.port]["links"] == [str(dev / "posd-reader")]
@@ -330,6 +298,9 @@ async def test_json_shape(
     assert set(ports[silent]) == {
         "device",
         "description",
+        "driver",
+        "by_id",
+        "id_path",
         "usb",
         "links",
         "reader_candidate",
@@ -350,6 +321,20 @@ async def test_json_shape(
         "serial_number": "S/N:1234",
         "known_scanner": "Zebra (Symbol)",
         "boot_keyboard": True,
+        "scanner_interface": "boot-keyboard",
+        "node": "/dev/bus/usb/001/004",
+        "links": [],
+        "interfaces": [
+            {
+                "number": 0,
+                "class": "0x03",
+                "subclass": "0x01",
+                "protocol": "0x01",
+                "endpoints": [{"address": "0x81", "direction": "in", "type": "interrupt"}],
+                "driver": "usbhid",
+                "scanner": "boot-keyboard",
+            }
+        ],
         "serial_port": None,
     }
     assert data["config"]["path"] == str(config)
@@ -378,7 +363,7 @@ async def test_usb_from_sysfs_without_libusb(tmp_path: Path, dev: Path) -> None:
     assert by_ids["046d:c31c"].boot_keyboard and by_ids["046d:c31c"].known_scanner is None
     assert not by_ids["1a86:7523"].boot_keyboard
 
-    text = devices_cli.render_text(report)
+    text = render_text(report)
     assert "USB devices (from sysfs)" in text
     assert "note: libusb-1.0-0 is not installed; posd's USB scanner driver needs it" in text
     assert (
@@ -450,8 +435,8 @@ async def test_scanner_not_in_keyboard_mode_is_missing(tmp_path: Path, dev: Path
     report = await survey(host_with([], dev, sysfs), load_config(config), ping=False)
     scanner = [c for c in report.checks if c.device == "QR scanner"]
     assert [c.found for c in scanner] == [False]
-    assert "no HID boot-keyboard interface" in scanner[0].detail
-    assert "not in HID keyboard mode: posd cannot read it" in devices_cli.render_text(report)
+    assert "has no interface posd reads a scanner through" in scanner[0].detail
+    assert "not in HID keyboard mode: posd cannot read it" in render_text(report)
 
 
 async def test_configured_reader_absent_exits_69(
@@ -589,7 +574,7 @@ def test_bad_timeout_is_a_usage_error(value: str, capsys: pytest.CaptureFixture[
 
 def test_host_serial_ports_mark_reader_candidates() -> None:
     """The machine's own ports (listed only, never opened here) keep serial_ports' choice."""
-    entries = devices_cli.host_serial_ports()
+    entries = device_survey.host_serial_ports()
     assert all(isinstance(e, SerialPortEntry) for e in entries)
     assert all(e.candidate == e.port.reader_candidate for e in entries)
 
@@ -608,7 +593,7 @@ async def test_configured_reader_is_pinged_where_auto_would_not_look(
 
     assert [p.probe.status if p.probe else None for p in report.ports] == ["reader", None]
     assert [(c.device, c.found) for c in report.checks] == [("card reader", True)]
-    assert "      not PINGed (not a reader's kind of port)" in devices_cli.render_text(report)
+    assert "      not PINGed (not a reader's kind of port)" in render_text(report)
 
 
 async def test_port_is_free_when_the_probe_returns(sim: SimulatedCardReader) -> None:
