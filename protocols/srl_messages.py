@@ -203,6 +203,15 @@ def _pong_part(cmd: int, name: str, value: str) -> None:
         raise SrlMessageError(cmd, f"PONG {name} must not contain ';'")
 
 
+def _text_bytes(cmd: int, name: str, value: str) -> bytes:
+    try:
+        return value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        # A lone surrogate has no UTF-8 form; the position says where, the text is not repeated.
+        problem = f"{name} is not encodable as UTF-8 (character {exc.start})"
+        raise SrlMessageError(cmd, problem) from None
+
+
 def encode_message(msg: Message) -> tuple[int, bytes]:
     """(CMD, DATA) for ``msg``. Raises SrlMessageError when a value cannot be sent."""
     cmd = _EMPTY_CMD.get(type(msg))
@@ -212,7 +221,8 @@ def encode_message(msg: Message) -> tuple[int, bytes]:
         case Pong(model, firmware, serial):
             for name, value in (("model", model), ("firmware", firmware), ("serial", serial)):
                 _pong_part(Cmd.PONG, name, value)
-            return Cmd.PONG, _check_data(Cmd.PONG, f"{model};{firmware};{serial}".encode())
+            text = _text_bytes(Cmd.PONG, "PONG text", f"{model};{firmware};{serial}")
+            return Cmd.PONG, _check_data(Cmd.PONG, text)
         case StartRead(amount, currency, modes, timeout_s):
             _check_start_read(Cmd.START_READ, amount, currency, int(modes), timeout_s)
             return Cmd.START_READ, _START_READ.pack(amount, currency, int(modes), timeout_s)
@@ -232,7 +242,8 @@ def encode_message(msg: Message) -> tuple[int, bytes]:
         case ReaderError(code, text):
             if not 0 <= code <= 0xFF:
                 raise SrlMessageError(Cmd.ERROR, f"error code {code} does not fit u8")
-            return Cmd.ERROR, _check_data(Cmd.ERROR, bytes([code]) + text.encode())
+            data = bytes([code]) + _text_bytes(Cmd.ERROR, "ERROR text", text)
+            return Cmd.ERROR, _check_data(Cmd.ERROR, data)
     raise SrlMessageError(0, f"not an SRL/1 message: {type(msg).__name__}")
 
 

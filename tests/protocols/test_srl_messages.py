@@ -29,7 +29,8 @@ from protocols.srl_messages import (
     encode_message,
 )
 
-_text = st.text(st.characters(blacklist_characters=";"), max_size=40)
+# Text that has a UTF-8 form (no lone surrogates): only such text can cross the wire.
+_text = st.text(st.characters(blacklist_characters=";", blacklist_categories=["Cs"]), max_size=40)
 _tlv = st.binary(min_size=1, max_size=300)
 
 messages: st.SearchStrategy[Message] = st.one_of(
@@ -55,7 +56,11 @@ messages: st.SearchStrategy[Message] = st.one_of(
     st.builds(ReadFailed, st.sampled_from(ReadFailReason)),
     st.just(CardInserted()),
     st.just(CardRemoved()),
-    st.builds(ReaderError, st.integers(0, 255), st.text(max_size=60)),
+    st.builds(
+        ReaderError,
+        st.integers(0, 255),
+        st.text(st.characters(blacklist_categories=["Cs"]), max_size=60),
+    ),
 )
 
 
@@ -64,6 +69,14 @@ def test_every_message_round_trips(msg: Message) -> None:
     cmd, data = encode_message(msg)
     assert decode_message(cmd, data) == msg
     assert (cmd < 0x80) == isinstance(msg, Ping | StartRead | Cancel | Complete)
+
+
+@pytest.mark.parametrize(
+    "msg", [Pong("SR-7", "1.0\ud800", "X"), ReaderError(3, "fault \udfff")], ids=["pong", "error"]
+)
+def test_text_without_a_utf8_form_is_a_clear_error(msg: Message) -> None:
+    with pytest.raises(SrlMessageError, match="not encodable as UTF-8"):
+        encode_message(msg)
 
 
 def test_start_read_wire_layout() -> None:
