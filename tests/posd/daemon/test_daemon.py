@@ -9,7 +9,6 @@ import re
 import resource
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from posd.config import Config, ConfigError, load_config
 from posd.daemon import Daemon, StateDirError, prepare_state_dir
 from posd.runtime import Backoff, Component, Notifier, Runtime
 from tests.helpers.configs import write_config
+from tests.helpers.notify import NotifyListener
 
 WAIT_S = 10.0
 ROOT = Path(__file__).resolve().parents[3]
@@ -31,38 +31,6 @@ SYSTEMD = ROOT / "systemd"
 
 
 # -- the service manager's side --------------------------------------------------------------
-
-
-class NotifyListener:
-    """A bound AF_UNIX datagram socket, as systemd's notify socket; collects every message."""
-
-    def __init__(self, tmp_path: Path, abstract: bool) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        if abstract:
-            token = f"posd-test-{os.getpid()}-{os.urandom(6).hex()}"
-            self.sock.bind(b"\0" + token.encode())
-            self.name = "@" + token
-        else:
-            self.name = str(tmp_path / "notify.sock")
-            self.sock.bind(self.name)
-        self.sock.setblocking(False)
-        self.messages: list[dict[str, str]] = []
-
-    async def next(self) -> dict[str, str]:
-        async with asyncio.timeout(WAIT_S):
-            data = await asyncio.get_running_loop().sock_recv(self.sock, 4096)
-        message = dict(line.split("=", 1) for line in data.decode().split("\n"))
-        self.messages.append(message)
-        return message
-
-    async def until(self, predicate: Callable[[dict[str, str]], bool]) -> dict[str, str]:
-        while True:
-            message = await self.next()
-            if predicate(message):
-                return message
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 class Posd:
