@@ -6,6 +6,7 @@ Modules:
   process-wide secret registry: `register_secret`, `redact`.
 - `redaction`: `Redactor`, the masking itself (Luhn-valid PANs in any layout, track 2, QR
   tokens, registered secrets in their raw, hex and base64 forms); `luhn_valid`.
+- `throttle`: `Throttle`, lines a flood could repeat let through at a bounded rate, counted.
 """
 
 from posd.logs.handler import (
@@ -26,6 +27,7 @@ from posd.logs.redaction import (
     luhn_valid,
     redact_card_data,
 )
+from posd.logs.throttle import Throttle, held_note
 
 __all__ = [
     "LEVELS",
@@ -35,6 +37,8 @@ __all__ = [
     "RedactingFormatter",
     "RedactingHandler",
     "Redactor",
+    "Throttle",
+    "held_note",
     "luhn_valid",
     "parse_level",
     "redact",
