@@ -62,7 +62,14 @@ def _socket_file_exists(path: Path) -> bool:
     """Whether a socket file is in the way; creates the parent directory if needed."""
     if len(os.fsencode(path)) > _MAX_UNIX_PATH:
         raise ApiStartError(f"api.socket {path} is longer than {_MAX_UNIX_PATH} bytes")
-    path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ApiStartError(
+            f"cannot create {path.parent}, the directory of api.socket {path}: "
+            f"{exc.strerror}; create it writable by the posd user (the unit's "
+            "RuntimeDirectory=posd does) or change api.socket"
+        ) from None
     try:
         mode = path.lstat().st_mode
     except FileNotFoundError:
@@ -92,6 +99,12 @@ def bind_unix_socket(path: Path, group: str | None) -> socket.socket:
     try:
         sock.bind(str(path))
         _restrict_socket(path, group)
+    except OSError as exc:
+        sock.close()
+        raise ApiStartError(
+            f"cannot create the API socket {path}: {exc.strerror}; the directory "
+            f"{path.parent} must be writable by the posd user, or change api.socket"
+        ) from None
     except BaseException:
         sock.close()
         raise
