@@ -386,7 +386,8 @@ Try, from another terminal:
        -d '{{"amount": 12000, "method": "any", "idempotency_key": "try-1", "benefit_plus": true}}'
   {curl} http://posd/v1/payments/PAYMENT_ID
   {curl} -X POST http://posd/v1/payments/PAYMENT_ID/cancel
-  {curl} -X POST http://posd/v1/payments/PAYMENT_ID/refund -d '{{"amount": 1000}}'
+  {curl} -X POST http://posd/v1/payments/PAYMENT_ID/refund -H 'Content-Type: application/json' \\
+       -d '{{"amount": 1000}}'
   {curl} http://posd/v1/totals
 Then play the customer here, one command a line:
   {COMMANDS_HELP}"""
