@@ -68,7 +68,7 @@ async def test_demo_runs_the_shift_and_exits_0() -> None:
         "declined",
         "refund",
         "cancelled",
-        "409",
+        "answered 200 as cancelled",
         "approved_offline",
         "forwarded",
     ):
