@@ -49,7 +49,7 @@ from posd.config import (
 from posd.daemon.limits import log_open_files_limit, raise_open_files_limit
 from posd.daemon.stack import BuildComponents, build_components
 from posd.daemon.state_dir import StateDirError, StateDirLock, StateDirLocked, prepare_state_dir
-from posd.logs import register_secret, set_level, setup_logging
+from posd.logs import register_secret, set_card_prefixes, set_level, setup_logging
 from posd.runtime import Backoff, Component, Notifier, Runtime, Supervisor, config_sections
 
 log = logging.getLogger(__package__)
@@ -67,7 +67,9 @@ _MAX_FINGERPRINTED_FILE = 1 << 20
 
 
 def register_config_secrets(config: Config) -> None:
-    """Mask the secrets the config names (MAC key, API token, broker password, TLS keys)."""
+    """Mask the secrets the config names (MAC key, API token, broker password, TLS keys), and
+    every digit run starting with one of its card prefixes."""
+    set_card_prefixes(config.card_reader.accepted_prefixes)
     register_secret(read_mac_key(config))
     token = read_api_token(config)
     if token is not None:
