@@ -273,6 +273,32 @@ async def test_run_forbids_core_dumps(tmp_path: Path, running: list[Posd]) -> No
     assert await posd.exit_code() == os.EX_OK
 
 
+def _open_files_limit(pid: int) -> list[str]:
+    limits = Path(f"/proc/{pid}/limits").read_text().splitlines()
+    [line] = [row for row in limits if row.startswith("Max open files")]
+    return line.split()[3:5]
+
+
+async def test_run_raises_its_open_files_limit_to_the_hard_one(
+    tmp_path: Path, running: list[Posd]
+) -> None:
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < 2048:
+        pytest.skip(f"the hard open-files limit here is {hard}; no room to raise into")
+
+    def low_soft_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (512, 2048))
+
+    posd = await start_posd(posd_config(tmp_path), preexec_fn=low_soft_limit)
+    running.append(posd)
+    await posd.wait_for_line("ready: every component is serving")
+    assert _open_files_limit(posd.proc.pid) == ["2048", "2048"]
+    assert "open-files limit raised from 512 to 2048" in posd.stderr
+    assert "at most 960 connections at once (open-files limit 2048)" in posd.stderr
+    posd.signal(signal.SIGTERM)
+    assert await posd.exit_code() == os.EX_OK
+
+
 # -- state dir -----------------------------------------------------------------------------------
 
 
