@@ -53,6 +53,7 @@ __all__ = [
     "QR_TOO_LONG_LIVED",
     "QR_UNKNOWN_KEY",
     "QR_UNREADABLE",
+    "SEOROEUM_ACCOUNT_PREFIX",
     "SIGNATURE_CONTEXT",
     "QrRejected",
     "QrToken",
@@ -95,6 +96,9 @@ _FIELD48_MAX = 999
 _LONGEST_BENEFIT_PAIRS = len("BP=10000;DA=999999999999;")
 MAX_QT_CHARS = (_FIELD48_MAX - len("QT=") - _LONGEST_BENEFIT_PAIRS) // 4 * 4
 ACCOUNT_DIGITS = 16
+# 서로e음 account numbers (5A) start with the 서로e음 card BIN. Not one of verify_qr's checks
+# (qr-token.md has none on it): posd masks any digit run starting so, Luhn-valid or not.
+SEOROEUM_ACCOUNT_PREFIX = "9410"
 
 TAG_FORMAT = 0x85
 TAG_APP_TEMPLATE = 0x61

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum, IntFlag
 
 from protocols.srl_frame import MAX_DATA
+from protocols.vendor_text import display_text
 
 CURRENCY_KRW = 410
 
@@ -61,6 +62,14 @@ class ReadFailReason(IntEnum):
     USE_CHIP = 0x04
     CARD_REMOVED = 0x05
     UNSUPPORTED_CARD = 0x06
+
+
+class ErrorCode(IntEnum):
+    """ERROR codes reader-link.md defines; others are vendor-specific."""
+
+    BUSY = 0x01  # a START_READ while a read is in progress
+    BAD_COMMAND = 0x02
+    HARDWARE_FAULT = 0x03
 
 
 class SrlMessageError(ValueError):
@@ -307,10 +316,14 @@ def decode_message(cmd: int, data: bytes) -> Message:
 
 
 def describe(msg: Message) -> str:
-    """One line naming the message for logs and traces: sizes of card data, never its bytes."""
+    """One line naming the message for logs and traces: sizes of card data, never its bytes,
+    and vendor text only as protocols.vendor_text.display_text shows it."""
     match msg:
         case Pong(model, firmware, serial):
-            return f"PONG model={model!r} firmware={firmware!r} serial={serial!r}"
+            return (
+                f"PONG model={display_text(model)!r} firmware={display_text(firmware)!r} "
+                f"serial={display_text(serial)!r}"
+            )
         case StartRead(amount, currency, modes, timeout_s):
             return f"START_READ amount={amount} currency={currency} modes={modes} t={timeout_s}s"
         case Complete(arc, issuer_data):
@@ -322,5 +335,5 @@ def describe(msg: Message) -> str:
         case ReadFailed(reason):
             return f"READ_FAILED {ReadFailReason(reason).name.lower()}"
         case ReaderError(code, text):
-            return f"ERROR code=0x{code:02X} text={text!r}"
+            return f"ERROR code=0x{code:02X} text={display_text(text)!r}"
     return Cmd(_EMPTY_CMD[type(msg)]).name

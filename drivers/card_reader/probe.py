@@ -25,6 +25,7 @@ from drivers.card_reader.session import send_and_rearm
 from drivers.serial_ports import OPEN_ERRORS, open_errno, open_error_detail
 from protocols import srl_messages as srl
 from protocols.srl_link import LinkDown, MessageReceived, MessageRejected, SrlLink
+from protocols.vendor_text import display_text
 
 __all__ = ["ProbeResult", "ProbeStatus", "probe_port"]
 
@@ -161,11 +162,13 @@ def _result(
     path: str, baudrate: int, answer: srl.Pong | srl.ReaderError | str, ping: _Ping
 ) -> ProbeResult:
     match answer:
-        case srl.Pong(model, firmware, serial_number):
-            info = ReaderInfo(model, firmware, serial_number)
+        case srl.Pong() as pong:
+            info = ReaderInfo.from_pong(pong)
             return ProbeResult(path, "reader", "SRL/1 card reader", info)
         case srl.ReaderError(code, text):
-            return ProbeResult(path, "error", f"SRL/1 reader answered ERROR 0x{code:02X}: {text}")
+            return ProbeResult(
+                path, "error", f"SRL/1 reader answered ERROR 0x{code:02X}: {display_text(text)}"
+            )
     stats = ping.link.stats
     if ping.echoed:
         return ProbeResult(

@@ -9,8 +9,11 @@ closed, reopened and PINGed again.
 
 `read_card()` and `complete()` are the payment flow's operations; one runs
 at a time. They raise `ReaderUnavailable` when the reader is not ready or
-the link drops under them. Card numbers never appear whole in a log line,
-an exception or a repr.
+the link drops under them. The first read on every link is preceded by a
+CANCEL (a reader keeps a read from before a crash or a dropped link), and a
+`busy` answer to START_READ gets a CANCEL and one retry. Card numbers never
+appear whole in a log line, an exception or a repr; vendor text (PONG, ERROR)
+is kept and shown only as protocols.vendor_text.display_text makes it.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from protocols.emv import EmvError, Track2, expiry_from_5f24, mask_pan, pan_from
 from protocols.srl_link import (
     LinkStats,
 )
+from protocols.vendor_text import display_text
 
 __all__ = [
     "CardDataError",
@@ -88,9 +92,20 @@ class CardDataError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class ReaderInfo:
+    """What the reader says it is, as it may be shown (protocols.vendor_text.display_text):
+    it is logged, kept in the state object and printed by `posd status`."""
+
     model: str
     firmware: str
     serial: str
+
+    @classmethod
+    def from_pong(cls, pong: srl.Pong) -> ReaderInfo:
+        return cls(display_text(pong.model), display_text(pong.firmware), display_text(pong.serial))
+
+
+class ReaderBusy(ReaderUnavailable):
+    """The reader answered ERROR busy: a read is in progress that posd did not start."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -424,7 +439,7 @@ class CardReader:
         except ReaderUnavailable as exc:
             raise _OpenFailed("disconnected", f"{session.path}: {exc}") from None
         assert isinstance(pong, srl.Pong)
-        return ReaderInfo(pong.model, pong.firmware, pong.serial)
+        return ReaderInfo.from_pong(pong)
 
     # -- operations -----------------------------------------------------
 
@@ -437,7 +452,7 @@ class CardReader:
         session.send(srl.Ping())
         pong = await self._expect(session, (srl.Pong,), PING_TIMEOUT_S, "PONG")
         assert isinstance(pong, srl.Pong)
-        self.info = ReaderInfo(pong.model, pong.firmware, pong.serial)
+        self.info = ReaderInfo.from_pong(pong)
         return self.info
 
     async def read_card(self, amount: int, modes: int, timeout_s: int) -> CardRead | ReadFailed:
@@ -449,9 +464,8 @@ class CardReader:
         request = srl.StartRead(amount, srl.CURRENCY_KRW, modes, timeout_s)
         srl.encode_message(request)  # a bad amount, mode or timeout is the caller's bug
         async with self._operation() as session:
-            session.send(request)
             try:
-                await self._expect(session, (srl.ReadStarted,), REPLY_TIMEOUT_S, "READ_STARTED")
+                await self._start_read(session, request)
                 # The reader times the read out itself; the margin covers its clock and the link.
                 msg = await self._expect(
                     session,
@@ -477,6 +491,30 @@ class CardReader:
                 return ReadFailed("card_error")
             self._trace(f"card {read.entry_mode} {mask_pan(read.pan)}")
             return read
+
+    async def _start_read(self, session: Session, request: srl.StartRead) -> None:
+        """START_READ until READ_STARTED, the first on a link after CANCEL. A reader busy with
+        a read posd did not start (a CANCEL it missed) is told CANCEL and asked once more: a
+        second busy is an error, as is any other ERROR."""
+        if session.left_read_possible:
+            # reader-link.md "After (re)connecting": the reader keeps its state while the host
+            # is away and may still be in a read posd no longer knows of (posd crashed or was
+            # killed, the link dropped); one with no read in progress answers CANCELLED too.
+            session.send(srl.Cancel())
+            await self._expect(session, (srl.Cancelled,), REPLY_TIMEOUT_S, "CANCELLED")
+            session.left_read_possible = False
+        session.send(request)
+        try:
+            await self._expect(session, (srl.ReadStarted,), REPLY_TIMEOUT_S, "READ_STARTED")
+        except ReaderBusy:
+            log.warning(
+                "card reader on %s is busy with a read posd did not start: CANCEL, then "
+                "START_READ again",
+                session.path,
+            )
+            await self._cancel_read(session)
+            session.send(request)
+            await self._expect(session, (srl.ReadStarted,), REPLY_TIMEOUT_S, "READ_STARTED")
 
     async def complete(self, arc: str, issuer_data: bytes) -> CompleteResult:
         """COMPLETE with the ledger's ARC (and issuer data); the card's verdict."""
@@ -549,8 +587,10 @@ class CardReader:
             if isinstance(item, kinds):
                 return item
             if isinstance(item, srl.ReaderError):
-                raise ReaderUnavailable(
-                    f"card reader error 0x{item.code:02X} waiting for {what}: {item.text}"
+                error = ReaderBusy if item.code == srl.ErrorCode.BUSY else ReaderUnavailable
+                raise error(
+                    f"card reader error 0x{item.code:02X} waiting for {what}: "
+                    f"{display_text(item.text)}"
                 )
             log.debug(
                 "card reader on %s: %s while waiting for %s", session.path, srl.describe(item), what

@@ -86,6 +86,8 @@ class Session(asyncio.Protocol):
         """Operations waiting on `inbox` (one at most: the reader's lock, or a probe's PING)."""
         self.dropped = 0
         """Messages not kept: unsolicited, or the oldest of a full inbox."""
+        self.left_read_possible = True
+        """No CANCEL sent on this link yet: the reader may be in a read from before it."""
         self._error_log, self._invalid_log = throttles or (
             Throttle(WARNING_INTERVAL_S),
             Throttle(WARNING_INTERVAL_S),

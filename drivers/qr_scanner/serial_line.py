@@ -7,6 +7,8 @@ one that exists but cannot be opened (permissions, another program's lock) as `e
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import errno
 import re
 from collections.abc import Callable
@@ -22,6 +24,8 @@ __all__ = ["ScannerLines", "SerialQrScanner"]
 
 _TERMINATOR = re.compile(rb"[\r\n]")
 _READ_SIZE = 4096
+# Closing runs in an executor thread; it is quick unless the kernel driver is wedged.
+_CLOSE_TIMEOUT_S = 2.0
 
 
 class ScannerLines:
@@ -54,6 +58,16 @@ class ScannerLines:
                 self._buffer.clear()
                 self._discarding = False
         return codes
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    """Close the port and wait (bounded) until it is closed, also when cancelled: the next
+    session, or the scanner built by a reload, can open it at once (exclusive=True)."""
+    # abort, not close: a graceful close first flushes, which blocks on a port gone away.
+    writer.transport.abort()
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(_CLOSE_TIMEOUT_S):
+            await asyncio.shield(writer.wait_closed())
 
 
 class SerialQrScanner(ScannerBase):
@@ -102,7 +116,7 @@ class SerialQrScanner(ScannerBase):
                 for code in codes:
                     self._deliver(code)
         finally:
-            writer.close()
+            await _close(writer)
         self._set_disconnected()
 
     def _open_failed(self, exc: BaseException) -> None:

@@ -4,9 +4,13 @@ answers and refusals back into HTTP; every payment rule lives behind that interf
 Extensions to local-api.md, documented in docs/local-api-guide.md: `GET /v1/saf` (the
 store-and-forward queue, masked) and `POST /v1/saf/flush`, used by `posd saf`.
 
-Limits a misbehaving client meets: bodies over MAX_BODY_BYTES (413) or nested too deeply to
+Limits a misbehaving client meets: bodies over MAX_BODY_BYTES (413), compressed (415), not
+complete within BODY_TIMEOUT_S (408) or cut short (400 incomplete_body), nested too deeply to
 parse (400 invalid_json); more than MAX_EVENT_STREAMS open event streams (503
-too_many_streams); an event stream whose client takes no write for two heartbeats is ended.
+too_many_streams); an event stream whose client takes no write for two heartbeats is ended,
+and one whose client goes away ends at once. The request log is throttled (REQUEST_LOG_BURST
+lines per REQUEST_LOG_S, then a count). Connections, their cap and timeouts, and what the HTTP
+parser refuses are connections.py's.
 """
 
 from __future__ import annotations
@@ -20,14 +24,17 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Mapping
-from functools import partial
+from collections.abc import AsyncIterator, Callable, Mapping
 from http import HTTPStatus
 from typing import Any, Final, TypeVar
 
 from aiohttp import web
+from aiohttp.http_exceptions import PayloadEncodingError
 from aiohttp.typedefs import Handler, Middleware
 
+from posd.api.connections import count_requests
+from posd.api.errors import ApiError, dumps, error_response, invalid, shown_key
+from posd.logs import Throttle, held_note
 from posd.payments import (
     IDEMPOTENCY_KEY_MAX_LEN,
     MAX_AMOUNT,
@@ -44,8 +51,13 @@ from posd.payments import (
 
 log = logging.getLogger(__package__)
 
+# Request log lines: this many per 10 s, then one saying how many more there were.
+REQUEST_LOG_BURST: Final = 50
+REQUEST_LOG_S: Final = 10.0
 # Every request body is a handful of fields; anything bigger is a client bug or an attack.
 MAX_BODY_BYTES: Final = 64 * 1024
+# A body is sent at once; one trickling in holds a connection and a handler.
+BODY_TIMEOUT_S: Final = 5.0
 # Writing a comment this often makes a vanished SSE client fail a write and be dropped.
 HEARTBEAT_S: Final = 15.0
 # Event streams open at once across both listeners: each holds a subscription and a task, and
@@ -68,38 +80,9 @@ _HTTP_ERROR_CODES: Final[Mapping[int, str]] = {
     415: "unsupported_media_type",
 }
 _DATE_RE: Final = re.compile(r"\d{4}-\d{2}-\d{2}")
+_STREAM_HEADERS: Final = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
-_dumps = partial(json.dumps, ensure_ascii=False, separators=(",", ":"))
 _T = TypeVar("_T")
-
-
-class ApiError(Exception):
-    """An HTTP error answer raised inside a handler."""
-
-    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.field = field
-
-
-def error_response(
-    status: int,
-    code: str,
-    message: str,
-    field: str | None = None,
-    headers: Mapping[str, str] | None = None,
-) -> web.Response:
-    """The error shape of local-api.md; 400s also carry `field`, the offending input."""
-    error: dict[str, object] = {"code": code, "message": message}
-    if field is not None:
-        error["field"] = field
-    return web.json_response({"error": error}, status=status, headers=headers, dumps=_dumps)
-
-
-def _invalid(field: str, message: str) -> ApiError:
-    return ApiError(400, "invalid_request", f"{field}: {message}", field)
 
 
 class _ClientNotReading(Exception):
@@ -126,6 +109,26 @@ def _refuse_constant(name: str) -> object:
     raise ValueError(f"{name} is not JSON")
 
 
+async def _read_body(request: web.Request) -> bytes:
+    """The whole body, within BODY_TIMEOUT_S; a client that trickles it, or goes away halfway,
+    gets an answer (if still there) and its connection closed, never a 500."""
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT_S):
+            return await request.read()
+    except TimeoutError:
+        raise ApiError(
+            408,
+            "request_timeout",
+            f"the request body did not arrive within {BODY_TIMEOUT_S:g} s",
+            close=True,
+        ) from None
+    except (ConnectionError, web.RequestPayloadError, PayloadEncodingError):
+        # The connection dropped mid-body, or the body broke its framing (chunked).
+        raise ApiError(
+            400, "incomplete_body", "the request body ended before it was complete", close=True
+        ) from None
+
+
 async def _read_object(request: web.Request, allowed: frozenset[str]) -> dict[str, object]:
     """The request body as a JSON object with only `allowed` keys; {} when there is none."""
     if not request.body_exists:
@@ -134,7 +137,11 @@ async def _read_object(request: web.Request, allowed: frozenset[str]) -> dict[st
         raise ApiError(
             415, "unsupported_media_type", "send JSON with Content-Type: application/json"
         )
-    raw = await request.read()
+    if request.headers.get("Content-Encoding", "identity").lower() != "identity":
+        raise ApiError(
+            415, "unsupported_media_type", "send the JSON body uncompressed (no Content-Encoding)"
+        )
+    raw = await _read_body(request)
     try:
         data = json.loads(
             raw.decode("utf-8"),
@@ -147,7 +154,7 @@ async def _read_object(request: web.Request, allowed: frozenset[str]) -> dict[st
         # json's parser recurses per nesting level: "[[[[…" deep enough exhausts the stack.
         raise ApiError(400, "invalid_json", "the body nests too deeply to be a request") from None
     except _DuplicateKey as exc:
-        raise _invalid(exc.key, "given more than once") from None
+        raise invalid(exc.key, "given more than once") from None
     except ValueError:
         raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
     if not isinstance(data, dict):
@@ -155,70 +162,70 @@ async def _read_object(request: web.Request, allowed: frozenset[str]) -> dict[st
     for key in sorted(data):
         if key not in allowed:
             expected = ", ".join(sorted(allowed)) or "no fields"
-            raise _invalid(key, f"unknown field (expected {expected})")
+            raise invalid(key, f"unknown field (expected {expected})")
     return data
 
 
 def _amount(body: Mapping[str, object]) -> int:
     if "amount" not in body:
-        raise _invalid("amount", "required: the amount in won, an integer > 0")
+        raise invalid("amount", "required: the amount in won, an integer > 0")
     value = body["amount"]
     # bool is an int subclass in Python; true must not become a 1-won payment.
     if type(value) is not int:
-        raise _invalid("amount", "must be a whole number of won (a JSON integer)")
+        raise invalid("amount", "must be a whole number of won (a JSON integer)")
     if value < 1:
-        raise _invalid("amount", "must be at least 1 won")
+        raise invalid("amount", "must be at least 1 won")
     if value > MAX_AMOUNT:
-        raise _invalid("amount", f"must be at most {MAX_AMOUNT} won")
+        raise invalid("amount", f"must be at most {MAX_AMOUNT} won")
     return value
 
 
 def _method(body: Mapping[str, object]) -> str:
     if "method" not in body:
-        raise _invalid("method", "required: one of " + ", ".join(METHODS))
+        raise invalid("method", "required: one of " + ", ".join(METHODS))
     value = body["method"]
     if not isinstance(value, str) or value not in METHODS:
-        raise _invalid("method", "must be one of " + ", ".join(METHODS))
+        raise invalid("method", "must be one of " + ", ".join(METHODS))
     return value
 
 
 def _idempotency_key(body: Mapping[str, object], required: bool) -> str | None:
     if body.get("idempotency_key") is None:
         if required:
-            raise _invalid("idempotency_key", "required: a unique string per sale, e.g. a UUID")
+            raise invalid("idempotency_key", "required: a unique string per sale, e.g. a UUID")
         return None
     value = body["idempotency_key"]
     if not isinstance(value, str):
-        raise _invalid("idempotency_key", "must be a string")
+        raise invalid("idempotency_key", "must be a string")
     if not 1 <= len(value) <= IDEMPOTENCY_KEY_MAX_LEN:
-        raise _invalid("idempotency_key", f"must be 1 to {IDEMPOTENCY_KEY_MAX_LEN} characters")
+        raise invalid("idempotency_key", f"must be 1 to {IDEMPOTENCY_KEY_MAX_LEN} characters")
     if not all("!" <= ch <= "~" for ch in value):
-        raise _invalid("idempotency_key", "must be visible ASCII characters only (no spaces)")
+        raise invalid("idempotency_key", "must be visible ASCII characters only (no spaces)")
     return value
 
 
 def _benefit_plus(body: Mapping[str, object]) -> bool:
     value = body.get("benefit_plus", False)
     if not isinstance(value, bool):
-        raise _invalid("benefit_plus", "must be true or false")
+        raise invalid("benefit_plus", "must be true or false")
     return value
 
 
 def _totals_date(request: web.Request) -> datetime.date:
     for key in request.query:
         if key != "date":
-            raise _invalid(key, "unknown query parameter (expected date)")
+            raise invalid(key, "unknown query parameter (expected date)")
     values = request.query.getall("date", [])
     if not values:
         # The shop settles its own day: the box's local date.
         return datetime.date.today()
     if len(values) > 1:
-        raise _invalid("date", "given more than once")
+        raise invalid("date", "given more than once")
     text = values[0]
     if _DATE_RE.fullmatch(text):
         with contextlib.suppress(ValueError):
             return datetime.date.fromisoformat(text)
-    raise _invalid("date", "must be a calendar date as YYYY-MM-DD")
+    raise invalid("date", "must be a calendar date as YYYY-MM-DD")
 
 
 async def _next(iterator: AsyncIterator[_T]) -> _T:
@@ -247,8 +254,10 @@ class Routes:
         closing: asyncio.Event,
         heartbeat_s: float,
         stream_slots: StreamSlots,
+        listeners: Callable[[], dict[str, object]] | None = None,
     ) -> None:
         self._service = service
+        self._listeners = listeners
         self._closing = closing
         self._heartbeat_s = heartbeat_s
         # A client that has not taken a write in two heartbeats is not reading: end its stream
@@ -262,7 +271,8 @@ class Routes:
         app.router.add_get("/v1/payments/{payment_id}", self.get)
         app.router.add_post("/v1/payments/{payment_id}/cancel", self.cancel)
         app.router.add_post("/v1/payments/{payment_id}/refund", self.refund)
-        app.router.add_get("/v1/events", self.events)
+        app.router.add_get("/v1/events", self.events, allow_head=False)
+        app.router.add_head("/v1/events", self.events_head)
         app.router.add_get("/v1/status", self.status)
         app.router.add_get("/v1/totals", self.totals)
         app.router.add_get("/v1/saf", self.saf)
@@ -278,46 +288,53 @@ class Routes:
         assert key is not None
         benefit_plus = _benefit_plus(body)
         payment = await self._service.create(amount, method, key, benefit_plus)
-        return web.json_response(payment.to_json(), status=202, dumps=_dumps)
+        return web.json_response(payment.to_json(), status=202, dumps=dumps)
 
     async def get(self, request: web.Request) -> web.Response:
         payment_id = request.match_info["payment_id"]
         payment = await self._service.get(payment_id)
         if payment is None:
             raise UnknownPayment("no payment with this id")
-        return web.json_response(payment.to_json(), dumps=_dumps)
+        return web.json_response(payment.to_json(), dumps=dumps)
 
     async def cancel(self, request: web.Request) -> web.Response:
         await _read_object(request, frozenset())
         payment = await self._service.cancel(request.match_info["payment_id"])
-        return web.json_response(payment.to_json(), dumps=_dumps)
+        return web.json_response(payment.to_json(), dumps=dumps)
 
     async def refund(self, request: web.Request) -> web.Response:
         body = await _read_object(request, frozenset({"amount", "idempotency_key"}))
         amount = _amount(body)
         key = _idempotency_key(body, required=False)
         payment = await self._service.refund(request.match_info["payment_id"], amount, key)
-        return web.json_response(payment.to_json(), status=202, dumps=_dumps)
+        return web.json_response(payment.to_json(), status=202, dumps=dumps)
 
     async def status(self, request: web.Request) -> web.Response:
-        return web.json_response(await self._service.status(), dumps=_dumps)
+        state = await self._service.status()
+        if self._listeners is not None:
+            state["api"] = self._listeners()
+        return web.json_response(state, dumps=dumps)
 
     async def totals(self, request: web.Request) -> web.Response:
-        return web.json_response(await self._service.totals(_totals_date(request)), dumps=_dumps)
+        return web.json_response(await self._service.totals(_totals_date(request)), dumps=dumps)
 
     async def saf(self, request: web.Request) -> web.Response:
-        return web.json_response({"queue": await self._service.saf()}, dumps=_dumps)
+        return web.json_response({"queue": await self._service.saf()}, dumps=dumps)
 
     async def saf_flush(self, request: web.Request) -> web.Response:
         await _read_object(request, frozenset())
-        return web.json_response(await self._service.saf_flush(), dumps=_dumps)
+        return web.json_response(await self._service.saf_flush(), dumps=dumps)
 
     def _frame(self, event: Mapping[str, object]) -> bytes:
         seq = event.get("seq")
         if type(seq) is not int:
             self._local_seq += 1
             seq = self._local_seq
-        return f"id: {seq}\ndata: {_dumps(event)}\n\n".encode()
+        return f"id: {seq}\ndata: {dumps(event)}\n\n".encode()
+
+    async def events_head(self, request: web.Request) -> web.StreamResponse:
+        """What GET would answer, without a stream: no body, no slot taken."""
+        return web.Response(headers=_STREAM_HEADERS, content_type="text/event-stream")
 
     async def events(self, request: web.Request) -> web.StreamResponse:
         if self._slots.open >= self._slots.limit:
@@ -347,9 +364,13 @@ class Routes:
         subscription = self._service.events()
         next_event: asyncio.Future[dict[str, object]] | None = None
         closing = asyncio.ensure_future(self._closing.wait())
-        response = web.StreamResponse(
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        # The client gone (its connection lost): end at once, freeing the slot, rather than
+        # at the next heartbeat that fails.
+        lost_event = getattr(request.protocol, "lost", None)
+        lost = asyncio.ensure_future(
+            lost_event.wait() if isinstance(lost_event, asyncio.Event) else asyncio.Future()
         )
+        response = web.StreamResponse(headers=_STREAM_HEADERS)
         response.content_type = "text/event-stream"
         try:
             await response.prepare(request)
@@ -358,12 +379,15 @@ class Routes:
             while True:
                 if next_event is None:
                     next_event = asyncio.ensure_future(_next(subscription))
-                waiters: set[asyncio.Future[Any]] = {next_event, closing}
+                waiters: set[asyncio.Future[Any]] = {next_event, closing, lost}
                 done, _ = await asyncio.wait(
                     waiters,
                     timeout=self._heartbeat_s,
                     return_when=asyncio.FIRST_COMPLETED,
                 )
+                if lost in done:
+                    log.info("events client went away")
+                    break
                 if closing in done:
                     break
                 if next_event not in done:
@@ -388,7 +412,7 @@ class Routes:
             # (the client reconnects and catches up with GETs).
             log.exception("event stream failed; closing it")
         finally:
-            pending = [task for task in (next_event, closing) if task is not None]
+            pending = [task for task in (next_event, closing, lost) if task is not None]
             for task in pending:
                 task.cancel()
             # The subscription cannot be closed while a cancelled read is still inside it.
@@ -399,23 +423,34 @@ class Routes:
         return response
 
 
-@web.middleware
-async def _log_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
-    # Method, path, status and time only: a body or query may one day carry a token.
-    started = time.perf_counter()
-    status = 500
-    try:
-        response = await handler(request)
-        status = response.status
-        return response
-    finally:
-        log.info(
-            "%s %s %d %.1fms",
-            request.method,
-            request.path,
-            status,
-            (time.perf_counter() - started) * 1000,
-        )
+def _request_log() -> Middleware:
+    # A flood of requests (a hostile local client) must not flood the log: past a burst the
+    # lines are counted, and the next one let through says how many were not logged.
+    throttle = Throttle(REQUEST_LOG_S, REQUEST_LOG_BURST)
+
+    @web.middleware
+    async def log_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
+        # Method, path, status and time only: a body or query may one day carry a token.
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        finally:
+            held = throttle.allow() if status < 500 else 0
+            if held is not None:
+                log.log(
+                    logging.ERROR if status >= 500 else logging.INFO,
+                    "%s %s %d %.1fms%s",
+                    request.method,
+                    shown_key(request.path),
+                    status,
+                    (time.perf_counter() - started) * 1000,
+                    held_note(held),
+                )
+
+    return log_requests
 
 
 @web.middleware
@@ -423,7 +458,13 @@ async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResp
     try:
         return await handler(request)
     except ApiError as exc:
-        return error_response(exc.status, exc.code, exc.message, exc.field)
+        response = error_response(exc.status, exc.code, exc.message, exc.field)
+        if exc.close:
+            response.force_close()
+        return response
+    except ConnectionError:
+        # The client went away: nobody to answer; aiohttp ends the connection quietly.
+        raise
     except PaymentError as exc:
         status = next((s for cls, s in _PAYMENT_ERROR_STATUS.items() if isinstance(exc, cls)), 500)
         if isinstance(exc, InvalidRequest):
@@ -467,15 +508,17 @@ def build_app(
     closing: asyncio.Event,
     heartbeat_s: float = HEARTBEAT_S,
     stream_slots: StreamSlots | None = None,
+    listeners: Callable[[], dict[str, object]] | None = None,
 ) -> web.Application:
     """The API application; with a `token`, every request must carry it as a bearer token.
 
-    Apps given the same `stream_slots` share its limit on open event streams.
+    Apps given the same `stream_slots` share its limit on open event streams. `listeners`
+    gives the status object's `api` part (where the API listens, its connections).
     """
-    middlewares: list[Middleware] = [_log_requests, _json_errors]
+    middlewares: list[Middleware] = [count_requests, _request_log(), _json_errors]
     if token is not None:
         middlewares.append(_token_middleware(token))
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
     slots = stream_slots if stream_slots is not None else StreamSlots()
-    Routes(service, closing, heartbeat_s, slots).add_to(app)
+    Routes(service, closing, heartbeat_s, slots, listeners).add_to(app)
     return app

@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import sys
+import unicodedata
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -70,6 +71,19 @@ def _show(value: object) -> str:
     return "-" if value is None else str(value)
 
 
+def _printable(text: str) -> str:
+    """`text` with control and format characters escaped: the state holds text from devices
+    and peers, and a terminal must not take any of it as a command (ESC sequences)."""
+    return "".join(
+        ch if unicodedata.category(ch) not in ("Cc", "Cf", "Cs") else _escape(ord(ch))
+        for ch in text
+    )
+
+
+def _escape(code: int) -> str:
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
 def _won(value: object) -> str:
     return f"{value:,} won" if isinstance(value, int) else "? won"
 
@@ -120,6 +134,7 @@ def render_status(state: Mapping[str, Any]) -> str:
     orders = _get(state, "orders") or {}
     today = _get(state, "payments_today") or {}
     rows = [
+        *_api_rows(_get(state, "api")),
         ("ledger", link),
         ("card reader", reader_line),
         ("qr scanner", f"{_show(scanner.get('state'))} ({_show(scanner.get('kind'))})"),
@@ -141,7 +156,24 @@ def render_status(state: Mapping[str, Any]) -> str:
         f"posd {_show(state.get('version'))} on terminal {_show(state.get('terminal_id'))} "
         f"(merchant {_show(state.get('merchant_id'))}), up {_duration(state.get('uptime_s'))}"
     )
-    return "\n".join([head, *(f"  {name:<12} {value}" for name, value in rows)])
+    lines = [head, *(f"  {name:<12} {value}" for name, value in rows)]
+    return "\n".join(_printable(line) for line in lines)
+
+
+def _api_rows(api: object) -> list[tuple[str, str]]:
+    """The local API's own row (GET /v1/status adds `api` to the state object)."""
+    if not isinstance(api, Mapping):
+        return []
+    line = (
+        f"{_show(api.get('socket'))}, {_show(api.get('connections'))} of "
+        f"{_show(api.get('max_connections'))} connections"
+    )
+    tcp = api.get("tcp")
+    if isinstance(tcp, Mapping) and tcp.get("state") != "disabled":
+        line += f"; tcp 127.0.0.1:{_show(tcp.get('port'))} {_show(tcp.get('state'))}"
+        if tcp.get("last_error") and tcp.get("state") != "listening":
+            line += f" ({tcp['last_error']})"
+    return [("local api", line)]
 
 
 def render_saf(queue: Sequence[Mapping[str, Any]]) -> str:
@@ -161,7 +193,7 @@ def render_saf(queue: Sequence[Mapping[str, Any]]) -> str:
             line += f"  NEEDS ATTENTION (ledger answered {_show(entry.get('refused_code'))})"
         if entry.get("last_error"):
             line += f"  last error: {entry['last_error']}"
-        lines.append(line)
+        lines.append(_printable(line))
     return "\n".join(lines)
 
 

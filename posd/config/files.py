@@ -204,3 +204,33 @@ def check_state_dir(path: Path) -> None:
         raise FileProblem(f"{path} exists and is not a directory")
     if not os.access(path, os.R_OK | os.W_OK | os.X_OK):
         raise FileProblem(f"{path} is not writable by this process (uid {os.getuid()})")
+
+
+def check_socket_path(path: Path) -> None:
+    """Where posd makes the API socket: absent, or a socket (a stale one is replaced); its
+    directory absent (posd creates it) or a directory."""
+    try:
+        info = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    except OSError as exc:
+        raise FileProblem(f"{path} cannot be reached ({exc.strerror})") from None
+    else:
+        if stat.S_ISDIR(info.st_mode):
+            raise FileProblem(
+                f"{path} is a directory; expected the path of the socket file posd makes, "
+                f"such as {path / 'api.sock'}"
+            )
+        if not stat.S_ISSOCK(info.st_mode):
+            raise FileProblem(f"{path} exists and is not a socket; move it away or name another")
+        return
+    for parent in path.parents:
+        try:
+            info = os.stat(parent)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError as exc:
+            raise FileProblem(f"{parent} cannot be reached ({exc.strerror})") from None
+        if not stat.S_ISDIR(info.st_mode):
+            raise FileProblem(f"{parent} is not a directory, so {path} cannot be made in it")
+        return

@@ -102,6 +102,26 @@ def _syntax_problem(source: Path, text: str, error: tomllib.TOMLDecodeError) -> 
 
 def _parse(text: str, source: Path, digest: str) -> Config:
     try:
+        return _parse_nested(text, source, digest)
+    except RecursionError:
+        # tomllib (and the key locator) recurse per level of [[[... or {a={b=...: a file nested
+        # a few hundred deep exhausts the stack. posd's config is tables of plain values.
+        line = _deepest_line(text)
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    source,
+                    line,
+                    "",
+                    "arrays or inline tables nested too deeply to read; expected posd's tables "
+                    "of plain values (`posd config example` shows them)",
+                )
+            ]
+        ) from None
+
+
+def _parse_nested(text: str, source: Path, digest: str) -> Config:
+    try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([_syntax_problem(source, text, exc)]) from None
@@ -114,5 +134,22 @@ def _parse(text: str, source: Path, digest: str) -> Config:
     config = build_config(data, problems, source, digest)
     problems.raise_if_any()
     return config
+
+
+def _deepest_line(text: str) -> int:
+    """The line where brackets and braces nest deepest (strings are not told apart: this only
+    points the technician at the place)."""
+    depth = deepest = 0
+    line = where = 1
+    for ch in text:
+        if ch in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest, where = depth, line
+        elif ch in "]}":
+            depth = max(0, depth - 1)
+        elif ch == "\n":
+            line += 1
+    return where
 
 

@@ -17,6 +17,7 @@ from posd.config.files import (
     FileProblem,
     check_ca_file,
     check_cert_and_key,
+    check_socket_path,
     check_state_dir,
     looks_like_pasted_secret,
     parse_api_token,
@@ -523,6 +524,11 @@ def _audio(t: Table) -> AudioConfig:
 
 def _api(t: Table) -> ApiConfig:
     socket = t.string("socket", "/run/posd/api.sock", unix_socket_path)
+    if socket and t.valid("socket"):
+        try:
+            check_socket_path(Path(socket))
+        except FileProblem as exc:
+            t.problem("socket", str(exc))
     tcp_port = t.integer("tcp_port", 0, 0, 65535, expected="0 (no TCP) or a port from 1 to 65535")
     token_file = t.path("token_file", "")
     if tcp_port and token_file is None and t.valid("token_file"):

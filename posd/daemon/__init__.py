@@ -6,7 +6,9 @@ Modules:
   command with its exit codes; `register_config_secrets`, the config's secrets masked in logs.
 - `stack`: `build_components`, the one place components are built, and `payment_components`,
   the payment stack (journal, reader, scanner, ledger link, SAF sender, engine, local API).
-- `state_dir`: `prepare_state_dir`, the state directory created 0700 and checked usable.
+- `state_dir`: `prepare_state_dir`, the state directory created 0700 and checked usable;
+  `StateDirLock`, one posd per state directory (`StateDirLocked`: another one holds it).
+- `limits`: `raise_open_files_limit`, the open-files limit raised to its hard limit at start.
 """
 
 from posd.daemon.daemon import (
@@ -17,19 +19,31 @@ from posd.daemon.daemon import (
     run_daemon,
     section_fingerprints,
 )
+from posd.daemon.limits import OpenFilesLimit, raise_open_files_limit
 from posd.daemon.stack import STACK_SECTIONS, BuildComponents, build_components, payment_components
-from posd.daemon.state_dir import StateDirError, prepare_state_dir
+from posd.daemon.state_dir import (
+    LOCK_FILE_NAME,
+    StateDirError,
+    StateDirLock,
+    StateDirLocked,
+    prepare_state_dir,
+)
 
 __all__ = [
+    "LOCK_FILE_NAME",
     "STACK_SECTIONS",
     "STOP_TIMEOUT_S",
     "BuildComponents",
     "Daemon",
+    "OpenFilesLimit",
     "StateDirError",
+    "StateDirLock",
+    "StateDirLocked",
     "build_components",
     "disable_core_dumps",
     "payment_components",
     "prepare_state_dir",
+    "raise_open_files_limit",
     "register_config_secrets",
     "run_daemon",
     "section_fingerprints",

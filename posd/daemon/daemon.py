@@ -7,13 +7,18 @@ with a clear message when unusable, exit 73), then the event loop: the superviso
 `build_components` returns, READY=1 goes to systemd once every component has said it is
 serving, and STATUS= names what is still awaited or failing.
 
+Before the loop: the state dir's lock (another posd holds it: exit 75 naming its PID, nothing
+touched), and the open-files limit raised to its hard limit.
+
 Signals: SIGTERM/SIGINT stop in order (STOPPING=1, components cancelled, exit 0; a component
 that will not stop makes posd exit 70 after STOP_TIMEOUT_S rather than hang). SIGHUP reloads
 (RELOADING=1 with MONOTONIC_USEC, as Type=notify-reload expects): the file is read and validated
 again; an invalid one is refused and logged with its problems while the running config stays;
 a valid one replaces it and the components whose config sections changed (see
-posd.runtime.component) are rebuilt and restarted. The watchdog is fed from the event loop only,
-so a blocked loop stops the pings and systemd restarts posd.
+posd.runtime.component) are rebuilt and restarted, and must all be serving within
+RELOAD_START_TIMEOUT_S, or the previous config's components are put back and the reload is
+refused. The watchdog is fed from the event loop only, so a blocked loop stops the pings and
+systemd restarts posd; and only while posd can serve or says why not (`Daemon.cannot_serve`).
 """
 
 from __future__ import annotations
@@ -41,21 +46,30 @@ from posd.config import (
     read_mac_key,
     read_mqtt_password,
 )
+from posd.daemon.limits import log_open_files_limit, raise_open_files_limit
 from posd.daemon.stack import BuildComponents, build_components
-from posd.daemon.state_dir import StateDirError, prepare_state_dir
-from posd.logs import register_secret, set_level, setup_logging
+from posd.daemon.state_dir import StateDirError, StateDirLock, StateDirLocked, prepare_state_dir
+from posd.logs import register_secret, set_card_prefixes, set_level, setup_logging
 from posd.runtime import Backoff, Component, Notifier, Runtime, Supervisor, config_sections
 
 log = logging.getLogger(__package__)
 
 
 STOP_TIMEOUT_S = 4.5
+# A reload's new components must all be serving (or a reload is undone) within this.
+RELOAD_START_TIMEOUT_S = 20.0
+# A component neither serving nor failing for this long is stuck, and so is posd: it cannot
+# take a payment and cannot say why. The watchdog is then no longer fed, and systemd restarts
+# it. (One that fails says why: its error is in the status, and restarting would not help.)
+STUCK_AFTER_S = 60.0
 # Files a config names are keys, certificates and tokens; anything bigger is not one of them.
 _MAX_FINGERPRINTED_FILE = 1 << 20
 
 
 def register_config_secrets(config: Config) -> None:
-    """Mask the secrets the config names (MAC key, API token, broker password, TLS keys)."""
+    """Mask the secrets the config names (MAC key, API token, broker password, TLS keys), and
+    every digit run starting with one of its card prefixes."""
+    set_card_prefixes(config.card_reader.accepted_prefixes)
     register_secret(read_mac_key(config))
     token = read_api_token(config)
     if token is not None:
@@ -164,6 +178,8 @@ class Daemon:
         build: BuildComponents = build_components,
         backoff: Backoff | None = None,
         stop_timeout_s: float = STOP_TIMEOUT_S,
+        stuck_after_s: float = STUCK_AFTER_S,
+        reload_start_timeout_s: float = RELOAD_START_TIMEOUT_S,
     ) -> None:
         self.supervisor = Supervisor(backoff=backoff, stop_timeout_s=min(4.0, stop_timeout_s))
         self.runtime = Runtime(
@@ -181,6 +197,11 @@ class Daemon:
         self._reloads_done = 0
         self._ready_sent = False
         self._last_status = ""
+        self._stuck_after_s = stuck_after_s
+        self._reload_start_timeout_s = reload_start_timeout_s
+        # Set when a reload could neither be applied nor undone: posd cannot serve.
+        self._unservable: str | None = None
+        self._starving: str | None = None
 
     @property
     def notifier(self) -> Notifier:
@@ -285,9 +306,34 @@ class Daemon:
             self._last_status = status
             self.notifier.notify(status=status)
 
+    def cannot_serve(self) -> str | None:
+        """Why posd can neither serve nor say why not (the watchdog then starves), or None.
+
+        A component that fails says why (its error is in the status and STATUS=); one stuck
+        starting while none fails, or a reload that could not be undone, leaves posd answering
+        "starting" for ever: only a restart helps.
+        """
+        if self._unservable is not None:
+            return self._unservable
+        stuck = self.supervisor.stuck_starting(self._stuck_after_s)
+        if not stuck:
+            return None
+        if any(s.state == "error" for s in self.supervisor.statuses().values()):
+            return None
+        return "; ".join(f"{name} has been starting for {age:.0f} s" for name, age in stuck)
+
     async def _feed_watchdog(self, interval: float) -> None:
         while True:
-            self.notifier.notify(watchdog=True)
+            problem = self.cannot_serve()
+            if problem is None:
+                if self._starving is not None:
+                    log.warning("posd can serve again; the watchdog is fed again")
+                    self._starving = None
+                self.notifier.notify(watchdog=True)
+            elif problem != self._starving:
+                self._starving = problem
+                log.critical("posd cannot serve: %s; the watchdog is no longer fed", problem)
+                self.notifier.notify(status=f"failed: {problem}; waiting for the watchdog")
             await asyncio.sleep(interval)
 
     async def _reloader(self) -> None:
@@ -302,7 +348,12 @@ class Daemon:
     # -- reload --------------------------------------------------------------------------------
 
     async def reload(self) -> bool:
-        """Re-read the config; True when the new one was applied."""
+        """Re-read the config; True when the new one was applied.
+
+        All or nothing: the components the change touches are rebuilt and must all be serving
+        within the reload timeout; if one fails to start, the previous config's components are
+        put back (and the previous config stays), so a reload never leaves posd half-built.
+        """
         path = self.runtime.config_path
         self.notifier.notify(reloading=True, status="reloading configuration")
         log.info("reloading configuration from %s", path)
@@ -327,20 +378,24 @@ class Daemon:
             return False
 
         changed = {name for name, fp in prints.items() if self._fingerprints.get(name) != fp}
-        old = self.runtime.config
+        old, old_prints = self.runtime.config, self._fingerprints
         if new.storage.state_dir != old.storage.state_dir:
             log.warning(
                 "storage.state_dir changed to %s: it takes effect when posd restarts",
                 new.storage.state_dir,
             )
+        self.runtime.config = new
+        self._fingerprints = prints
+        await self.supervisor.wait_running()
+        restarted, started = await self._apply_components(components, changed)
+        failure = await self._serving(started)
+        if failure is not None:
+            await self._undo_reload(old, old_prints, changed, failure)
+            return False
         if new.logging.format != old.logging.format:
             setup_logging(new.logging.level, new.logging.format)
         elif new.logging.level != old.logging.level:
             set_level(new.logging.level)
-        self.runtime.config = new
-        self._fingerprints = prints
-        await self.supervisor.wait_running()
-        restarted = await self._apply_components(components, changed)
         log.info(
             "configuration reloaded (sha256 %s); changed sections: %s; restarted: %s",
             new.sha256[:12],
@@ -350,14 +405,67 @@ class Daemon:
         self._finish_reload(None)
         return True
 
+    async def _undo_reload(
+        self, old: Config, old_prints: dict[str, Fingerprint], changed: set[str], failure: str
+    ) -> None:
+        log.error(
+            "configuration reload failed: %s; going back to the running configuration", failure
+        )
+        self.runtime.config = old
+        self._fingerprints = old_prints
+        try:
+            components = self._build(old, self.runtime)
+            _, started = await self._apply_components(components, changed)
+            again = await self._serving(started)
+        except Exception as exc:
+            again = f"{type(exc).__name__}: {exc}"
+        if again is not None:
+            self._unservable = f"a failed reload could not be undone ({again})"
+            log.critical("%s; posd cannot serve until it is restarted", self._unservable)
+            self._finish_reload(self._unservable)
+            return
+        log.warning("the previous configuration is running again (sha256 %s)", old.sha256[:12])
+        self._finish_reload(f"reload refused: {failure} (see the log); previous config kept")
+
+    async def _serving(self, names: list[str]) -> str | None:
+        """None once every component in `names` is serving; else what failed to start."""
+        changed = asyncio.Event()
+        waiting = list(names)
+        self.supervisor.add_listener(changed.set)
+        try:
+            async with asyncio.timeout(self._reload_start_timeout_s):
+                while True:
+                    changed.clear()
+                    statuses = self.supervisor.statuses()
+                    waiting = []
+                    for name in names:
+                        status = statuses.get(name)
+                        if status is None or status.state in ("error", "stopped"):
+                            why = status.last_error if status is not None else None
+                            return f"{name} did not start ({why or 'stopped'})"
+                        if not status.ever_started:
+                            waiting.append(name)
+                    if not waiting:
+                        return None
+                    await changed.wait()
+        except TimeoutError:
+            return (
+                f"{', '.join(waiting)} not serving after {self._reload_start_timeout_s:g} s"
+            )
+        finally:
+            self.supervisor.remove_listener(changed.set)
+
     def _finish_reload(self, note: str | None) -> None:
         status = self.supervisor.summary()
         self._last_status = status if note is None else f"{status}; {note}"
         # READY=1 ends the reload for systemd, whether or not the new config was taken.
         self.notifier.notify(ready=self._ready_sent, status=self._last_status)
 
-    async def _apply_components(self, fresh: list[Component], changed: set[str]) -> list[str]:
-        """Swap in the rebuilt components that need it; the names touched, for the log.
+    async def _apply_components(
+        self, fresh: list[Component], changed: set[str]
+    ) -> tuple[list[str], list[str]]:
+        """Swap in the rebuilt components that need it; the names touched (for the log) and
+        the names of the components started.
 
         Components that hold references to each other are replaced as a group: every one to be
         replaced is stopped first (in reverse start order), then the new ones start in build
@@ -386,7 +494,7 @@ class Daemon:
             await self.supervisor.remove(name)
         for component in start:
             self.supervisor.add(component)
-        return touched
+        return touched, [c.name for c in start]
 
 
 def disable_core_dumps() -> str | None:
@@ -429,17 +537,28 @@ def run_daemon(config_path: str) -> int:
         log.warning("%s", core_warning)
     try:
         state_dir = prepare_state_dir(config.storage.state_dir)
+        # Before anything in it is opened: a second posd must leave the first one's payments,
+        # journal and API socket alone.
+        lock = StateDirLock.acquire(state_dir)
+    except StateDirLocked as exc:
+        log.error("%s", exc)
+        notifier.notify(status=f"failed: {exc}")
+        notifier.close()
+        return os.EX_TEMPFAIL
     except StateDirError as exc:
         log.error("%s", exc)
         notifier.notify(status=f"failed: {exc}")
         return os.EX_CANTCREAT
+    open_files = raise_open_files_limit()
     daemon = Daemon(config, path, state_dir, notifier=notifier)
     try:
+        log_open_files_limit(open_files)
         return asyncio.run(daemon.serve())
     except Exception:
         log.exception("posd stopped on an unexpected error")
         return os.EX_SOFTWARE
     finally:
+        lock.release()
         notifier.close()
         with contextlib.suppress(Exception):
             logging.shutdown()

@@ -39,7 +39,9 @@ def payment_components(
 ) -> list[Component]:
     """The keyword arguments are for tests and the demo: an emulated USB backend, short
     ledger link timings and SAF retry interval, no card reader (a QR-only counter)."""
-    journal = JournalHolder(runtime.state_dir)
+    # The journal is never restarted (storage.state_dir takes effect at restart): every build
+    # wires its components to the one that is running.
+    journal = runtime.lasting("journal", lambda: JournalHolder(runtime.state_dir))
 
     async def next_stan() -> int:
         return await (await journal.wait()).allocate_stan(time.time())

@@ -15,7 +15,7 @@ from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 
 from posd.journal.journal import Journal
-from posd.journal.model import JournalNotOpen, JournalStorageError
+from posd.journal.model import JournalNotOpen
 from posd.runtime import Component
 
 log = logging.getLogger(__package__)
@@ -33,7 +33,7 @@ class JournalHolder:
     def __init__(self, state_dir: Path) -> None:
         self._state_dir = state_dir
         self._journal: Journal | None = None
-        # Why the last open failed, when it was the disk: the API says so rather than "starting".
+        # Why the last open failed: the API says so rather than "starting".
         self._open_error: str | None = None
         self._open = asyncio.Event()
         self._users = 0
@@ -69,8 +69,10 @@ class JournalHolder:
     async def run(self, started: Callable[[], None]) -> None:
         try:
             journal = await Journal.open(self._state_dir)
-        except JournalStorageError as exc:
-            self._open_error = str(exc)
+        except Exception as exc:
+            # Whatever stops it (a full disk, an unreadable or wrong key, a corrupt database),
+            # every refused payment names it: "starting" would send the technician nowhere.
+            self._open_error = str(exc) or type(exc).__name__
             raise
         self._open_error = None
         self._journal = journal

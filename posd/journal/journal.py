@@ -60,10 +60,26 @@ def storage_failure(exc: BaseException) -> bool:
 
 
 def day_bounds(date: datetime.date, tz: datetime.tzinfo | None = None) -> tuple[int, int]:
-    """[start, end) of a calendar day in Unix ms; tz None means the system's local zone."""
-    start = datetime.datetime.combine(date, datetime.time.min, tzinfo=tz)
-    end = datetime.datetime.combine(date + datetime.timedelta(days=1), datetime.time.min, tzinfo=tz)
-    return round(start.timestamp() * 1000), round(end.timestamp() * 1000)
+    """[start, end) of a calendar day in Unix ms; tz None means the system's local zone.
+
+    Any date has bounds, 0001-01-01 and 9999-12-31 included: there the local offset cannot be
+    applied (the day before or after is outside the calendar), and UTC's midnights are used,
+    which bound those days' payments (none) as well.
+    """
+    start = _midnight_ms(date, tz)
+    try:
+        end = _midnight_ms(date + datetime.timedelta(days=1), tz)
+    except OverflowError:
+        end = start + 86_400_000
+    return start, end
+
+
+def _midnight_ms(date: datetime.date, tz: datetime.tzinfo | None) -> int:
+    midnight = datetime.datetime.combine(date, datetime.time.min)
+    try:
+        return round(midnight.replace(tzinfo=tz).timestamp() * 1000)
+    except (ValueError, OverflowError, OSError):
+        return round(midnight.replace(tzinfo=datetime.UTC).timestamp() * 1000)
 
 
 class Journal:

@@ -20,7 +20,7 @@ import threading
 import time
 import traceback
 import types
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TextIO
 
 from posd.logs.redaction import Redactor
@@ -54,6 +54,12 @@ def register_secret(value: str | bytes, *, transient: bool = False) -> None:
     shorter than 6 characters (too short to mask without blanking ordinary text).
     """
     _REDACTOR.register(value, transient=transient)
+
+
+def set_card_prefixes(prefixes: Iterable[str]) -> None:
+    """Mask, from now on, every 13-19 digit run starting with one of `prefixes` (the config's
+    card_reader.accepted_prefixes), whether or not it passes Luhn."""
+    _REDACTOR.set_card_prefixes(prefixes)
 
 
 def redact(text: str) -> str:

@@ -3,9 +3,11 @@
 Everything here works on the final text, so it catches card data however it got there: a
 message, a `%r` of a bytes object, an exception text, a traceback. What is masked:
 
-- PANs: any 13-19 digit window of a digit run that passes Luhn, digits optionally separated by
-  single spaces or dashes (`9410 1234 5678 9012`). Windows inside longer digit runs are checked
-  too, because a PAN in a hex dump or an ISO 8583 LLVAR (`16` + PAN) sits next to other digits.
+- PANs: any 13-19 digit window of a digit run that passes Luhn or starts with a card prefix
+  (the 서로e음 account prefix, and card_reader.accepted_prefixes: `set_card_prefixes`), digits
+  optionally separated by single spaces or dashes (`9410 1234 5678 9012`). Windows inside
+  longer digit runs are checked too, because a PAN in a hex dump or an ISO 8583 LLVAR (`16` +
+  PAN) sits next to other digits.
   A masked PAN keeps its first 6 and last 4 digits at most, as protocols.emv.mask_pan does.
 - The BCD form of a PAN is the same digits, so hex dumps are covered by the rule above; a Python
   bytes literal (`b'\\x94\\x10...'`) is decoded and its hex checked the same way.
@@ -27,10 +29,11 @@ import contextlib
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from protocols.emv import mask_pan
+from protocols.qr_token import SEOROEUM_ACCOUNT_PREFIX
 
 MIN_PAN_DIGITS = 13
 MAX_PAN_DIGITS = 19
@@ -38,6 +41,8 @@ MIN_SECRET_CHARS = 6
 TRANSIENT_SECRETS_KEPT = 1024
 LONGEST_DIGIT_RUN_CHECKED = 4096
 SECRET_MASK = "[REDACTED]"
+# Masked whatever the config says: 서로e음 numbers start so, and the test cards fail Luhn.
+CARD_PREFIXES: tuple[str, ...] = (SEOROEUM_ACCOUNT_PREFIX,)
 QR_MASK = "[QR-TOKEN]"
 
 # A run of digits where single spaces or dashes may sit between any two digits.
@@ -65,8 +70,11 @@ def luhn_valid(digits: str) -> bool:
     return total % 10 == 0
 
 
-def _masked_windows(values: list[int], groups: list[tuple[int, int]]) -> set[int]:
-    """Indexes (into `values`) of digits to hide: the middle of every Luhn-valid 13-19 window.
+def _masked_windows(
+    values: list[int], groups: list[tuple[int, int]], prefixes: Sequence[str] = ()
+) -> set[int]:
+    """Indexes (into `values`) of digits to hide: the middle of every 13-19 window that passes
+    Luhn or starts with one of `prefixes` (서로e음 numbers need not pass Luhn).
 
     `groups` are the [start, end) spans of digits written without separators. Any window inside
     one group is checked (a PAN next to other digits, as in a hex dump). A window across
@@ -84,10 +92,15 @@ def _masked_windows(values: list[int], groups: list[tuple[int, int]]) -> set[int
             prefix[p][k + 1] = prefix[p][k] + (_DOUBLED[d] if k % 2 != p else d)
 
     hide: set[int] = set()
+    digits = "".join(map(str, values)) if prefixes else ""
+    card_starts = {
+        start for start in range(n) if any(digits.startswith(p, start) for p in prefixes)
+    }
 
     def check(start: int, end: int) -> None:
         p = (end - 1) % 2
-        if (prefix[p][end] - prefix[p][start]) % 10 == 0:
+        if start in card_starts or (prefix[p][end] - prefix[p][start]) % 10 == 0:
+            # What protocols.emv.mask_pan keeps: the first 6 and the last 4.
             hide.update(range(start + 6, end - 4))
 
     for g_start, g_end in groups:
@@ -113,7 +126,7 @@ def _masked_windows(values: list[int], groups: list[tuple[int, int]]) -> set[int
     return hide
 
 
-def _mask_digit_run(run: str, keep_length: bool = False) -> str:
+def _mask_digit_run(run: str, keep_length: bool = False, prefixes: Sequence[str] = ()) -> str:
     positions: list[int] = []
     groups: list[tuple[int, int]] = []
     for i, ch in enumerate(run):
@@ -130,7 +143,7 @@ def _mask_digit_run(run: str, keep_length: bool = False) -> str:
         if keep_length:
             return "".join(ch if ch in " -" else "*" for ch in run)
         return f"<{len(positions)} digits masked>"
-    hide = _masked_windows([int(run[i]) for i in positions], groups)
+    hide = _masked_windows([int(run[i]) for i in positions], groups, prefixes)
     if not hide:
         return run
     chars = list(run)
@@ -143,17 +156,20 @@ def _mask_track2(match: re.Match[str]) -> str:
     return mask_pan(match.group(1)) + match.group(2) + "*" * len(match.group(3))
 
 
-def _mask_digits_in_place(text: str) -> str:
+def _mask_digits_in_place(text: str, prefixes: Sequence[str] = ()) -> str:
     """Track 2 and PAN masking that keeps every character where it was."""
     text = _TRACK2.sub(_mask_track2, text)
-    return _DIGIT_RUN.sub(lambda m: _mask_digit_run(m.group(0), keep_length=True), text)
+    return _DIGIT_RUN.sub(
+        lambda m: _mask_digit_run(m.group(0), keep_length=True, prefixes=prefixes), text
+    )
 
 
-def redact_card_data(text: str) -> str:
-    """Mask track 2, PANs (plain, separated, BCD hex) and QR tokens in `text`."""
+def redact_card_data(text: str, prefixes: Sequence[str] = CARD_PREFIXES) -> str:
+    """Mask track 2, PANs (plain, separated, BCD hex; Luhn-valid or starting with one of
+    `prefixes`) and QR tokens in `text`."""
     text = _QR_TOKEN.sub(QR_MASK, text)
     text = _TRACK2.sub(_mask_track2, text)
-    return _DIGIT_RUN.sub(lambda m: _mask_digit_run(m.group(0)), text)
+    return _DIGIT_RUN.sub(lambda m: _mask_digit_run(m.group(0), prefixes=prefixes), text)
 
 
 def _raw_forms(raw: bytes) -> tuple[list[str], list[str]]:
@@ -280,6 +296,13 @@ class Redactor:
         self._exact = _PrefixIndex()
         self._anycase = _PrefixIndex()
         self._raws: tuple[bytes, ...] = ()
+        self._prefixes: tuple[str, ...] = CARD_PREFIXES
+
+    def set_card_prefixes(self, prefixes: Iterable[str]) -> None:
+        """Digit runs starting with one of these (the config's accepted card prefixes) are
+        masked too, Luhn or not; the 서로e음 account prefix always is."""
+        wanted = {p for p in prefixes if p.isascii() and p.isdigit()} | set(CARD_PREFIXES)
+        self._prefixes = tuple(sorted(wanted))
 
     def register(self, value: str | bytes, *, transient: bool = False) -> None:
         """Mask `value` from now on, in every form listed in the module doc.
@@ -356,16 +379,16 @@ class Redactor:
         if _QR_TOKEN.search(as_text):
             return f"<{len(data)} bytes {QR_MASK}>"
         hexed = data.hex()
-        if redact_card_data(hexed) == hexed:
+        if redact_card_data(hexed, self._prefixes) == hexed:
             # No BCD card data; digits written as ASCII are masked by the pass over the text.
             return literal
         # Shown as hex, ASCII digits would be spelled 3x3x...: mask them before hexing.
-        ascii_masked = _mask_digits_in_place(as_text).encode("latin-1")
-        return f"<{len(data)} bytes hex {redact_card_data(ascii_masked.hex())}>"
+        ascii_masked = _mask_digits_in_place(as_text, self._prefixes).encode("latin-1")
+        return f"<{len(data)} bytes hex {redact_card_data(ascii_masked.hex(), self._prefixes)}>"
 
     def redact(self, text: str) -> str:
         """`text` with card data and every registered secret masked."""
         text = self._mask_secrets(text)
         if "b'" in text or 'b"' in text:
             text = _BYTES_LITERAL.sub(self._mask_bytes_literal, text)
-        return redact_card_data(text)
+        return redact_card_data(text, self._prefixes)

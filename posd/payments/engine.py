@@ -26,6 +26,8 @@ Decisions taken here where the specs are silent:
 - A reversal is built from the journal row alone (requests.py).
 - A cancel answers once the journal says cancelled, whatever the reader does; the reader is
   told CANCEL meanwhile, again if the first went unheeded, and the next payment waits for it.
+  A cancel of a cancelled payment (a retry, several at once) answers 200 with it; 409 is for
+  a payment whose card or QR was taken.
 - A journal that cannot write (disk full, I/O error) refuses new payments with
   DeviceNotReady naming the journal's storage, and the status object's `storage` (not in
   mqtt.md) shows the error. A payment it leaves unsettled (a 0200 out and no reversal
@@ -250,13 +252,15 @@ class PaymentEngine:
         rec = await self._jn().get(payment_id)
         if rec is None:
             raise UnknownPayment(f"no payment {payment_id}")
+        if rec.state == CANCELLED:
+            # A cancel repeated (a POS retrying, two tills at once) is answered with its
+            # outcome: "too late to cancel" would tell the cashier the sale goes on.
+            return PaymentView(rec)
         waiting = self.counter.waiting
-        if (
-            rec.state != WAITING_FOR_CARD
-            or waiting is None
-            or waiting.payment_id != payment_id
-            or waiting.deciding
-        ):
+        if waiting is None or waiting.payment_id != payment_id:
+            raise WrongState(f"payment {payment_id} is {rec.state}: too late to cancel")
+        joining = waiting.cancel_asked.is_set()
+        if not joining and (rec.state != WAITING_FOR_CARD or waiting.deciding):
             raise WrongState(f"payment {payment_id} is {rec.state}: too late to cancel")
         waiting.cancel_asked.set()
         # Not `settled`: stopping the card read is the reader's business, not the POS's wait.

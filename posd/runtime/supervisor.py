@@ -79,6 +79,8 @@ class _Entry:
     component: Component
     status: ComponentStatus
     task: asyncio.Task[None] | None = None
+    # The supervisor's clock when `status.state` last changed (status.since is wall time).
+    state_since: float = 0.0
 
 
 @dataclass(slots=True)
@@ -149,7 +151,18 @@ class Supervisor:
     def remove_listener(self, listener: Listener) -> None:
         self._listeners.remove(listener)
 
+    def stuck_starting(self, longer_than_s: float) -> list[tuple[str, float]]:
+        """Components in `starting` for more than `longer_than_s`, with how long (seconds)."""
+        now = self._clock()
+        return [
+            (name, now - entry.state_since)
+            for name, entry in self._entries.items()
+            if entry.status.state == "starting" and now - entry.state_since > longer_than_s
+        ]
+
     def _set(self, entry: _Entry, status: ComponentStatus) -> None:
+        if status.state != entry.status.state:
+            entry.state_since = self._clock()
         entry.status = status
         self._notify()
 
@@ -188,7 +201,7 @@ class Supervisor:
             raise RuntimeError("supervisor is not running")
         if not component.name or component.name in self._entries:
             raise ValueError(f"component name {component.name!r} is empty or already in use")
-        entry = _Entry(component, ComponentStatus(component.name, "starting"))
+        entry = _Entry(component, ComponentStatus(component.name, "starting"), None, self._clock())
         self._entries[component.name] = entry
         entry.task = self._group.create_task(
             self._supervise(entry), name=f"component:{component.name}"

@@ -9,9 +9,14 @@ or the next failure with `fail_next_read(reason)`. A read with nothing
 presented waits for a card until its timeout, then sends READ_FAILED timeout.
 
 Faults: `drop_next_ack()`, `corrupt_next_frame()`, `go_silent()`/`wake()`,
-`inject(noise)`, and `unplug()`/`replug()`: with `link`, `port` is a symlink
-that unplug removes and replug points at a fresh pty, as udev does with
-/dev/posd-reader.
+`inject(noise)`, `read_left_running()`, and `unplug()`/`replug()`: with `link`,
+`port` is a symlink that unplug removes and replug points at a fresh pty, as
+udev does with /dev/posd-reader.
+
+Like a real reader it keeps its state while the host is away: posd killed
+mid-read leaves it reading (a START_READ then gets ERROR busy until a CANCEL),
+and a card presented to a read that is cancelled before the card got to it
+stays for the next read.
 
 `transcript` (when `record=True`) holds every chunk each way with its time,
 for tests/replay: see `format_transcript`.
@@ -69,6 +74,7 @@ class SimulatedCardReader:
         self._script: deque[TestCard | srl.ReadFailReason] = deque()
         self._read: srl.StartRead | None = None
         self._read_timers: list[asyncio.TimerHandle] = []
+        self._arriving: TestCard | srl.ReadFailReason | None = None
         self._card: TestCard | None = None
         self._card_amount = 0
         self._atc = 0
@@ -184,6 +190,15 @@ class SimulatedCardReader:
         """Come back from a hang as after a reset: link state gone, SEQ from 0."""
         self.silent = False
         self.link = SrlLink("device", baudrate=self._baudrate)
+
+    def read_left_running(self, timeout_s: int = 60) -> None:
+        """Be in a read the host did not start, as a host that crashed (or another program
+        on the port) leaves one: START_READ gets ERROR busy until CANCEL or the timeout ends
+        it, and a card presented meanwhile goes to that read."""
+        assert self._loop is not None
+        self._end_read()
+        self._read = srl.StartRead(0, srl.CURRENCY_KRW, srl.ALL_MODES, timeout_s)
+        self._read_timers.append(self._loop.call_later(timeout_s, self._read_timed_out))
 
     def inject(self, noise: bytes) -> None:
         """Write raw bytes on the line (noise, a hand-made frame)."""
@@ -317,7 +332,7 @@ class SimulatedCardReader:
                 self._send(self.pong)
             case srl.StartRead():
                 if self._read is not None:
-                    self._send(srl.ReaderError(0x01, "a read is already in progress"))
+                    self._send(srl.ReaderError(srl.ErrorCode.BUSY, "a read is already in progress"))
                     return
                 self._read = msg
                 self._card = None
@@ -340,9 +355,10 @@ class SimulatedCardReader:
                 self._send(srl.CardRemoved())
 
     def _maybe_present(self) -> None:
-        if self._read is None or not self._script or self._loop is None:
+        if self._read is None or not self._script or self._loop is None or self._arriving:
             return
         outcome = self._script.popleft()
+        self._arriving = outcome
         self._read_timers.append(
             self._loop.call_later(self.card_delay_s, self._present, self._read, outcome)
         )
@@ -350,6 +366,7 @@ class SimulatedCardReader:
     def _present(self, read: srl.StartRead, outcome: TestCard | srl.ReadFailReason) -> None:
         if read is not self._read or self.silent:
             return
+        self._arriving = None
         self._end_read()
         if isinstance(outcome, srl.ReadFailReason):
             if outcome is srl.ReadFailReason.CARD_REMOVED:
@@ -378,6 +395,11 @@ class SimulatedCardReader:
         for timer in self._read_timers:
             timer.cancel()
         self._read_timers.clear()
+        if self._arriving is not None:
+            # The read ended (CANCEL, timeout) before the card got to it: the card is still
+            # there (in the slot, at the antenna) for the next read.
+            self._script.appendleft(self._arriving)
+            self._arriving = None
 
 
 def format_transcript(

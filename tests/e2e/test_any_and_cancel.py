@@ -108,3 +108,21 @@ async def test_cancel_while_the_reader_is_silent_answers_and_frees_the_reader(
         d.reader.present("seoroeum")
         done = await d.wait_final(again["payment_id"])
         assert done["state"] == "approved", done
+
+
+@pytest.mark.parametrize("method", ["qr", "card", "any"])
+async def test_five_parallel_cancels_all_answer_the_cancelled_payment(
+    tmp_path: Path, method: str
+) -> None:
+    async with running_daemon(tmp_path, card_reader=True) as d:
+        created = await d.create(1_500, method)
+        if method != "qr":
+            await reader_state(d, "busy")
+        path = f"/v1/payments/{created['payment_id']}/cancel"
+        answers = await asyncio.gather(*(d.request("POST", path) for _ in range(5)))
+        assert [status for status, _ in answers] == [200] * 5, answers
+        assert {body["state"] for _, body in answers} == {"cancelled"}
+        assert (await d.payment(created["payment_id"]))["state"] == "cancelled"
+        # Later too: a cancel of a cancelled payment is answered with it, never "too late".
+        status, body = await d.request("POST", path)
+        assert (status, body["state"]) == (200, "cancelled")

@@ -49,7 +49,7 @@ async def test_demo_shift_behaves_step_by_step() -> None:
     assert re.search(r"4,500 won .* approved .* contactless …0001", tap)
     assert " approved " in _step(lines, "서로e음 app QR")
     assert re.search(r"7,000 won .* cancelled .*reader stopped", _step(lines, "cancelled while"))
-    assert re.search(r" cancelled .* answered 409 wrong_state", _step(lines, "cancelled again"))
+    assert re.search(r" cancelled .* answered 200 as cancelled", _step(lines, "cancelled again"))
     declined = _step(lines, "card without enough money")
     assert re.search(r"50,000 won .* declined +reason insufficient_funds +chip …0002", declined)
     refund = _step(lines, "refund 3,000 of payment 1")

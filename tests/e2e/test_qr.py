@@ -126,16 +126,19 @@ async def test_second_payment_while_one_waits_is_refused_409(tmp_path: Path) -> 
         assert (status, again["payment_id"]) == (202, first["payment_id"])  # same key: same one
 
 
-async def test_cancel_while_waiting_then_409(tmp_path: Path) -> None:
+async def test_cancel_while_waiting_again_and_after_the_qr_was_taken(tmp_path: Path) -> None:
     async with running_daemon(tmp_path) as d:
         created = await d.create(1_000, "qr")
         pid = created["payment_id"]
         status, body = await d.request("POST", f"/v1/payments/{pid}/cancel")
         assert (status, body["state"]) == (200, "cancelled")
         status, body = await d.request("POST", f"/v1/payments/{pid}/cancel")
+        assert (status, body["state"]) == (200, "cancelled")
+        # The scanner is free again: a new payment goes through, and is too late to cancel.
+        paid = await pay_qr(d, 1_000, d.issuer.valid(GOOD_QR_ACCOUNT))
+        assert paid["state"] == "approved"
+        status, body = await d.request("POST", f"/v1/payments/{paid['payment_id']}/cancel")
         assert (status, body["error"]["code"]) == (409, "wrong_state")
-        # The scanner is free again: a new payment goes through.
-        assert (await pay_qr(d, 1_000, d.issuer.valid(GOOD_QR_ACCOUNT)))["state"] == "approved"
 
 
 async def test_nothing_scanned_in_time_is_declined_timeout(tmp_path: Path) -> None:
@@ -213,9 +216,12 @@ async def test_status_object_and_totals(tmp_path: Path) -> None:
         await pay_qr(d, 50_000, d.issuer.valid(POOR_QR_ACCOUNT))  # declined
         status, state = await d.request("GET", "/v1/status")
         assert status == 200
-        # posd's addition to mqtt.md's object: a full or failing disk shows.
-        assert set(state) == STATE_OBJECT_KEYS | {"storage"}
+        # posd's additions to mqtt.md's object: a full or failing disk shows, and the API's
+        # own listeners (GET /v1/status only).
+        assert set(state) == STATE_OBJECT_KEYS | {"storage", "api"}
         assert state["storage"] == {"state": "ready", "last_error": None}
+        assert state["api"]["socket"] == str(d.config.api.socket)
+        assert state["api"]["tcp"] == {"state": "disabled", "port": None, "last_error": None}
         assert state["terminal_id"] == d.config.terminal.id
         assert state["config_sha256"] == d.config.sha256
         assert state["ledger"]["link"] == "up" and state["ledger"]["last_rtt_ms"] is not None

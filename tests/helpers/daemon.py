@@ -165,11 +165,13 @@ async def running_daemon(
     saf_retry_interval_s: float = 0.3,
     read_timeout_s: int = 5,
     backoff: Backoff | None = None,
+    wait_ready: bool = True,
     **overrides: Mapping[str, object] | None,
 ) -> AsyncIterator[RunningDaemon]:
     """posd with the reference ledger and a serial QR scanner on a pty (or, given
     `usb_backend`, a USB HID scanner through that pyusb backend); see the module doc.
-    `backoff`: the supervisor's restart delays, for tests that make a component crash."""
+    `backoff`: the supervisor's restart delays, for tests that make a component crash.
+    `wait_ready` False: yield once the API socket answers, whatever the status says."""
     issuer = QrIssuer(key_id=PLATFORM_KEY_ID, private_key=platform_key_pair())
     scanner = SimulatedSerialScanner()
     reader = SimulatedCardReader(link=tmp_path / "posd-reader") if card_reader else None
@@ -227,7 +229,9 @@ async def running_daemon(
     serving = asyncio.create_task(daemon.serve(handle_signals=False))
     running = RunningDaemon(tmp_path, config_path, config, daemon, ledger, scanner, issuer, reader)
     try:
-        await _wait_ready(running, serving, ledger_up if expect_link is None else expect_link)
+        await _wait_ready(
+            running, serving, ledger_up if expect_link is None else expect_link, wait_ready
+        )
         yield running
     finally:
         await running.session.close()
@@ -241,13 +245,15 @@ async def running_daemon(
 
 
 async def _wait_ready(
-    running: RunningDaemon, serving: asyncio.Task[int], expect_link: bool
+    running: RunningDaemon, serving: asyncio.Task[int], expect_link: bool, wait_ready: bool
 ) -> None:
     async with asyncio.timeout(WAIT_S):
         while not running.config.api.socket.exists():
             if serving.done():
                 raise RuntimeError(f"posd stopped while starting: exit {serving.result()}")
             await asyncio.sleep(0.02)
+    if not wait_ready:
+        return
 
     def ready(body: dict[str, Any]) -> bool:
         scanner_ok = body["devices"]["qr_scanner"]["state"] == "ready"

@@ -133,6 +133,8 @@ class MemoryPaymentService:
         payment = self.payments.get(payment_id)
         if payment is None:
             raise UnknownPayment("no payment with this id")
+        if payment.state == "cancelled":
+            return payment
         if payment.state != "waiting_for_card":
             raise WrongState(f"a payment in state {payment.state} cannot be cancelled")
         self.set_state(payment_id, "cancelled")
@@ -268,11 +270,19 @@ async def running_api(
     token: str | None = None,
     heartbeat_s: float = 15.0,
     service: MemoryPaymentService | None = None,
+    **api_options: float,
 ) -> AsyncIterator[RunningApi]:
+    """`api_options`: LocalApi's max_connections, tcp_retry_s."""
     service = service or MemoryPaymentService()
     socket_path = tmp_path / "run" / "api.sock"
     api = LocalApi(
-        service, socket_path, tcp_port=tcp_port, token=token, heartbeat_s=heartbeat_s, group=None
+        service,
+        socket_path,
+        tcp_port=tcp_port,
+        token=token,
+        heartbeat_s=heartbeat_s,
+        group=None,
+        **api_options,  # type: ignore[arg-type]
     )
     task = await start_api(api)
     running = RunningApi(api, service, socket_path, task)

@@ -99,11 +99,12 @@ async def test_chip_read_then_complete(sim: SimulatedCardReader) -> None:
         assert read.pan_sequence == 1
         assert read.track2 is not None and read.track2.startswith(GOOD_CARD + "=3012201")
         assert b"\x9f\x26\x08" in read.tlv
-        assert sim.received == [srl.Ping(), srl.StartRead(12000, 410, ALL, 30)]
+        # The first read on a link is preceded by a CANCEL (reader-link.md).
+        assert sim.received == [srl.Ping(), srl.Cancel(), srl.StartRead(12000, 410, ALL, 30)]
         assert reader.state == "ready"
         result = await reader.complete("00", bytes.fromhex("910a00112233445566773030"))
         assert result.approved
-        assert sim.received[2:] == [srl.Complete("00", bytes.fromhex("910a00112233445566773030"))]
+        assert sim.received[3:] == [srl.Complete("00", bytes.fromhex("910a00112233445566773030"))]
 
 
 async def test_card_declines_at_complete(sim: SimulatedCardReader) -> None:
@@ -520,3 +521,88 @@ def test_simulated_chip_data_carries_every_tag_reader_link_md_lists(name: str) -
 def test_simulated_magstripe_data_is_track_2_alone() -> None:
     msg = card_data(CARDS["seoroeum-magstripe"], 1, datetime.date(2026, 11, 25), 1)
     assert [item.tag for item in decode_tlv(msg.tlv)] == [0x57]
+
+
+# ---- after (re)connecting, a busy reader, vendor text ---------------------------------------
+
+
+def commands(sim: SimulatedCardReader, since: int = 0) -> list[str]:
+    return [type(m).__name__ for m in sim.received[since:]]
+
+
+async def test_a_read_left_running_before_posd_came_is_cancelled_before_the_first_read(
+    sim: SimulatedCardReader,
+) -> None:
+    sim.read_left_running()
+    async with ready_reader(sim) as reader:
+        sim.present("seoroeum")
+        assert isinstance(await reader.read_card(1000, ALL, 30), CardRead)
+        assert commands(sim) == ["Ping", "Cancel", "StartRead"]
+        # Only the first read of a link: the reader is known idle after it.
+        sim.present("seoroeum-contactless")
+        assert isinstance(await reader.read_card(1000, ALL, 30), CardRead)
+        assert commands(sim)[3:] == ["StartRead"]
+
+
+async def test_every_new_link_cancels_again_before_its_first_read(
+    sim: SimulatedCardReader,
+) -> None:
+    async with ready_reader(sim) as reader:
+        sim.present("seoroeum-contactless")
+        assert isinstance(await reader.read_card(1000, ALL, 30), CardRead)
+        sim.read_left_running()
+        sim.unplug()
+        await wait_state(reader, "disconnected")
+        sim.replug()
+        sim.read_left_running()  # a replug does not reset it here: a hub power-cycles, or not
+        await wait_state(reader, "ready")
+        since = len(sim.received)
+        sim.present("seoroeum-contactless")
+        assert isinstance(await reader.read_card(1000, ALL, 30), CardRead)
+        assert commands(sim, since) == ["Cancel", "StartRead"]
+
+
+async def test_a_busy_answer_to_start_read_gets_cancel_and_one_retry(
+    sim: SimulatedCardReader, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="drivers.card_reader")
+    async with ready_reader(sim) as reader:
+        sim.present("seoroeum-contactless")
+        assert isinstance(await reader.read_card(1000, ALL, 30), CardRead)
+        # A read posd did not start, after its CANCEL of this link.
+        sim.read_left_running()
+        since = len(sim.received)
+        read = asyncio.create_task(reader.read_card(2000, ALL, 30))
+        await wait_until(
+            lambda: commands(sim, since) == ["StartRead", "Cancel", "StartRead"], "the retry"
+        )
+        sim.present("seoroeum")
+        assert isinstance(await asyncio.wait_for(read, WAIT_S), CardRead)
+        assert reader.state == "ready"
+    assert "busy with a read posd did not start" in caplog.text
+
+
+async def test_vendor_text_is_cleaned_before_it_is_kept_logged_or_raised(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="drivers.card_reader")
+    # No ";" in it: PONG's fields are split on it.
+    evil = "SR\x1b[2J\x1b[1m-200 \u202e9410123456789012"
+    async with (
+        SimulatedCardReader(tmp_path / "r", model=evil, firmware="1.0\r\nOK") as sim,
+        ready_reader(sim) as reader,
+    ):
+        assert reader.info is not None
+        assert reader.info.model == "SR-200 941012******9012"
+        assert reader.info.firmware == "1.0 OK"
+        read = asyncio.create_task(reader.read_card(1000, ALL, 30))
+        await wait_until(lambda: sent_start_read(sim), "START_READ")
+        text = "fault \x1b[31mcard 9410123456789012\x00 \x9b2J"
+        sim.inject(encode_frame(200, *srl.encode_message(srl.ReaderError(0x42, text))))
+        with pytest.raises(ReaderUnavailable) as refused:
+            await read
+    message = str(refused.value)
+    assert message.endswith("fault card 941012******9012")
+    for text in [message] + [r.getMessage() for r in caplog.records]:
+        assert "\x1b" not in text and "\u202e" not in text and "\x9b" not in text
+        assert "9410123456789012" not in text and "\x00" not in text

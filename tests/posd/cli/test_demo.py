@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
+import shlex
 import signal
 import sys
 import uuid
@@ -66,7 +68,7 @@ async def test_demo_runs_the_shift_and_exits_0() -> None:
         "declined",
         "refund",
         "cancelled",
-        "409",
+        "answered 200 as cancelled",
         "approved_offline",
         "forwarded",
     ):
@@ -191,10 +193,67 @@ async def test_interactive_keeps_the_api_open_and_plays_the_customer() -> None:
             declined = await demo.line_where(lambda s: pid in s and " declined " in s)
             assert "reason " in declined and "reason -" not in declined
 
+            await _run_the_printed_curl_examples(demo, api)
+
         await demo.send("quit")
         assert await demo.exit_status() == 0, "\n".join(demo.seen)
     assert not sock.exists()
     _no_card_data("\n".join(demo.seen))
+
+
+def _printed_curl_examples(seen: list[str]) -> dict[str, list[str]]:
+    """The curl lines the demo printed, continuation lines joined, by endpoint."""
+    start = seen.index("Try, from another terminal:") + 1
+    end = next(i for i, line in enumerate(seen) if line.startswith("Then play the customer"))
+    text = "\n".join(seen[start:end]).replace("\\\n", " ")
+    examples: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        argv = shlex.split(line)
+        url = next(arg for arg in argv if arg.startswith("http://posd/"))
+        method = argv[argv.index("-X") + 1] if "-X" in argv else "GET"
+        examples[f"{method} {url.removeprefix('http://posd')}"] = argv
+    return examples
+
+
+async def _curl(argv: list[str], payment_id: str = "") -> tuple[int, str]:
+    """Run a printed example with real curl; its HTTP status and body."""
+    argv = [arg.replace("PAYMENT_ID", payment_id) for arg in argv]
+    process = await asyncio.create_subprocess_exec(
+        *argv, "-s", "--max-time", "5", "-w", "\n%{http_code}", stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await process.communicate()
+    body, _, code = out.decode().rpartition("\n")
+    return int(code), body
+
+
+async def _run_the_printed_curl_examples(demo: Demo, api: ApiClient) -> None:
+    examples = _printed_curl_examples(demo.seen)
+    assert set(examples) == {
+        "GET /v1/status",
+        "GET /v1/events",
+        "POST /v1/payments",
+        "GET /v1/payments/PAYMENT_ID",
+        "POST /v1/payments/PAYMENT_ID/cancel",
+        "POST /v1/payments/PAYMENT_ID/refund",
+        "GET /v1/totals",
+    }
+    assert (await _curl(examples["GET /v1/status"]))[0] == 200
+    await demo.send("card seoroeum-contactless")
+    await demo.line_where(lambda s: s.startswith("card seoroeum-contactless at"))
+    status, body = await _curl(examples["POST /v1/payments"])
+    assert status == 202, body
+    pid = json.loads(body)["payment_id"]
+    await demo.line_where(lambda s: pid in s and " approved " in s)
+    status, body = await _curl(examples["GET /v1/payments/PAYMENT_ID"], pid)
+    assert (status, json.loads(body)["state"]) == (200, "approved")
+    status, body = await _curl(examples["POST /v1/payments/PAYMENT_ID/refund"], pid)
+    assert status == 202, body
+    waiting = await api.create_payment(1_000, "qr", uuid.uuid4().hex)
+    status, body = await _curl(
+        examples["POST /v1/payments/PAYMENT_ID/cancel"], waiting["payment_id"]
+    )
+    assert (status, json.loads(body)["state"]) == (200, "cancelled")
+    assert (await _curl(examples["GET /v1/totals"]))[0] == 200
 
 
 async def test_interactive_with_no_stdin_runs_until_sigterm() -> None:

@@ -60,7 +60,9 @@ async def test_status_json_is_the_raw_object(
         expected = await running.service.status()
     finally:
         await running.stop()
-    assert json.loads(capsys.readouterr().out) == expected
+    printed = json.loads(capsys.readouterr().out)
+    assert printed.pop("api")["socket"] == str(tmp_path / "api.sock")
+    assert printed == expected
 
 
 @pytest.mark.parametrize("stale", [False, True], ids=["no-socket", "stale-socket"])
@@ -175,3 +177,23 @@ def test_render_status_shows_a_journal_storage_failure() -> None:
     text = status_cli.render_status(full)
     expected = "error: database or disk is full (free space under storage.state_dir)"
     assert f"  journal      {expected}" in text
+
+
+def test_status_never_prints_escapes_whatever_the_state_holds() -> None:
+    state = {
+        "version": "1\x1b[2J",
+        "devices": {"card_reader": {"state": "ready", "firmware": "\x1b]0;owned\x07fw\u202e"}},
+        "ledger": {"link": "down", "last_error": "peer said \x1b[31mno\r\nmore"},
+        "api": {
+            "socket": "/run/posd/api.sock",
+            "connections": 3,
+            "max_connections": 1024,
+            "tcp": {"state": "error", "port": 8787, "last_error": "port in use"},
+        },
+    }
+    shown = status_cli.render_status(state)
+    assert "\x1b" not in shown and "\x07" not in shown and "\u202e" not in shown
+    assert "\r" not in shown and len(shown.splitlines()) == 10
+    assert "firmware \\x1b]0;owned\\x07fw\\u202e" in shown
+    api_row = "  local api    /run/posd/api.sock, 3 of 1024 connections; tcp 127.0.0.1:8787 error"
+    assert api_row in shown

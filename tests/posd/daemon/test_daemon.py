@@ -9,7 +9,6 @@ import re
 import resource
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from posd.config import Config, ConfigError, load_config
 from posd.daemon import Daemon, StateDirError, prepare_state_dir
 from posd.runtime import Backoff, Component, Notifier, Runtime
 from tests.helpers.configs import write_config
+from tests.helpers.notify import NotifyListener
 
 WAIT_S = 10.0
 ROOT = Path(__file__).resolve().parents[3]
@@ -31,38 +31,6 @@ SYSTEMD = ROOT / "systemd"
 
 
 # -- the service manager's side --------------------------------------------------------------
-
-
-class NotifyListener:
-    """A bound AF_UNIX datagram socket, as systemd's notify socket; collects every message."""
-
-    def __init__(self, tmp_path: Path, abstract: bool) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        if abstract:
-            token = f"posd-test-{os.getpid()}-{os.urandom(6).hex()}"
-            self.sock.bind(b"\0" + token.encode())
-            self.name = "@" + token
-        else:
-            self.name = str(tmp_path / "notify.sock")
-            self.sock.bind(self.name)
-        self.sock.setblocking(False)
-        self.messages: list[dict[str, str]] = []
-
-    async def next(self) -> dict[str, str]:
-        async with asyncio.timeout(WAIT_S):
-            data = await asyncio.get_running_loop().sock_recv(self.sock, 4096)
-        message = dict(line.split("=", 1) for line in data.decode().split("\n"))
-        self.messages.append(message)
-        return message
-
-    async def until(self, predicate: Callable[[dict[str, str]], bool]) -> dict[str, str]:
-        while True:
-            message = await self.next()
-            if predicate(message):
-                return message
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 class Posd:
@@ -301,6 +269,32 @@ async def test_run_forbids_core_dumps(tmp_path: Path, running: list[Posd]) -> No
     running.append(posd)
     await posd.wait_for_line("ready: every component is serving")
     assert _core_limit(posd.proc.pid) == ["0", "0"]
+    posd.signal(signal.SIGTERM)
+    assert await posd.exit_code() == os.EX_OK
+
+
+def _open_files_limit(pid: int) -> list[str]:
+    limits = Path(f"/proc/{pid}/limits").read_text().splitlines()
+    [line] = [row for row in limits if row.startswith("Max open files")]
+    return line.split()[3:5]
+
+
+async def test_run_raises_its_open_files_limit_to_the_hard_one(
+    tmp_path: Path, running: list[Posd]
+) -> None:
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < 2048:
+        pytest.skip(f"the hard open-files limit here is {hard}; no room to raise into")
+
+    def low_soft_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (512, 2048))
+
+    posd = await start_posd(posd_config(tmp_path), preexec_fn=low_soft_limit)
+    running.append(posd)
+    await posd.wait_for_line("ready: every component is serving")
+    assert _open_files_limit(posd.proc.pid) == ["2048", "2048"]
+    assert "open-files limit raised from 512 to 2048" in posd.stderr
+    assert "at most 960 connections at once (open-files limit 2048)" in posd.stderr
     posd.signal(signal.SIGTERM)
     assert await posd.exit_code() == os.EX_OK
 

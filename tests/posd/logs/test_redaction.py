@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import base64
 import re
+from pathlib import Path
 
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from posd.config import load_config
+from posd.daemon import register_config_secrets
 from posd.logs import (
     QR_MASK,
     SECRET_MASK,
     TRANSIENT_SECRETS_KEPT,
     Redactor,
     luhn_valid,
+    redact,
     redact_card_data,
 )
 from protocols.emv import mask_pan
+from tests.helpers.configs import write_config
 
 
 def with_check_digit(body: str) -> str:
@@ -238,3 +243,43 @@ def test_unicode_digits_next_to_a_pan_do_not_hide_it() -> None:
     pan = with_check_digit(pan[:-1])
     out = Redactor().redact("٣" + pan + "０")
     assert_pan_gone(pan, out)
+
+
+# ---- numbers that fail Luhn: 서로e음's own, and the configured card prefixes ---------------
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("card 9410000000000001 read", "card 941000******0001 read"),
+        ("qr account 9410100000000001", "qr account 941010******0001"),
+        ("9410 0000 1234 5678", "9410 00** **** 5678"),
+        ("hex 9410000000000001ffff", "hex 941000******0001ffff"),
+    ],
+)
+def test_seoroeum_numbers_are_masked_though_they_fail_luhn(text: str, shown: str) -> None:
+    assert Redactor().redact(text) == shown
+
+
+def test_a_seoroeum_number_inside_a_longer_run_is_masked() -> None:
+    shown = Redactor().redact("LLVAR 169410000012345678 sent")
+    assert "9410000012345678" not in shown and "00001234" not in shown
+    assert shown.startswith("LLVAR 169410") and shown.endswith("5678 sent")
+
+
+def test_a_configured_card_prefix_masks_numbers_that_fail_luhn() -> None:
+    card = "6012345678900000"  # no window of it passes Luhn
+    redactor = Redactor()
+    assert redactor.redact(f"card {card}") == f"card {card}"
+    redactor.set_card_prefixes(["6012", "x1"])
+    assert redactor.redact(f"card {card}") == "card 601234******0000"
+    # Short digit runs and other numbers stay readable.
+    assert redactor.redact("stan 000123 amount 6012") == "stan 000123 amount 6012"
+    assert redactor.redact("order 1234567890123") == "order 1234567890123"
+
+
+def test_the_process_redactor_takes_the_config_prefixes(tmp_path: Path) -> None:
+    config = load_config(write_config(tmp_path, card_reader={"accepted_prefixes": ["6012"]}))
+    register_config_secrets(config)
+    assert redact("6012345678900000") == "601234******0000"
+    assert redact("9410000000000001") == "941000******0001"
