@@ -2,7 +2,10 @@
 answers and refusals back into HTTP; every payment rule lives behind that interface.
 
 Extensions to local-api.md, documented in docs/local-api-guide.md: `GET /v1/saf` (the
-store-and-forward queue, masked) and `POST /v1/saf/flush`, used by `posd saf`.
+store-and-forward queue, masked) and `POST /v1/saf/flush`, used by `posd saf`. The order
+endpoints (`GET /v1/orders`, `POST /v1/orders/{order_id}/ack`) answer from posd.orders; the
+status object's `orders` and `devices.audio` come from there too. The event stream carries
+payment and order changes only (the hub also has errors and device changes, for monitoring).
 
 Limits a misbehaving client meets: bodies over MAX_BODY_BYTES (413) or nested too deeply to
 parse (400 invalid_json); more than MAX_EVENT_STREAMS open event streams (503
@@ -28,6 +31,14 @@ from typing import Any, Final, TypeVar
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from posd.orders import (
+    OrderDesk,
+    OrderEnded,
+    OrderError,
+    OrdersLookup,
+    OrdersUnavailable,
+    UnknownOrder,
+)
 from posd.payments import (
     IDEMPOTENCY_KEY_MAX_LEN,
     MAX_AMOUNT,
@@ -60,6 +71,13 @@ _PAYMENT_ERROR_STATUS: Final[Mapping[type[PaymentError], int]] = {
     IdempotencyKeyReused: 409,
     DeviceNotReady: 503,
 }
+_ORDER_ERROR_STATUS: Final[Mapping[type[OrderError], int]] = {
+    UnknownOrder: 404,
+    OrderEnded: 409,
+    OrdersUnavailable: 503,
+}
+# What the event stream forwards of the hub (local-api.md).
+_STREAMED_EVENTS: Final = frozenset({"payment", "order"})
 _HTTP_ERROR_CODES: Final[Mapping[int, str]] = {
     400: "bad_request",
     404: "not_found",
@@ -247,8 +265,10 @@ class Routes:
         closing: asyncio.Event,
         heartbeat_s: float,
         stream_slots: StreamSlots,
+        orders: OrdersLookup | None = None,
     ) -> None:
         self._service = service
+        self._orders = orders
         self._closing = closing
         self._heartbeat_s = heartbeat_s
         # A client that has not taken a write in two heartbeats is not reading: end its stream
@@ -267,6 +287,8 @@ class Routes:
         app.router.add_get("/v1/totals", self.totals)
         app.router.add_get("/v1/saf", self.saf)
         app.router.add_post("/v1/saf/flush", self.saf_flush)
+        app.router.add_get("/v1/orders", self.orders)
+        app.router.add_post("/v1/orders/{order_id}/ack", self.order_ack)
 
     async def create(self, request: web.Request) -> web.Response:
         body = await _read_object(
@@ -300,7 +322,30 @@ class Routes:
         return web.json_response(payment.to_json(), status=202, dumps=_dumps)
 
     async def status(self, request: web.Request) -> web.Response:
-        return web.json_response(await self._service.status(), dumps=_dumps)
+        state = await self._service.status()
+        desk = self._orders() if self._orders is not None else None
+        if desk is not None:
+            devices = state.get("devices")
+            state["orders"], audio = desk.status_sections()
+            if isinstance(devices, dict):
+                devices["audio"] = audio
+        return web.json_response(state, dumps=_dumps)
+
+    def _desk(self) -> OrderDesk:
+        desk = self._orders() if self._orders is not None else None
+        if desk is None:
+            raise OrdersUnavailable("the order alerts are not running; posd is starting")
+        return desk
+
+    async def orders(self, request: web.Request) -> web.Response:
+        for key in request.query:
+            raise _invalid(key, "unknown query parameter (this endpoint takes none)")
+        return web.json_response(await self._desk().orders(), dumps=_dumps)
+
+    async def order_ack(self, request: web.Request) -> web.Response:
+        await _read_object(request, frozenset())
+        order_id = request.match_info["order_id"]
+        return web.json_response(await self._desk().acknowledge(order_id), dumps=_dumps)
 
     async def totals(self, request: web.Request) -> web.Response:
         return web.json_response(await self._service.totals(_totals_date(request)), dumps=_dumps)
@@ -374,7 +419,8 @@ class Routes:
                 except StopAsyncIteration:
                     break
                 next_event = None
-                await self._write(request, response, self._frame(event))
+                if event.get("type") in _STREAMED_EVENTS:
+                    await self._write(request, response, self._frame(event))
         except ConnectionResetError:
             log.info("events client went away")
         except _ClientNotReading:
@@ -424,6 +470,9 @@ async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResp
         return await handler(request)
     except ApiError as exc:
         return error_response(exc.status, exc.code, exc.message, exc.field)
+    except OrderError as exc:
+        status = next((s for cls, s in _ORDER_ERROR_STATUS.items() if isinstance(exc, cls)), 500)
+        return error_response(status, exc.code, exc.message)
     except PaymentError as exc:
         status = next((s for cls, s in _PAYMENT_ERROR_STATUS.items() if isinstance(exc, cls)), 500)
         if isinstance(exc, InvalidRequest):
@@ -467,6 +516,7 @@ def build_app(
     closing: asyncio.Event,
     heartbeat_s: float = HEARTBEAT_S,
     stream_slots: StreamSlots | None = None,
+    orders: OrdersLookup | None = None,
 ) -> web.Application:
     """The API application; with a `token`, every request must carry it as a bearer token.
 
@@ -477,5 +527,5 @@ def build_app(
         middlewares.append(_token_middleware(token))
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
     slots = stream_slots if stream_slots is not None else StreamSlots()
-    Routes(service, closing, heartbeat_s, slots).add_to(app)
+    Routes(service, closing, heartbeat_s, slots, orders).add_to(app)
     return app

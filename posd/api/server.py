@@ -23,6 +23,7 @@ from aiohttp import web
 from posd.api.routes import HEARTBEAT_S, StreamSlots, build_app
 from posd.config import Config, read_api_token
 from posd.logs import register_secret
+from posd.orders import OrdersLookup
 from posd.payments import (
     PaymentService,
 )
@@ -121,8 +122,10 @@ class LocalApi:
         token: str | None = None,
         heartbeat_s: float = HEARTBEAT_S,
         group: str | None = SOCKET_GROUP,
+        orders: OrdersLookup | None = None,
     ) -> None:
-        """`tcp_port` None: no TCP listener; 0 picks a free port (tests). TCP needs a token."""
+        """`tcp_port` None: no TCP listener; 0 picks a free port (tests). TCP needs a token.
+        `orders` finds the order alerts (`/v1/orders`, the status object's orders and audio)."""
         if tcp_port is not None and not token:
             raise ValueError("the TCP API needs a bearer token: set api.token_file")
         self._service = service
@@ -131,6 +134,7 @@ class LocalApi:
         self._token = token
         self._heartbeat_s = heartbeat_s
         self._group = group
+        self._orders = orders
         self.tcp_bound_port: int | None = None
 
     @classmethod
@@ -157,6 +161,7 @@ class LocalApi:
                 closing=closing,
                 heartbeat_s=self._heartbeat_s,
                 stream_slots=slots,
+                orders=self._orders,
             ),
             access_log=None,
             shutdown_timeout=_SHUTDOWN_TIMEOUT_S,

@@ -5,7 +5,8 @@ Modules:
 - `daemon`: `Daemon` (signals, reload, watchdog, an orderly stop) and `run_daemon`, the
   command with its exit codes; `register_config_secrets`, the config's secrets masked in logs.
 - `stack`: `build_components`, the one place components are built, and `payment_components`,
-  the payment stack (journal, reader, scanner, ledger link, SAF sender, engine, local API).
+  the payment stack (journal, reader, scanner, ledger link, SAF sender, engine, local API);
+  the order alerts beside it, found by the API through `orders_lookup`.
 - `state_dir`: `prepare_state_dir`, the state directory created 0700 and checked usable.
 """
 
@@ -17,7 +18,13 @@ from posd.daemon.daemon import (
     run_daemon,
     section_fingerprints,
 )
-from posd.daemon.stack import STACK_SECTIONS, BuildComponents, build_components, payment_components
+from posd.daemon.stack import (
+    STACK_SECTIONS,
+    BuildComponents,
+    build_components,
+    orders_lookup,
+    payment_components,
+)
 from posd.daemon.state_dir import StateDirError, prepare_state_dir
 
 __all__ = [
@@ -28,6 +35,7 @@ __all__ = [
     "StateDirError",
     "build_components",
     "disable_core_dumps",
+    "orders_lookup",
     "payment_components",
     "prepare_state_dir",
     "register_config_secrets",

@@ -7,13 +7,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from posd.config import Config
+from posd.runtime.fanout import EventHub
 from posd.runtime.sdnotify import Notifier
 from posd.runtime.supervisor import ComponentStatus, Supervisor
 
 
 @dataclass
 class Runtime:
-    """What components share: the running config, the state dir, component states, uptime.
+    """What components share: the running config, the state dir, component states, uptime,
+    and `events`, posd's one event hub (payment and order changes, errors, device changes),
+    which outlives every rebuild of the components on a reload.
 
     `config` is replaced on a successful reload; `state_dir` is the one opened at start (a new
     storage.state_dir takes effect at the next start, never under a running journal).
@@ -26,6 +29,7 @@ class Runtime:
     notifier: Notifier
     started_at: float = field(default_factory=time.time)
     started_monotonic: float = field(default_factory=time.monotonic)
+    events: EventHub = field(default_factory=EventHub)
 
     def component_states(self) -> dict[str, ComponentStatus]:
         return self.supervisor.statuses()

@@ -26,8 +26,9 @@ from typing import Any
 import aiohttp
 
 from posd.config import Config, load_config
-from posd.daemon import Daemon, payment_components, prepare_state_dir
+from posd.daemon import Daemon, build_components, payment_components, prepare_state_dir
 from posd.ledger import LedgerTimings
+from posd.orders import OrderAlerts, Tuning
 from posd.payments import PaymentEngine
 from posd.runtime import Backoff
 from posd.sim import (
@@ -107,6 +108,19 @@ class PosClient:
     async def wait_final(self, payment_id: str, timeout_s: float = WAIT_S) -> dict[str, Any]:
         return await self.wait_state(payment_id, FINAL_STATES | {"reversing"}, timeout_s)
 
+    async def wait_orders(self, predicate: Any, timeout_s: float = WAIT_S) -> dict[str, Any]:
+        """`GET /v1/orders` once `predicate` holds (polling the API)."""
+        body: Any = None
+        try:
+            async with asyncio.timeout(timeout_s):
+                while True:
+                    status, body = await self.request("GET", "/v1/orders")
+                    if status == 200 and predicate(body):
+                        return dict(body)
+                    await asyncio.sleep(0.02)
+        except TimeoutError:
+            raise AssertionError(f"GET /v1/orders never matched; last: {body}") from None
+
     async def wait_status(self, predicate: Any, timeout_s: float = WAIT_S) -> dict[str, Any]:
         """The status once `predicate` holds; waits for the API socket to answer too."""
         async with asyncio.timeout(timeout_s):
@@ -149,6 +163,12 @@ class RunningDaemon(PosClient):
         return component
 
     @property
+    def alerts(self) -> OrderAlerts:
+        component = getattr(self.daemon.supervisor.component("orders"), "inner", None)
+        assert isinstance(component, OrderAlerts)
+        return component
+
+    @property
     def state_dir(self) -> Path:
         return self.config.storage.state_dir
 
@@ -165,11 +185,13 @@ async def running_daemon(
     saf_retry_interval_s: float = 0.3,
     read_timeout_s: int = 5,
     backoff: Backoff | None = None,
+    order_tuning: Tuning | None = None,
     **overrides: Mapping[str, object] | None,
 ) -> AsyncIterator[RunningDaemon]:
     """posd with the reference ledger and a serial QR scanner on a pty (or, given
     `usb_backend`, a USB HID scanner through that pyusb backend); see the module doc.
-    `backoff`: the supervisor's restart delays, for tests that make a component crash."""
+    `backoff`: the supervisor's restart delays, for tests that make a component crash.
+    `order_tuning`: run the order alerts too (build_components), with these timings."""
     issuer = QrIssuer(key_id=PLATFORM_KEY_ID, private_key=platform_key_pair())
     scanner = SimulatedSerialScanner()
     reader = SimulatedCardReader(link=tmp_path / "posd-reader") if card_reader else None
@@ -207,14 +229,18 @@ async def running_daemon(
     config = load_config(config_path)
     if not ledger_up:
         await ledger.refuse_connections(True)
-    build = functools.partial(
-        payment_components,
-        ledger_timings=FAST_LINK,
-        saf_retry_interval_s=saf_retry_interval_s,
-        read_timeout_s=read_timeout_s,
-        api_group=None,
-        card_reader=card_reader,
-        usb_backend=usb_backend,
+    payments: dict[str, Any] = {
+        "ledger_timings": FAST_LINK,
+        "saf_retry_interval_s": saf_retry_interval_s,
+        "read_timeout_s": read_timeout_s,
+        "api_group": None,
+        "card_reader": card_reader,
+        "usb_backend": usb_backend,
+    }
+    build: Any = (
+        functools.partial(payment_components, **payments)
+        if order_tuning is None
+        else functools.partial(build_components, payments=payments, orders=order_tuning)
     )
     daemon = Daemon(
         config,

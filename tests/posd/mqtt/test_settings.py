@@ -226,6 +226,8 @@ def test_the_orders_link_takes_mqtt_protocol_unless_orders_protocol_says_otherwi
     default = load_config(write_config(tmp_path, orders={"enabled": True}))
     assert (default.mqtt.protocol, default.orders.protocol) == ("5", None)
     assert orders_link_settings(default, None).protocol == "5"
-    older = load_config(write_config(tmp_path, mqtt={"protocol": "3.1.1"}, orders={"enabled": True}))
+    older = load_config(
+        write_config(tmp_path, mqtt={"protocol": "3.1.1"}, orders={"enabled": True})
+    )
     assert orders_link_settings(older, None).protocol == "3.1.1"
     assert monitoring_link_settings(older, None).protocol == "3.1.1"
