@@ -65,8 +65,9 @@ STATUS_EXPIRY_S: Final = 2 * 86_400
 """MQTT 5: the broker forgets a retained status after this (3.1.1 keeps it until replaced)."""
 REPUBLISH_S: Final = 86_400
 FAILPOINT_ENV: Final = "POSD_FAILPOINT"
-"""Test hook: `orders-before-journal` holds each order before its journal write (forever), so a
-test can kill posd in between. Inert unless set."""
+"""Test hook, inert unless set: `orders-before-journal` holds each order (forever) before its
+journal write, `orders-after-journal` after it and before the PUBACK, so that a test can kill
+posd at that instant."""
 
 
 def player_from_config(
@@ -225,11 +226,7 @@ class OrderAlerts:
         order = self._intake.parse(message, time.time())
         if order is None:
             return
-        if self._failpoint == "orders-before-journal":
-            log.warning(
-                "failpoint %s: order %s held before the journal", self._failpoint, order.order_id
-            )
-            await asyncio.Event().wait()
+        await self._hold("orders-before-journal", order.order_id)
         try:
             record, created = await store.record(
                 order.order_id,
@@ -242,6 +239,7 @@ class OrderAlerts:
             self._journal_failed(exc)
             raise  # not acknowledged: the broker delivers it again
         self._journal_ok()
+        await self._hold("orders-after-journal", order.order_id)
         if not created:
             log.info("order %s came again (%s): not alerted again", order.order_id, record.state)
             return
@@ -256,6 +254,11 @@ class OrderAlerts:
         if self._alarm is not None:
             self._alarm.add(record.order_id, record.received_at, arrived=arrived)
         self._changed(record)
+
+    async def _hold(self, failpoint: str, order_id: str) -> None:
+        if self._failpoint == failpoint:
+            log.warning("failpoint %s: order %s held here", failpoint, order_id)
+            await asyncio.Event().wait()
 
     async def _take_ack(self, store: OrderStore, message: InboundMessage) -> None:
         order_id = message.topic[len(self._topic) + 1 : -len("/ack")]

@@ -33,6 +33,7 @@ class Hearing:
         self._tell = tell
         self.deaf = False
         self.reason: str | None = None
+        self._causes: frozenset[str] = frozenset()
 
     @property
     def can_alert(self) -> bool | None:
@@ -53,23 +54,24 @@ class Hearing:
     ) -> None:
         if not self.enabled:
             return
-        reasons: list[str] = []
+        reasons: dict[str, str] = {}
         down_s = link.seconds_in_status(now_monotonic) if link and link.status == "down" else 0.0
         if link is not None and down_s >= self._deaf_after_s:
             why = link.last_error or "it has not connected yet"
-            reasons.append(f"orders link down for more than {self._deaf_after_s:g} s ({why})")
+            reasons["link"] = f"orders link down for more than {self._deaf_after_s:g} s ({why})"
         if audio.state in ("error", "disconnected", "disabled"):
-            reasons.append(f"no working audio output ({audio.detail or audio.state})")
+            reasons["audio"] = f"no working audio output ({audio.detail or audio.state})"
         if journal_error is not None:
-            reasons.append(f"orders cannot be stored ({journal_error})")
-        reason = "; ".join(reasons) or None
-        was_deaf, was_reason = self.deaf, self.reason
-        self.deaf, self.reason = bool(reasons), reason
+            reasons["journal"] = f"orders cannot be stored ({journal_error})"
+        reason = "; ".join(reasons.values()) or None
+        was_deaf, was_reason, was_causes = self.deaf, self.reason, self._causes
+        self.deaf, self.reason, self._causes = bool(reasons), reason, frozenset(reasons)
         if self.deaf and not was_deaf:
             log.warning("orders could arrive unheard, the shop is deaf: %s", reason)
             self._tell(True, reason)
         elif was_deaf and not self.deaf:
             log.warning("orders are heard again (was deaf: %s)", was_reason)
             self._tell(False, None)
-        elif self.deaf and reason != was_reason:
+        elif self._causes != was_causes:
+            # A new cause, or one of two gone; a failure merely worded anew is not news.
             log.warning("the shop is still deaf: %s", reason)

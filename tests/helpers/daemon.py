@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import functools
 import json
+import os
 import sys
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -294,9 +295,11 @@ def sse_lines(raw: bytes) -> list[dict[str, Any]]:
 
 
 @contextlib.asynccontextmanager
-async def daemon_process(config_path: Path) -> AsyncIterator[asyncio.subprocess.Process]:
+async def daemon_process(
+    config_path: Path, env: Mapping[str, str] | None = None
+) -> AsyncIterator[asyncio.subprocess.Process]:
     """`posd run -c CONFIG` as a child process, its log in posd-process.log beside the config;
-    killed at the end if the test did not stop it."""
+    killed at the end if the test did not stop it. `env`: more environment variables."""
     with (config_path.parent / "posd-process.log").open("ab") as log_file:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -309,6 +312,7 @@ async def daemon_process(config_path: Path) -> AsyncIterator[asyncio.subprocess.
             stdin=asyncio.subprocess.DEVNULL,
             stdout=log_file,
             stderr=asyncio.subprocess.STDOUT,
+            env={**os.environ, **env} if env is not None else None,
         )
     try:
         yield process
