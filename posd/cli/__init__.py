@@ -1,4 +1,4 @@
-"""The `posd` commands (run, config, demo, devices, status, saf, enroll, ledger-sim): one
+"""The `posd` commands (run, config, demo, devices, chime, status, saf, enroll, ledger-sim): one
 argparse tree, sysexits exit codes. The entry point is `posd.cli:main`.
 
 Modules:
@@ -6,6 +6,7 @@ Modules:
   imported only when it runs.
 - `config`: `posd config check` and `posd config example`.
 - `devices`: `posd devices`, what is plugged in and whether the config's devices are there.
+- `chime`: `posd chime`, the order chime played on the configured output or written to a WAV.
 - `status`: `posd status` and `posd saf`, asked of the running daemon.
 - `enroll`: `posd enroll`, the terminal's private key and a CSR for the ledger's CA.
 - `ledger_sim`: `posd ledger-sim`, the reference ledger as a standalone server.
