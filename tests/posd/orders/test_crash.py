@@ -32,7 +32,7 @@ async def log_line(path: Path, pattern: str, after: int = 0, timeout_s: float = 
     file, so it is read again as it grows."""
     async with asyncio.timeout(timeout_s):
         while True:
-            text = path.read_bytes()[after:].decode(errors="replace")
+            text = (await asyncio.to_thread(path.read_bytes))[after:].decode(errors="replace")
             for line in text.splitlines():
                 if re.search(pattern, line):
                     return line
