@@ -175,3 +175,13 @@ def test_render_status_shows_a_journal_storage_failure() -> None:
     text = status_cli.render_status(full)
     expected = "error: database or disk is full (free space under storage.state_dir)"
     assert f"  journal      {expected}" in text
+
+
+def test_render_status_says_loudly_when_the_shop_is_deaf() -> None:
+    hearing = {"orders": {"alerting": 1, "missed_today": 0, "link": "up", "can_alert": True}}
+    line = "  orders       1 alerting, 0 missed today, link up\n"
+    assert line in status_cli.render_status(hearing)
+    reason = "orders link down for more than 60 s (connection refused)"
+    deaf = {"orders": {"alerting": 0, "missed_today": 2, "link": "down", "can_alert": False,
+                       "reason": reason}}  # fmt: skip
+    assert f"link down; DEAF: {reason}" in status_cli.render_status(deaf)
