@@ -49,7 +49,7 @@ def payment_components(
     ledger link timings and SAF retry interval, no card reader (a QR-only counter); and for
     `build_components`: the journal holder the order alerts share, and how the API finds them.
     """
-    journal = journal if journal is not None else JournalHolder(runtime.state_dir)
+    journal = journal if journal is not None else journal_holder(runtime)
 
     async def next_stan() -> int:
         return await (await journal.wait()).allocate_stan(time.time())
@@ -110,6 +110,16 @@ def payment_components(
     return [journal.outlived_by(c) if c in users else c for c in components]
 
 
+def journal_holder(runtime: Runtime) -> JournalHolder:
+    """The journal holder of `runtime`, made on the first build: the journal is never restarted
+    by a reload, so components rebuilt by one must get the holder that runs, not a new one
+    that never opens."""
+    holder = runtime.shared.get("journal")
+    if not isinstance(holder, JournalHolder):
+        holder = runtime.shared["journal"] = JournalHolder(runtime.state_dir)
+    return holder
+
+
 def orders_lookup(runtime: Runtime) -> OrdersLookup:
     """The order alerts component running now under `runtime`'s supervisor, if any."""
 
@@ -138,7 +148,7 @@ def build_components(
     `payments` (payment_components' keyword arguments) and `orders` (the alerts' timings) are
     for tests and the demo.
     """
-    journal = JournalHolder(runtime.state_dir)
+    journal = journal_holder(runtime)
     components: list[Component] = []
     components += payment_components(
         config, runtime, journal=journal, orders=orders_lookup(runtime), **(payments or {})

@@ -30,6 +30,9 @@ class Runtime:
     started_at: float = field(default_factory=time.time)
     started_monotonic: float = field(default_factory=time.monotonic)
     events: EventHub = field(default_factory=EventHub)
+    shared: dict[str, object] = field(default_factory=dict)
+    """What the component builder makes once and every rebuild reuses: a component that is
+    never restarted (the journal holder) must be the one its rebuilt users are given."""
 
     def component_states(self) -> dict[str, ComponentStatus]:
         return self.supervisor.statuses()

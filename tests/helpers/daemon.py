@@ -156,6 +156,7 @@ class RunningDaemon(PosClient):
         self.scanner = scanner
         self.issuer = issuer
         self.reader = reader
+        self.overrides: dict[str, Mapping[str, object] | None] = {}
 
     @property
     def engine(self) -> PaymentEngine:
@@ -253,6 +254,8 @@ async def running_daemon(
     # In-process: pytest keeps its own SIGINT handler, so Ctrl-C still stops the test run.
     serving = asyncio.create_task(daemon.serve(handle_signals=False))
     running = RunningDaemon(tmp_path, config_path, config, daemon, ledger, scanner, issuer, reader)
+    # What write_config was given: a test rewrites the config from it to reload a change.
+    running.overrides = dict(sections)
     try:
         await _wait_ready(running, serving, ledger_up if expect_link is None else expect_link)
         yield running
