@@ -71,9 +71,10 @@ async def measure(directory: Path) -> tuple[list[float], list[float], float, flo
         )
         config = load_config(config_path)
         publish_to_start: list[float] = []
-        async with daemon_process(config_path) as process, OrderFeed(
-            broker.host, broker.port
-        ) as platform:
+        async with (
+            daemon_process(config_path) as process,
+            OrderFeed(broker.host, broker.port) as platform,
+        ):
             client = PosClient(config.api.socket)
             try:
                 await client.wait_status(lambda s: s["orders"]["link"] == "up", timeout_s=30)

@@ -39,6 +39,7 @@ MAX_ORDER_PAYLOAD: Final = 64 * 1024
 _DAY_MS: Final = 86_400_000
 _T = TypeVar("_T")
 
+
 @dataclass(frozen=True, slots=True)
 class OrderRecord:
     """One order as the journal holds it; times are Unix milliseconds."""

@@ -15,9 +15,10 @@ async def test_a_reload_of_audio_rebuilds_the_alerts_and_they_keep_alerting(
     tmp_path: Path, mosquitto: Mosquitto
 ) -> None:
     timings = SHORT | {"missed_after_s": 60.0}
-    async with posd(tmp_path, mosquitto, orders=timings) as d, OrderFeed(
-        mosquitto.host, mosquitto.port
-    ) as platform:
+    async with (
+        posd(tmp_path, mosquitto, orders=timings) as d,
+        OrderFeed(mosquitto.host, mosquitto.port) as platform,
+    ):
         before = d.alerts
         await platform.send(platform.order("B-reload"))
         await d.wait_orders(lambda b: chimes(b) >= 1)
