@@ -128,6 +128,8 @@ class OrderAlerts:
         self._journal_error: str | None = None
         self._poke = asyncio.Event()
         self._unknown_acks = Throttle(60.0)
+        # A redelivery is one line; a platform sending copies in a loop is one a second.
+        self._repeats = Throttle(1.0)
         self._failpoint = os.environ.get(FAILPOINT_ENV)
 
     # ---- component -----------------------------------------------------------------------
@@ -241,7 +243,15 @@ class OrderAlerts:
         self._journal_ok()
         await self._hold("orders-after-journal", order.order_id)
         if not created:
-            log.info("order %s came again (%s): not alerted again", order.order_id, record.state)
+            allowed, held = self._repeats.allow(time.monotonic())
+            if allowed:
+                more = f" ({held} more orders came again since the last such line)" if held else ""
+                log.info(
+                    "order %s came again (%s): not alerted again%s",
+                    order.order_id,
+                    record.state,
+                    more,
+                )
             return
         log.info(
             "order %s arrived: %d item%s, %s won, placed %s",
