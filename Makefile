@@ -23,6 +23,7 @@ test: venv systools
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 demo: venv
+	@scripts/ensure-system-tools.sh demo
 	$(VENV)/bin/posd demo
 
 bench: venv

@@ -5,14 +5,17 @@
 # those tests skip without it) and a Korean font (fonts-nanum: without one the
 # console's screenshots show boxes for Hangul; the tests read the DOM, not
 # pixels). Installs what is missing with apt-get when root.
+# `ensure-system-tools.sh demo`: only what `posd demo` needs (mosquitto, aplay).
 set -euo pipefail
 missing=()
 command -v mosquitto >/dev/null 2>&1 || [[ -x /usr/sbin/mosquitto ]] || missing+=(mosquitto)
 command -v aplay >/dev/null 2>&1 || missing+=(alsa-utils)
-[[ -x /usr/bin/chromium ]] || missing+=(chromium)
 optional=()
-command -v systemd-analyze >/dev/null 2>&1 || optional+=(systemd)
-[[ -n $(fc-list :lang=ko 2>/dev/null | head -n 1) ]] || optional+=(fonts-nanum)
+if [[ ${1:-} != demo ]]; then
+    [[ -x /usr/bin/chromium ]] || missing+=(chromium)
+    command -v systemd-analyze >/dev/null 2>&1 || optional+=(systemd)
+    [[ -n $(fc-list :lang=ko 2>/dev/null | head -n 1) ]] || optional+=(fonts-nanum)
+fi
 ((${#missing[@]} + ${#optional[@]})) || exit 0
 if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
     for package in "${optional[@]}"; do
@@ -22,7 +25,7 @@ if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
         esac
     done
     ((${#missing[@]})) || exit 0
-    echo "posd tests need these Debian packages: ${missing[*]}" >&2
+    echo "posd ${1:-tests} need these Debian packages: ${missing[*]}" >&2
     echo "install them with: sudo apt-get install -y ${missing[*]}" >&2
     exit 69
 fi

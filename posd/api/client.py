@@ -1,5 +1,5 @@
 """A small client of the local API over its Unix socket, for `posd status`, `posd saf` and the
-demo (which plays the POS app)."""
+demo (which plays the POS app: payments, and acknowledging 배달서구 orders)."""
 
 from __future__ import annotations
 
@@ -154,6 +154,14 @@ class ApiClient:
 
     async def saf_flush(self) -> dict[str, Any]:
         result: dict[str, Any] = await self._call("POST", "/v1/saf/flush")
+        return result
+
+    async def orders(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call("GET", "/v1/orders")
+        return result
+
+    async def acknowledge_order(self, order_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call("POST", f"/v1/orders/{order_id}/ack")
         return result
 
     @contextlib.asynccontextmanager

@@ -2,7 +2,10 @@
 answers and refusals back into HTTP; every payment rule lives behind that interface.
 
 Extensions to local-api.md, documented in docs/local-api-guide.md: `GET /v1/saf` (the
-store-and-forward queue, masked) and `POST /v1/saf/flush`, used by `posd saf`.
+store-and-forward queue, masked) and `POST /v1/saf/flush`, used by `posd saf`. The order
+endpoints (`GET /v1/orders`, `POST /v1/orders/{order_id}/ack`) answer from posd.orders; the
+status object's `orders` and `devices.audio` come from there too. The event stream carries
+payment and order changes only (the hub also has errors and device changes, for monitoring).
 
 Limits a misbehaving client meets: bodies over MAX_BODY_BYTES (413), compressed (415), not
 complete within BODY_TIMEOUT_S (408) or cut short (400 incomplete_body), nested too deeply to
@@ -35,6 +38,14 @@ from aiohttp.typedefs import Handler, Middleware
 from posd.api.connections import count_requests
 from posd.api.errors import ApiError, dumps, error_response, invalid, shown_key
 from posd.logs import Throttle, held_note
+from posd.orders import (
+    OrderDesk,
+    OrderEnded,
+    OrderError,
+    OrdersLookup,
+    OrdersUnavailable,
+    UnknownOrder,
+)
 from posd.payments import (
     IDEMPOTENCY_KEY_MAX_LEN,
     MAX_AMOUNT,
@@ -72,6 +83,13 @@ _PAYMENT_ERROR_STATUS: Final[Mapping[type[PaymentError], int]] = {
     IdempotencyKeyReused: 409,
     DeviceNotReady: 503,
 }
+_ORDER_ERROR_STATUS: Final[Mapping[type[OrderError], int]] = {
+    UnknownOrder: 404,
+    OrderEnded: 409,
+    OrdersUnavailable: 503,
+}
+# What the event stream forwards of the hub (local-api.md).
+_STREAMED_EVENTS: Final = frozenset({"payment", "order"})
 _HTTP_ERROR_CODES: Final[Mapping[int, str]] = {
     400: "bad_request",
     404: "not_found",
@@ -255,9 +273,11 @@ class Routes:
         heartbeat_s: float,
         stream_slots: StreamSlots,
         listeners: Callable[[], dict[str, object]] | None = None,
+        orders: OrdersLookup | None = None,
     ) -> None:
         self._service = service
         self._listeners = listeners
+        self._orders = orders
         self._closing = closing
         self._heartbeat_s = heartbeat_s
         # A client that has not taken a write in two heartbeats is not reading: end its stream
@@ -277,6 +297,8 @@ class Routes:
         app.router.add_get("/v1/totals", self.totals)
         app.router.add_get("/v1/saf", self.saf)
         app.router.add_post("/v1/saf/flush", self.saf_flush)
+        app.router.add_get("/v1/orders", self.orders)
+        app.router.add_post("/v1/orders/{order_id}/ack", self.order_ack)
 
     async def create(self, request: web.Request) -> web.Response:
         body = await _read_object(
@@ -311,9 +333,31 @@ class Routes:
 
     async def status(self, request: web.Request) -> web.Response:
         state = await self._service.status()
+        desk = self._orders() if self._orders is not None else None
+        if desk is not None:
+            devices = state.get("devices")
+            state["orders"], audio = desk.status_sections()
+            if isinstance(devices, dict):
+                devices["audio"] = audio
         if self._listeners is not None:
             state["api"] = self._listeners()
         return web.json_response(state, dumps=dumps)
+
+    def _desk(self) -> OrderDesk:
+        desk = self._orders() if self._orders is not None else None
+        if desk is None:
+            raise OrdersUnavailable("the order alerts are not running; posd is starting")
+        return desk
+
+    async def orders(self, request: web.Request) -> web.Response:
+        for key in request.query:
+            raise invalid(key, "unknown query parameter (this endpoint takes none)")
+        return web.json_response(await self._desk().orders(), dumps=dumps)
+
+    async def order_ack(self, request: web.Request) -> web.Response:
+        await _read_object(request, frozenset())
+        order_id = request.match_info["order_id"]
+        return web.json_response(await self._desk().acknowledge(order_id), dumps=dumps)
 
     async def totals(self, request: web.Request) -> web.Response:
         return web.json_response(await self._service.totals(_totals_date(request)), dumps=dumps)
@@ -398,7 +442,8 @@ class Routes:
                 except StopAsyncIteration:
                     break
                 next_event = None
-                await self._write(request, response, self._frame(event))
+                if event.get("type") in _STREAMED_EVENTS:
+                    await self._write(request, response, self._frame(event))
         except ConnectionResetError:
             log.info("events client went away")
         except _ClientNotReading:
@@ -462,6 +507,9 @@ async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResp
         if exc.close:
             response.force_close()
         return response
+    except OrderError as exc:
+        status = next((s for cls, s in _ORDER_ERROR_STATUS.items() if isinstance(exc, cls)), 500)
+        return error_response(status, exc.code, exc.message)
     except ConnectionError:
         # The client went away: nobody to answer; aiohttp ends the connection quietly.
         raise
@@ -509,6 +557,7 @@ def build_app(
     heartbeat_s: float = HEARTBEAT_S,
     stream_slots: StreamSlots | None = None,
     listeners: Callable[[], dict[str, object]] | None = None,
+    orders: OrdersLookup | None = None,
 ) -> web.Application:
     """The API application; with a `token`, every request must carry it as a bearer token.
 
@@ -520,5 +569,5 @@ def build_app(
         middlewares.append(_token_middleware(token))
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
     slots = stream_slots if stream_slots is not None else StreamSlots()
-    Routes(service, closing, heartbeat_s, slots, listeners).add_to(app)
+    Routes(service, closing, heartbeat_s, slots, listeners, orders).add_to(app)
     return app

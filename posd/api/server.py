@@ -27,6 +27,7 @@ from posd.api.connections import REQUEST_TIMEOUT_S, BoundedSite, Connections, co
 from posd.api.routes import HEARTBEAT_S, StreamSlots, build_app
 from posd.config import Config, read_api_token
 from posd.logs import register_secret
+from posd.orders import OrdersLookup
 from posd.payments import (
     PaymentService,
 )
@@ -142,9 +143,11 @@ class LocalApi:
         group: str | None = SOCKET_GROUP,
         tcp_retry_s: float = TCP_RETRY_S,
         max_connections: int | None = None,
+        orders: OrdersLookup | None = None,
     ) -> None:
         """`tcp_port` None: no TCP listener; 0 picks a free port (tests). TCP needs a token.
-        `max_connections` None: the cap follows the open-files limit (connections.py)."""
+        `max_connections` None: the cap follows the open-files limit (connections.py).
+        `orders` finds the order alerts (`/v1/orders`, the status object's orders and audio)."""
         if tcp_port is not None and not token:
             raise ValueError("the TCP API needs a bearer token: set api.token_file")
         self._service = service
@@ -154,6 +157,7 @@ class LocalApi:
         self._heartbeat_s = heartbeat_s
         self._group = group
         self._tcp_retry_s = tcp_retry_s
+        self._orders = orders
         self.tcp_bound_port: int | None = None
         self.tcp_state = "disabled" if tcp_port is None else "starting"
         self.tcp_error: str | None = None
@@ -186,6 +190,7 @@ class LocalApi:
                 heartbeat_s=self._heartbeat_s,
                 stream_slots=slots,
                 listeners=self.listeners,
+                orders=self._orders,
             ),
             access_log=None,
             shutdown_timeout=_SHUTDOWN_TIMEOUT_S,

@@ -1,5 +1,5 @@
-"""The `posd` commands (run, config, demo, devices, check, status, saf, enroll, ledger-sim): one
-argparse tree, sysexits exit codes. The entry point is `posd.cli:main`.
+"""The `posd` commands (run, config, demo, devices, check, chime, status, saf, enroll,
+ledger-sim): one argparse tree, sysexits exit codes. The entry point is `posd.cli:main`.
 
 Modules:
 - `commands`: `main` and `build_parser`, the argparse tree; each command's module is
@@ -11,6 +11,7 @@ Modules:
   `device_access` (users, groups, device node modes), `device_report` (text, JSON), and
   `udev_local` (the 98-posd-local.rules line formats).
 - `check`: `posd check`, the "ready to leave" check; its lines are `ready_checks.CHECKS`.
+- `chime`: `posd chime`, the order chime played on the configured output or written to a WAV.
 - `status`: `posd status` and `posd saf`, asked of the running daemon.
 - `enroll`: `posd enroll`, the terminal's private key and a CSR for the ledger's CA.
 - `ledger_sim`: `posd ledger-sim`, the reference ledger as a standalone server.

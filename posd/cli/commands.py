@@ -69,6 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_check_arguments(check)
 
+    chime = sub.add_parser(
+        "chime", help="play the order chime on the configured output, or write it to a WAV file"
+    )
+    from posd.cli.chime import add_arguments as add_chime_arguments
+
+    add_chime_arguments(chime, CONFIG_HELP)
+
     status = sub.add_parser("status", help="ask the running daemon for its state and print it")
     status.add_argument("-c", "--config", help=CONFIG_HELP)
     status.add_argument("--json", action="store_true", help="print the raw state object")
@@ -138,6 +145,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "status":
             return status_cli.status(path, args.json)
         return status_cli.saf(path, args.action == "flush")
+    if args.command == "chime":
+        from posd.cli import chime as chime_cli
+
+        if args.to is not None:
+            return chime_cli.write(args.to, args.loud)
+        return chime_cli.play(config_path(args.config), args.loud)
     if args.command == "enroll":
         from posd.cli.enroll import enroll
 

@@ -10,8 +10,8 @@ the local API socket, exactly as a real one would.
 `curl --unix-socket`, every payment change is printed, and commands on stdin play the customer
 (present a card, show a QR) and the network (take the ledger down and up).
 
-The 배달서구 order step of operations.md is not in this shift: the order alerts are not part
-of this build yet.
+The 배달서구 order step (demo_orders.py) runs a Mosquitto of its own: an order arrives, the
+chime plays, the POS acknowledges it; a second one nobody takes is missed.
 """
 
 from __future__ import annotations
@@ -35,8 +35,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from posd.api import ApiClient, ApiRequestError, ApiUnavailable
+from posd.cli.demo_orders import BrokerMissing, DemoBroker, order_steps, orders_config
 from posd.config import Config, load_config
-from posd.daemon import Daemon, payment_components, prepare_state_dir, register_config_secrets
+from posd.daemon import Daemon, build_components, prepare_state_dir, register_config_secrets
 from posd.ledger import LedgerTimings
 from posd.logs import setup_logging
 from posd.sim import (
@@ -65,7 +66,13 @@ class StepFailed(Exception):
 
 
 def _config_text(
-    directory: Path, mac_key: Path, ledger_port: int, reader: str, scanner: str, keys: str
+    directory: Path,
+    mac_key: Path,
+    ledger_port: int,
+    reader: str,
+    scanner: str,
+    keys: str,
+    orders_port: int | None,
 ) -> str:
     return f"""
 [terminal]
@@ -90,16 +97,7 @@ port = {ledger_port}
 tls = false
 mac_key_file = "{mac_key}"
 timeout_s = 5
-
-[mqtt]
-enabled = false
-
-[orders]
-enabled = false
-
-[audio]
-output = "none"
-
+{orders_config(orders_port)}
 [api]
 socket = "{directory / "api.sock"}"
 
@@ -149,9 +147,14 @@ class Shift:
     say: Callable[[str], None]
     results: list[tuple[str, bool]] = field(default_factory=list)
     current: str = "starting posd"
+    orders_port: int | None = None
+    """The demo broker's port (None: no mosquitto, the order step fails)."""
 
     def begin(self, title: str) -> None:
         self.current = title
+
+    def pad(self, text: str, width: int) -> str:
+        return _pad(text, width)
 
     def check(self, payment: Mapping[str, Any], ok: bool, note: str = "") -> None:
         self.results.append((self.current, ok))
@@ -318,6 +321,7 @@ async def _steps(shift: Shift) -> None:
         f"{refunded['count']} refund, {refunded['amount']:,} won; "
         f"net {totals['net_charged']:,} won"
     )
+    await order_steps(shift, shift.api, shift.orders_port)
 
 
 # ---- --interactive --------------------------------------------------------------------------
@@ -389,6 +393,8 @@ Try, from another terminal:
   {curl} -X POST http://posd/v1/payments/PAYMENT_ID/refund -H 'Content-Type: application/json' \\
        -d '{{"amount": 1000}}'
   {curl} http://posd/v1/totals
+  {curl} http://posd/v1/orders
+  {curl} -X POST http://posd/v1/orders/ORDER_ID/ack
 Then play the customer here, one command a line:
   {COMMANDS_HELP}"""
 
@@ -457,9 +463,11 @@ async def _commands(shift: Shift, fd: int) -> None:
 async def _print_changes(shift: Shift) -> None:
     async with shift.api.events() as stream:
         async for event in stream:
-            payment = event.get("payment")
+            payment, order = event.get("payment"), event.get("order")
             if event.get("type") == "payment" and isinstance(payment, dict):
                 shift.say(f"     {payment['payment_id']}  {describe(payment)}")
+            elif event.get("type") == "order" and isinstance(order, dict):
+                shift.say(f"     order {order['order_id'] or '-'}  {order['state']}")
 
 
 async def _interactive(shift: Shift, socket: Path, serving: asyncio.Task[int], fd: int) -> None:
@@ -506,7 +514,12 @@ async def run_demo(
             LedgerSimulator(mac_key=mac_key, accounts=accounts) as ledger,
             SimulatedCardReader(link=directory / "posd-reader") as reader,
         ):
-            with SimulatedSerialScanner() as scanner:
+            with SimulatedSerialScanner() as scanner, contextlib.ExitStack() as stack:
+                try:
+                    orders_port: int | None = stack.enter_context(DemoBroker(directory)).port
+                except BrokerMissing as exc:
+                    out(f"posd demo: {exc}")
+                    orders_port = None
                 config_path = directory / "posd.toml"
                 config_path.write_text(
                     _config_text(
@@ -516,13 +529,14 @@ async def run_demo(
                         reader.port,
                         scanner.port,
                         issuer.platform_keys_toml,
+                        orders_port,
                     )
                 )
                 config = load_config(config_path)
                 register_config_secrets(config)
                 shift_parts = (ledger, reader, scanner, issuer)
                 return await _serve_shift(
-                    config, config_path, shift_parts, interactive, out, commands_fd
+                    config, config_path, shift_parts, interactive, out, commands_fd, orders_port
                 )
 
 
@@ -533,14 +547,16 @@ async def _serve_shift(
     interactive: bool,
     out: Callable[[str], None],
     commands_fd: int,
+    orders_port: int | None = None,
 ) -> int:
     started = time.monotonic()
-    build = functools.partial(payment_components, ledger_timings=DEMO_LINK, api_group=None)
+    payments = {"ledger_timings": DEMO_LINK, "api_group": None}
+    build = functools.partial(build_components, payments=payments)
     daemon = Daemon(config, config_path, prepare_state_dir(config.storage.state_dir), build=build)
     serving = asyncio.create_task(daemon.serve())
     try:
         async with ApiClient(config.api.socket) as api:
-            shift = Shift(api, *parts, say=out)
+            shift = Shift(api, *parts, say=out, orders_port=orders_port)
             out(
                 "posd demo: simulated reader, scanner and ledger; posd serving on "
                 f"{config.api.socket}"

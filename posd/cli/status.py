@@ -132,6 +132,13 @@ def render_status(state: Mapping[str, Any]) -> str:
     if storage.get("last_error") and storage.get("state") != "ready":
         storage_line += f": {storage['last_error']} (free space under storage.state_dir)"
     orders = _get(state, "orders") or {}
+    orders_line = (
+        f"{_show(orders.get('alerting'))} alerting, {_show(orders.get('missed_today'))} missed "
+        f"today, link {_show(orders.get('link'))}"
+    )
+    if orders.get("can_alert") is False:
+        # The shop cannot hear an order now: say so loudest of all.
+        orders_line += f"; DEAF: {_show(orders.get('reason'))}"
     today = _get(state, "payments_today") or {}
     rows = [
         *_api_rows(_get(state, "api")),
@@ -141,11 +148,7 @@ def render_status(state: Mapping[str, Any]) -> str:
         ("audio", f"{_show(audio.get('state'))} ({_show(audio.get('output'))})"),
         ("saf queue", saf_line),
         ("journal", storage_line),
-        (
-            "orders",
-            f"{_show(orders.get('alerting'))} alerting, "
-            f"{_show(orders.get('missed_today'))} missed today",
-        ),
+        ("orders", orders_line),
         (
             "today",
             f"{_show(today.get('approved'))} approved, {_show(today.get('declined'))} declined, "

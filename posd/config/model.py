@@ -13,6 +13,8 @@ from typing import Literal
 
 QrScannerKind = Literal["usb-hid", "serial", "none"]
 AudioOutput = Literal["auto", "alsa", "pulse", "escpos", "beep", "none"]
+EscposForm = Literal["esc-paren-a", "esc-b"]
+MqttProtocol = Literal["3.1.1", "5"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["text", "json"]
 
@@ -78,6 +80,8 @@ class MqttConfig:
     enabled: bool
     host: str
     port: int
+    protocol: MqttProtocol
+    """MQTT 3.1.1 or 5 (an extension of operations.md's keys); the orders link's default."""
     tls: bool
     ca_file: Path | None
     cert_file: Path | None
@@ -96,6 +100,8 @@ class OrdersConfig:
     """None: the [mqtt] broker. See `Config.orders_broker` for the resolved address."""
     port: int | None
     """None: mqtt.port."""
+    protocol: MqttProtocol | None
+    """None: mqtt.protocol. See `Config.orders_protocol`."""
     topic: str
     """May hold {merchant_id}; `Config.orders_topic` is the expanded topic."""
     repeat_s: float
@@ -108,6 +114,12 @@ class AudioConfig:
     output: AudioOutput
     device: str | None
     volume: int
+    escpos_form: EscposForm
+    """The receipt printer's beep command: Epson's `ESC ( A` or `ESC B n t`."""
+    printer_port: str | None
+    """The printer whose buzzer output "auto" falls back to; None: the first USB printer."""
+    printer_baudrate: int
+    """For a printer on a serial port."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,3 +174,8 @@ class Config:
         host = self.orders.host if self.orders.host is not None else self.mqtt.host
         port = self.orders.port if self.orders.port is not None else self.mqtt.port
         return host, port
+
+    @property
+    def orders_protocol(self) -> MqttProtocol:
+        """The orders link's MQTT version: its own, or the [mqtt] one where unset."""
+        return self.orders.protocol if self.orders.protocol is not None else self.mqtt.protocol

@@ -31,11 +31,13 @@ from posd.config.model import (
     AudioOutput,
     CardReaderConfig,
     Config,
+    EscposForm,
     LedgerConfig,
     LogFormat,
     LoggingConfig,
     LogLevel,
     MqttConfig,
+    MqttProtocol,
     OfflineConfig,
     OrdersConfig,
     QrConfig,
@@ -435,6 +437,7 @@ def _mqtt(t: Table, *, broker_used: bool) -> MqttConfig:
         enabled=t.boolean("enabled", True),
         host=t.string("host", "localhost", hostname),
         port=t.integer("port", 1883, 1, 65535),
+        protocol=cast(MqttProtocol, t.choice("protocol", "5", get_args(MqttProtocol))),
         tls=t.boolean("tls", False),
         ca_file=t.path("ca_file", ""),
         cert_file=t.path("cert_file", ""),
@@ -482,10 +485,12 @@ def _orders(t: Table) -> OrdersConfig:
     enabled = t.boolean("enabled", True)
     host = t.optional_string("host", hostname)
     port = t.integer("port", 0, 0, 65535, expected="0 (the [mqtt] port) or a port from 1 to 65535")
+    protocol = t.choice("protocol", "", ("", *get_args(MqttProtocol)))
     config = OrdersConfig(
         enabled=enabled,
         host=host,
         port=port or None,
+        protocol=cast(MqttProtocol, protocol) if protocol else None,
         topic=t.string("topic", "baedal/{merchant_id}/orders", topic(frozenset({"merchant_id"}))),
         repeat_s=t.seconds("repeat_s", 15.0, 3600.0),
         escalate_after_s=t.seconds("escalate_after_s", 60.0, MAX_ORDER_DELAY_S),
@@ -519,7 +524,23 @@ def _audio(t: Table) -> AudioConfig:
             "device",
             'is empty, but output = "escpos" needs the printer port, expected e.g. /dev/usb/lp0',
         )
-    return AudioConfig(output=output, device=device, volume=t.integer("volume", 80, 0, 100))
+    printer_port = t.optional_string("printer_port", device_path)
+    if printer_port is not None and output != "auto" and t.valid("output"):
+        t.problem(
+            "printer_port",
+            f'is set while output = "{output}": it is the buzzer output = "auto" falls back '
+            'to; expected "" (for output = "escpos" the printer port is audio.device)',
+        )
+    return AudioConfig(
+        output=output,
+        device=device,
+        volume=t.integer("volume", 80, 0, 100),
+        escpos_form=cast(EscposForm, t.choice("escpos_form", "esc-paren-a", get_args(EscposForm))),
+        printer_port=printer_port,
+        printer_baudrate=t.integer(
+            "printer_baudrate", 9600, 1200, 921600, check=baudrate(STANDARD_BAUDRATES)
+        ),
+    )
 
 
 def _api(t: Table) -> ApiConfig:

@@ -5,7 +5,8 @@ Modules:
 - `daemon`: `Daemon` (signals, reload, watchdog, an orderly stop) and `run_daemon`, the
   command with its exit codes; `register_config_secrets`, the config's secrets masked in logs.
 - `stack`: `build_components`, the one place components are built, and `payment_components`,
-  the payment stack (journal, reader, scanner, ledger link, SAF sender, engine, local API).
+  the payment stack (journal, reader, scanner, ledger link, SAF sender, engine, local API);
+  the order alerts beside it, found by the API through `orders_lookup`.
 - `state_dir`: `prepare_state_dir`, the state directory created 0700 and checked usable;
   `StateDirLock`, one posd per state directory (`StateDirLocked`: another one holds it).
 - `limits`: `raise_open_files_limit`, the open-files limit raised to its hard limit at start.
@@ -20,7 +21,13 @@ from posd.daemon.daemon import (
     section_fingerprints,
 )
 from posd.daemon.limits import OpenFilesLimit, raise_open_files_limit
-from posd.daemon.stack import STACK_SECTIONS, BuildComponents, build_components, payment_components
+from posd.daemon.stack import (
+    STACK_SECTIONS,
+    BuildComponents,
+    build_components,
+    orders_lookup,
+    payment_components,
+)
 from posd.daemon.state_dir import (
     LOCK_FILE_NAME,
     StateDirError,
@@ -41,6 +48,7 @@ __all__ = [
     "StateDirLocked",
     "build_components",
     "disable_core_dumps",
+    "orders_lookup",
     "payment_components",
     "prepare_state_dir",
     "raise_open_files_limit",

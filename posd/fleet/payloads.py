@@ -279,14 +279,16 @@ def parse_event(kind: str, payload: bytes) -> Event | Bad:
         return Bad("mismatch", "kind differs from the topic's")
     if kind != "order":
         return Event(event_id, ts, kind, compact(obj))
-    order_id = _text(obj.get("order_id"), MAX_ID_CHARS)
-    if not order_id:
-        return Bad("shape", "order_id is not a string")
     state = obj.get("state")
     if not isinstance(state, str) or state not in ORDER_STATES:
         return Bad("shape", "state is not an order state")
+    # deaf and hearing are about the whole shop: posd sends them with no order (nulls).
+    shop_wide = state in ("deaf", "hearing")
+    order_id = _text(obj.get("order_id"), MAX_ID_CHARS)
+    if not order_id and not (shop_wide and obj.get("order_id") is None):
+        return Bad("shape", "order_id is not a string")
     placed_at = parse_rfc3339(obj.get("placed_at"))
-    if placed_at is None:
+    if placed_at is None and not (shop_wide and obj.get("placed_at") is None):
         return Bad("shape", "placed_at is not an RFC 3339 time")
     reason = obj.get("reason")
     if reason is not None and _text(reason) is None:
@@ -296,7 +298,7 @@ def parse_event(kind: str, payload: bytes) -> Event | Bad:
         ts,
         kind,
         compact(obj),
-        order_id=order_id,
+        order_id=order_id or None,
         order_state=state,
         placed_at=placed_at,
         reason=reason if isinstance(reason, str) else None,

@@ -6,6 +6,8 @@ once settled; what the journal returns is masked.
 
 Modules:
 - `journal`: `Journal`, the asyncio face; one worker thread owns the SQLite connection.
+- `orders`: `OrderStore` (`Journal.orders`), the 배달서구 orders table on that same thread;
+  `OrderRecord`, `ORDER_STATES`.
 - `holder`: `JournalHolder`, the journal as a component (opened in `run`, closed last);
   calling it gives the open journal or raises `JournalNotOpen`.
 - `store`: `JournalCore`, the synchronous core: one method, one transaction.
@@ -60,6 +62,7 @@ from posd.journal.model import (
     UnknownSafEntry,
     offline_refusal,
 )
+from posd.journal.orders import ORDER_KEEP_DAYS, ORDER_STATES, OrderRecord, OrderState, OrderStore
 from posd.journal.reports import saf_listing
 from posd.journal.schema import DB_FILE_NAME, JournalSchemaError
 
@@ -74,6 +77,8 @@ __all__ = [
     "FORWARDED",
     "IN_FLIGHT_STATES",
     "METHODS",
+    "ORDER_KEEP_DAYS",
+    "ORDER_STATES",
     "REVERSED",
     "REVERSING",
     "STATES",
@@ -95,6 +100,9 @@ __all__ = [
     "OfflineExposure",
     "OfflineLimits",
     "OfflineRefused",
+    "OrderRecord",
+    "OrderState",
+    "OrderStore",
     "PaymentEvent",
     "PaymentNotFound",
     "PaymentRecord",

@@ -37,6 +37,7 @@ from posd.journal.model import (
     SafMessage,
     SafSummary,
 )
+from posd.journal.orders import OrderStore
 from posd.journal.schema import DB_FILE_NAME
 from posd.journal.store import JournalCore
 
@@ -88,6 +89,8 @@ class Journal:
         self._executor = executor
         self._closed = False
         self.path = core.path
+        self.orders = OrderStore(core, self._run)
+        """The 배달서구 orders, on the same worker thread and connection."""
 
     @classmethod
     async def open(cls, state_dir: Path) -> Journal:

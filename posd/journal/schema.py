@@ -93,6 +93,24 @@ MIGRATIONS: Sequence[str] = (
     );
     CREATE INDEX qr_nonces_used ON qr_nonces(used_at);
     """,
+    # 2: the 배달서구 orders (posd.journal.orders).
+    """
+    CREATE TABLE orders (
+        order_id TEXT PRIMARY KEY,
+        state TEXT NOT NULL CHECK (state IN ('alerting', 'acknowledged', 'missed')),
+        placed_at INTEGER NOT NULL,
+        received_at INTEGER NOT NULL,
+        ended_at INTEGER,
+        acked_by TEXT CHECK (acked_by IN ('pos', 'mqtt')),
+        total INTEGER NOT NULL CHECK (total >= 0),
+        payload TEXT NOT NULL,
+        CHECK ((state = 'alerting') = (ended_at IS NULL)),
+        CHECK ((state = 'acknowledged') = (acked_by IS NOT NULL))
+    );
+    CREATE INDEX orders_alerting ON orders(received_at) WHERE state = 'alerting';
+    CREATE INDEX orders_received ON orders(received_at);
+    CREATE INDEX orders_ended ON orders(ended_at) WHERE ended_at IS NOT NULL;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

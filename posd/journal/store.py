@@ -157,6 +157,8 @@ class JournalCore:
                 self._conn.execute("ROLLBACK")
             raise
 
+    transaction = _tx  # for the other tables' stores (orders.py) on this connection
+
     # -- payments -------------------------------------------------------------------------
 
     def create_payment(

@@ -5,9 +5,8 @@
 argument: the caller reads it (`posd.config.read_mqtt_password`) and registers it with the log
 redaction; nothing here opens a file. A console or a tool builds `LinkSettings` directly.
 
-The protocol version is not a config key yet: both builders take it as an argument and default
-to 3.1.1 (proposed keys: `mqtt.protocol = "3.1.1" | "5"` and `orders.protocol`, defaulting to
-mqtt.protocol).
+The protocol version comes from the config (`mqtt.protocol`, and `orders.protocol` defaulting to
+it); a builder's `protocol` argument overrides it.
 """
 
 from __future__ import annotations
@@ -15,13 +14,15 @@ from __future__ import annotations
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, get_args
+
+from posd.config import MqttProtocol
 
 if TYPE_CHECKING:
     from posd.config import Config
 
-ProtocolVersion = Literal["3.1.1", "5"]
-PROTOCOL_VERSIONS: tuple[ProtocolVersion, ...] = ("3.1.1", "5")
+ProtocolVersion = MqttProtocol
+PROTOCOL_VERSIONS: tuple[ProtocolVersion, ...] = get_args(MqttProtocol)
 
 ORDERS_SESSION_EXPIRY_S = 7 * 24 * 3600
 """The orders session outlives a box that is off for a long holiday weekend (mqtt.md: >= 24 h);
@@ -202,9 +203,10 @@ def _config_link(
 
 
 def orders_link_settings(
-    config: Config, password: str | None, *, protocol: ProtocolVersion = "3.1.1"
+    config: Config, password: str | None, *, protocol: ProtocolVersion | None = None
 ) -> LinkSettings:
-    """The 배달서구 orders link (mqtt.md): fixed client id, persistent session, manual ack."""
+    """The 배달서구 orders link (mqtt.md): fixed client id, persistent session, manual ack;
+    MQTT `protocol`, or else the config's `orders_protocol`."""
     host, port = config.orders_broker
     return _config_link(
         config,
@@ -213,7 +215,7 @@ def orders_link_settings(
         host=host,
         port=port,
         client_id=f"posd-{config.terminal.id}-orders",
-        protocol=protocol,
+        protocol=protocol or config.orders_protocol,
         persistent_session=True,
         # A half-open connection is noticed within two keepalives: well inside the 60 s after
         # which a shop without its orders link counts as deaf.
@@ -223,10 +225,11 @@ def orders_link_settings(
 
 
 def monitoring_link_settings(
-    config: Config, password: str | None, *, protocol: ProtocolVersion = "3.1.1"
+    config: Config, password: str | None, *, protocol: ProtocolVersion | None = None
 ) -> LinkSettings:
     """The monitoring link (mqtt.md): client id `posd-{terminal_id}`, clean session, and the
-    will `offline` retained at QoS 1 on `…/availability`."""
+    will `offline` retained at QoS 1 on `…/availability`; MQTT `protocol`, or else
+    `mqtt.protocol`."""
     return _config_link(
         config,
         password,
@@ -234,6 +237,6 @@ def monitoring_link_settings(
         host=config.mqtt.host,
         port=config.mqtt.port,
         client_id=f"posd-{config.terminal.id}",
-        protocol=protocol,
+        protocol=protocol or config.mqtt.protocol,
         will=Will(f"{config.monitoring_topic}/availability", b"offline", qos=1, retain=True),
     )

@@ -122,14 +122,16 @@ class PaymentEngine:
         counter: Counter,
         *,
         clock: Callable[[], float] = time.time,
+        hub: EventHub | None = None,
     ) -> None:
+        """`hub`: posd's event hub (Runtime.events), which the payment changes go to."""
         self._config = config
         self._journal = journal
         self._ledger = ledger
         self._forwarder = forwarder
         self.counter = counter
         self._clock = clock
-        self._hub = EventHub()
+        self._hub = hub if hub is not None else EventHub()
         self._auth = Authorizer(
             config, journal, ledger, forwarder, counter, publish=self._publish, clock=clock
         )

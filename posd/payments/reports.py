@@ -81,7 +81,9 @@ def state_object(
     storage_error: str | None,
 ) -> dict[str, object]:
     """The state object of mqtt.md, every key present; `storage` (not in mqtt.md) shows a
-    full or failing disk under the journal."""
+    full or failing disk under the journal. `orders` and `devices.audio` are the order
+    alerts' (posd.orders `status_sections`, put in by the API); here they are what a stack
+    without them reports."""
     reader = counter.reader
     scanner = counter.scanner
     info = reader.info if reader is not None else None
@@ -113,6 +115,12 @@ def state_object(
             "state": "error" if storage_error else "ready",
             "last_error": storage_error,
         },
-        "orders": {"alerting": 0, "missed_today": 0},
+        "orders": {
+            "alerting": 0,
+            "missed_today": 0,
+            "link": "disabled",
+            "can_alert": None,
+            "reason": None,
+        },
         "payments_today": payments_today,
     }

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TypeVar, cast
 
 from posd.config import Config
+from posd.runtime.fanout import EventHub
 from posd.runtime.sdnotify import Notifier
 from posd.runtime.supervisor import ComponentStatus, Supervisor
 
@@ -17,7 +18,9 @@ _T = TypeVar("_T")
 
 @dataclass
 class Runtime:
-    """What components share: the running config, the state dir, component states, uptime.
+    """What components share: the running config, the state dir, component states, uptime,
+    and `events`, posd's one event hub (payment and order changes, errors, device changes),
+    which outlives every rebuild of the components on a reload.
 
     `config` is replaced on a successful reload; `state_dir` is the one opened at start (a new
     storage.state_dir takes effect at the next start, never under a running journal).
@@ -32,6 +35,8 @@ class Runtime:
     notifier: Notifier
     started_at: float = field(default_factory=time.time)
     started_monotonic: float = field(default_factory=time.monotonic)
+    events: EventHub = field(default_factory=EventHub)
+    """posd's one event hub: payment, order and device changes, for the API and monitoring."""
     _lasting: dict[str, object] = field(default_factory=dict, repr=False)
 
     def lasting(self, key: str, make: Callable[[], _T]) -> _T:

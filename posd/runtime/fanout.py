@@ -1,4 +1,7 @@
-"""Fan-out of payment state changes to any number of subscribers (the API's SSE streams).
+"""Fan-out of state changes to any number of subscribers (the API's SSE streams, later the
+monitoring link). Event types: "payment" (a payment changed), "order" (an order changed, or
+the shop went deaf or hearing), "error" (bad input from a peer, e.g. an order that does not
+parse), "device" (a device's state changed). Each event is `{"seq", "type", <key>: body}`.
 
 Each subscriber has a bounded queue: one too slow to keep up is ended, never allowed to hold
 memory without bound, and never slows the payment flow down.

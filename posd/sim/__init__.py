@@ -11,12 +11,14 @@ Modules:
 - `ledger`: `LedgerSimulator`, the reference ledger (ISO 8583 over TLS), with faults.
 - `ledger_accounts`: `AccountBook`, the ledger's accounts, and the ones the demo uses.
 - `pty`: `SimulatedLine`, a pseudo-terminal pair with a stable link path.
+- `order_feed`: `OrderFeed`, the 배달서구 platform on the orders topic (orders, acks, statuses).
 """
 
 from posd.sim.card_reader import SimulatedCardReader
 from posd.sim.cards import CARDS
 from posd.sim.ledger import LedgerSimulator, server_ssl_context
 from posd.sim.ledger_accounts import GOOD_QR_ACCOUNT, AccountBook, AccountsFileError
+from posd.sim.order_feed import OrderFeed
 from posd.sim.qr_issuer import QrIssuer
 from posd.sim.qr_scanner import SimulatedSerialScanner
 
@@ -26,6 +28,7 @@ __all__ = [
     "AccountBook",
     "AccountsFileError",
     "LedgerSimulator",
+    "OrderFeed",
     "QrIssuer",
     "SimulatedCardReader",
     "SimulatedSerialScanner",

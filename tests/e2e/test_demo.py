@@ -35,11 +35,11 @@ async def test_demo_shift_behaves_step_by_step() -> None:
     lines: list[str] = []
     assert await run_demo(out=lines.append) == 0, "\n".join(lines)
     text = "\n".join(lines)
-    assert re.fullmatch(r"12 of 12 steps behaved, in \d+\.\d s", lines[-1]), text
+    assert re.fullmatch(r"15 of 15 steps behaved, in \d+\.\d s", lines[-1]), text
     assert not [line for line in lines if line.startswith("FAIL")], text
     step_lines = [line for line in lines if line.startswith("ok ")]
-    assert len(step_lines) == 12, text
-    for line in step_lines[:-1]:
+    assert len(step_lines) == 15, text
+    for line in step_lines[:11]:
         # Each payment step shows amount, discount, charged, state and reason.
         assert re.search(r" won  discount +[\d,]+  charged +[\d,]+  \w+ +reason \S+", line), line
 
@@ -59,6 +59,12 @@ async def test_demo_shift_behaves_step_by_step() -> None:
     assert " forwarded " in _step(lines, "QR advice forwarded")
     assert " forwarded " in _step(lines, "contactless advice forwarded")
     assert "net 34,000 won" in _step(lines, "today:")
+    # 배달서구: through the demo's own Mosquitto, the chime on ALSA (null device or card).
+    arrived = _step(lines, "배달서구 order arrives")
+    assert re.search(r"2 items  30,000 won  alerting, chime on alsa", arrived), arrived
+    assert "acknowledged after" in _step(lines, "the POS acknowledges it")
+    missed = _step(lines, "an order nobody takes")
+    assert re.search(r"missed after \d+\.\d s .*order event \"missed\"", missed), missed
     for secret in FULL_NUMBERS:
         assert secret not in text
     assert not QR_TOKEN.search(text)

@@ -233,7 +233,14 @@ async def test_status_object_and_totals(tmp_path: Path) -> None:
             "oldest_age_s": None,
             "needs_attention": 0,
         }
-        assert state["orders"] == {"alerting": 0, "missed_today": 0}
+        # A stack without the order alerts (payment_components alone) says so.
+        assert state["orders"] == {
+            "alerting": 0,
+            "missed_today": 0,
+            "link": "disabled",
+            "can_alert": None,
+            "reason": None,
+        }
         assert state["payments_today"] == {"approved": 1, "declined": 1, "amount": 10_000}
         # Totals are by the shop's local date.
         created = datetime.datetime.fromisoformat(str(paid["created_at"]).replace("Z", "+00:00"))

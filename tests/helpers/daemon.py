@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import functools
 import json
+import os
 import sys
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -26,8 +27,9 @@ from typing import Any
 import aiohttp
 
 from posd.config import Config, load_config
-from posd.daemon import Daemon, payment_components, prepare_state_dir
+from posd.daemon import Daemon, build_components, payment_components, prepare_state_dir
 from posd.ledger import LedgerTimings
+from posd.orders import OrderAlerts, Tuning
 from posd.payments import PaymentEngine
 from posd.runtime import Backoff
 from posd.sim import (
@@ -107,6 +109,19 @@ class PosClient:
     async def wait_final(self, payment_id: str, timeout_s: float = WAIT_S) -> dict[str, Any]:
         return await self.wait_state(payment_id, FINAL_STATES | {"reversing"}, timeout_s)
 
+    async def wait_orders(self, predicate: Any, timeout_s: float = WAIT_S) -> dict[str, Any]:
+        """`GET /v1/orders` once `predicate` holds (polling the API)."""
+        body: Any = None
+        try:
+            async with asyncio.timeout(timeout_s):
+                while True:
+                    status, body = await self.request("GET", "/v1/orders")
+                    if status == 200 and predicate(body):
+                        return dict(body)
+                    await asyncio.sleep(0.02)
+        except TimeoutError:
+            raise AssertionError(f"GET /v1/orders never matched; last: {body}") from None
+
     async def wait_status(self, predicate: Any, timeout_s: float = WAIT_S) -> dict[str, Any]:
         """The status once `predicate` holds; waits for the API socket to answer too."""
         async with asyncio.timeout(timeout_s):
@@ -141,11 +156,18 @@ class RunningDaemon(PosClient):
         self.scanner = scanner
         self.issuer = issuer
         self.reader = reader
+        self.overrides: dict[str, Mapping[str, object] | None] = {}
 
     @property
     def engine(self) -> PaymentEngine:
         component = getattr(self.daemon.supervisor.component("payments"), "inner", None)
         assert isinstance(component, PaymentEngine)
+        return component
+
+    @property
+    def alerts(self) -> OrderAlerts:
+        component = getattr(self.daemon.supervisor.component("orders"), "inner", None)
+        assert isinstance(component, OrderAlerts)
         return component
 
     @property
@@ -166,12 +188,14 @@ async def running_daemon(
     read_timeout_s: int = 5,
     backoff: Backoff | None = None,
     wait_ready: bool = True,
+    order_tuning: Tuning | None = None,
     **overrides: Mapping[str, object] | None,
 ) -> AsyncIterator[RunningDaemon]:
     """posd with the reference ledger and a serial QR scanner on a pty (or, given
     `usb_backend`, a USB HID scanner through that pyusb backend); see the module doc.
     `backoff`: the supervisor's restart delays, for tests that make a component crash.
-    `wait_ready` False: yield once the API socket answers, whatever the status says."""
+    `wait_ready` False: yield once the API socket answers, whatever the status says.
+    `order_tuning`: run the order alerts too (build_components), with these timings."""
     issuer = QrIssuer(key_id=PLATFORM_KEY_ID, private_key=platform_key_pair())
     scanner = SimulatedSerialScanner()
     reader = SimulatedCardReader(link=tmp_path / "posd-reader") if card_reader else None
@@ -209,14 +233,18 @@ async def running_daemon(
     config = load_config(config_path)
     if not ledger_up:
         await ledger.refuse_connections(True)
-    build = functools.partial(
-        payment_components,
-        ledger_timings=FAST_LINK,
-        saf_retry_interval_s=saf_retry_interval_s,
-        read_timeout_s=read_timeout_s,
-        api_group=None,
-        card_reader=card_reader,
-        usb_backend=usb_backend,
+    payments: dict[str, Any] = {
+        "ledger_timings": FAST_LINK,
+        "saf_retry_interval_s": saf_retry_interval_s,
+        "read_timeout_s": read_timeout_s,
+        "api_group": None,
+        "card_reader": card_reader,
+        "usb_backend": usb_backend,
+    }
+    build: Any = (
+        functools.partial(payment_components, **payments)
+        if order_tuning is None
+        else functools.partial(build_components, payments=payments, orders=order_tuning)
     )
     daemon = Daemon(
         config,
@@ -228,6 +256,8 @@ async def running_daemon(
     # In-process: pytest keeps its own SIGINT handler, so Ctrl-C still stops the test run.
     serving = asyncio.create_task(daemon.serve(handle_signals=False))
     running = RunningDaemon(tmp_path, config_path, config, daemon, ledger, scanner, issuer, reader)
+    # What write_config was given: a test rewrites the config from it to reload a change.
+    running.overrides = dict(sections)
     try:
         await _wait_ready(
             running, serving, ledger_up if expect_link is None else expect_link, wait_ready
@@ -274,9 +304,11 @@ def sse_lines(raw: bytes) -> list[dict[str, Any]]:
 
 
 @contextlib.asynccontextmanager
-async def daemon_process(config_path: Path) -> AsyncIterator[asyncio.subprocess.Process]:
+async def daemon_process(
+    config_path: Path, env: Mapping[str, str] | None = None
+) -> AsyncIterator[asyncio.subprocess.Process]:
     """`posd run -c CONFIG` as a child process, its log in posd-process.log beside the config;
-    killed at the end if the test did not stop it."""
+    killed at the end if the test did not stop it. `env`: more environment variables."""
     with (config_path.parent / "posd-process.log").open("ab") as log_file:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -289,6 +321,7 @@ async def daemon_process(config_path: Path) -> AsyncIterator[asyncio.subprocess.
             stdin=asyncio.subprocess.DEVNULL,
             stdout=log_file,
             stderr=asyncio.subprocess.STDOUT,
+            env={**os.environ, **env} if env is not None else None,
         )
     try:
         yield process

@@ -405,11 +405,19 @@ async def test_saf_listing_and_flush(served: RunningApi) -> None:
 # ---- routing and internal errors ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", ["/", "/v1/orders", "/v1/orders/o1/ack", "/v1/payments/p1/x"])
+@pytest.mark.parametrize("path", ["/", "/v1/orders/o1", "/v1/orders/o1/ack/x", "/v1/payments/p1/x"])
 async def test_unknown_route_is_json_404(served: RunningApi, path: str) -> None:
     status, body, _ = await call(served, "GET", path)
     assert status == 404
     assert_error(body, "not_found")
+
+
+async def test_orders_without_the_order_alerts_are_503(served: RunningApi) -> None:
+    status, body, _ = await call(served, "GET", "/v1/orders")
+    assert status == 503
+    assert_error(body, "device_not_ready")
+    status, body, _ = await call(served, "POST", "/v1/orders/o1/ack")
+    assert status == 503
 
 
 async def test_wrong_method_is_json_405_with_allow(served: RunningApi) -> None:

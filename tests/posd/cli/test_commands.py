@@ -10,8 +10,8 @@ import pytest
 from posd import __version__
 from posd.cli import build_parser, main
 
-# operations.md's commands that have landed; `posd chime` comes with the order-alerts issue.
-COMMANDS = ["run", "demo", "config", "devices", "status", "saf", "enroll", "ledger-sim"]
+# operations.md's commands that have landed.
+COMMANDS = ["run", "demo", "config", "devices", "chime", "status", "saf", "enroll", "ledger-sim"]
 
 
 def test_help_lists_every_landed_command() -> None:

@@ -71,10 +71,13 @@ async def test_demo_runs_the_shift_and_exits_0() -> None:
         "answered 200 as cancelled",
         "approved_offline",
         "forwarded",
+        "배달서구 order arrives",
+        "acknowledged",
+        "missed",
     ):
         assert step in text, f"no {step} step in:\n{out}"
     assert re.search(r"declined +reason insufficient_funds", text), out
-    assert re.search(r"^12 of 12 steps behaved, in \d+\.\d s$", out, re.M), out
+    assert re.search(r"^15 of 15 steps behaved, in \d+\.\d s$", out, re.M), out
     _no_card_data(out + err)
 
 
@@ -103,7 +106,7 @@ class Demo:
 
     async def socket(self) -> Path:
         line = await self.line_where(lambda s: s.startswith("still running: POS API on "))
-        assert self.seen[-2].startswith("12 of 12 steps behaved"), "\n".join(self.seen)
+        assert self.seen[-2].startswith("15 of 15 steps behaved"), "\n".join(self.seen)
         return Path(line.removeprefix("still running: POS API on ").split(";")[0])
 
     async def exit_status(self) -> int:
@@ -236,8 +239,14 @@ async def _run_the_printed_curl_examples(demo: Demo, api: ApiClient) -> None:
         "POST /v1/payments/PAYMENT_ID/cancel",
         "POST /v1/payments/PAYMENT_ID/refund",
         "GET /v1/totals",
+        "GET /v1/orders",
+        "POST /v1/orders/ORDER_ID/ack",
     }
     assert (await _curl(examples["GET /v1/status"]))[0] == 200
+    status, body = await _curl(examples["GET /v1/orders"])
+    assert status == 200, body
+    status, body = await _curl(examples["POST /v1/orders/ORDER_ID/ack"])
+    assert (status, json.loads(body)["error"]["code"]) == (404, "unknown_order"), body
     await demo.send("card seoroeum-contactless")
     await demo.line_where(lambda s: s.startswith("card seoroeum-contactless at"))
     status, body = await _curl(examples["POST /v1/payments"])

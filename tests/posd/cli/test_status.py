@@ -197,3 +197,13 @@ def test_status_never_prints_escapes_whatever_the_state_holds() -> None:
     assert "firmware \\x1b]0;owned\\x07fw\\u202e" in shown
     api_row = "  local api    /run/posd/api.sock, 3 of 1024 connections; tcp 127.0.0.1:8787 error"
     assert api_row in shown
+
+
+def test_render_status_says_loudly_when_the_shop_is_deaf() -> None:
+    hearing = {"orders": {"alerting": 1, "missed_today": 0, "link": "up", "can_alert": True}}
+    line = "  orders       1 alerting, 0 missed today, link up\n"
+    assert line in status_cli.render_status(hearing)
+    reason = "orders link down for more than 60 s (connection refused)"
+    deaf = {"orders": {"alerting": 0, "missed_today": 2, "link": "down", "can_alert": False,
+                       "reason": reason}}  # fmt: skip
+    assert f"link down; DEAF: {reason}" in status_cli.render_status(deaf)

@@ -206,6 +206,8 @@ BAD_VALUES: list[tuple[str, str, object, str]] = [
     ("mqtt", "operator_keys", "abc", 'got a string "abc", expected an array'),
     ("mqtt", "username", "a\nb", "control character"),
     ("mqtt", "password_file", 7, "got an integer"),
+    ("mqtt", "protocol", "3.1", 'expected one of "3.1.1", "5"'),
+    ("mqtt", "protocol", 5, "got an integer"),
     ("orders", "enabled", 1, "got an integer"),
     ("orders", "host", "bad host", "not a valid host name"),
     ("orders", "port", 70000, "expected 0 (the [mqtt] port) or a port from 1 to 65535"),
@@ -215,11 +217,16 @@ BAD_VALUES: list[tuple[str, str, object, str]] = [
     ("orders", "repeat_s", 0, "above 0"),
     ("orders", "repeat_s", 4000, "at most 3600"),
     ("orders", "missed_after_s", 90000, "at most 86400"),
+    ("orders", "protocol", "4", 'expected one of "", "3.1.1", "5"'),
     ("audio", "output", "speaker", 'expected one of "auto", "alsa", "pulse", "escpos"'),
     ("audio", "volume", 101, "expected an integer from 0 to 100"),
     ("audio", "volume", -1, "out of range"),
     ("audio", "volume", 50.5, "got a float"),
     ("audio", "device", 5, "got an integer"),
+    ("audio", "escpos_form", "esc-p", 'expected one of "esc-paren-a", "esc-b"'),
+    ("audio", "printer_port", "lp0", "not an absolute device path"),
+    ("audio", "printer_baudrate", 9601, "not a standard rate"),
+    ("audio", "printer_baudrate", "9600", "got a string"),
     ("api", "socket", "", "is empty, expected the path of the API's Unix socket"),
     ("api", "socket", "/" + "s" * 120, "at most 107 bytes"),
     ("api", "tcp_port", 70000, "expected 0 (no TCP) or a port"),
@@ -648,6 +655,20 @@ def test_escpos_audio_needs_a_device(tmp_path: Path) -> None:
     path = write_config(tmp_path, audio={"output": "escpos"})
     [(_, key_path, message)] = problems(path)
     assert key_path == "audio.device" and "needs the printer port" in message
+
+
+def test_printer_port_is_for_auto_only(tmp_path: Path) -> None:
+    path = write_config(tmp_path, audio={"output": "alsa", "printer_port": "/dev/usb/lp0"})
+    [(_, key_path, message)] = problems(path)
+    assert key_path == "audio.printer_port" and 'while output = "alsa"' in message
+    config = load_config(
+        write_config(
+            tmp_path,
+            audio={"output": "auto", "printer_port": "/dev/ttyS1", "escpos_form": "esc-b"},
+        )
+    )
+    assert (config.audio.printer_port, config.audio.escpos_form) == ("/dev/ttyS1", "esc-b")
+    assert config.audio.printer_baudrate == 9600
 
 
 def test_api_tcp_needs_a_token_file(tmp_path: Path) -> None:

@@ -63,6 +63,13 @@ OPERATIONS_DEFAULTS: dict[str, dict[str, object]] = {
     "logging": {"level": "info", "format": "text"},
 }
 
+# Keys beyond operations.md's listing (README, "Configure"), with their defaults.
+EXTENSION_DEFAULTS: dict[str, dict[str, object]] = {
+    "mqtt": {"protocol": "5"},
+    "orders": {"protocol": None},
+    "audio": {"escpos_form": "esc-paren-a", "printer_port": None, "printer_baudrate": 9600},
+}
+
 MISSING_FILES = {
     "ledger.ca_file": "/etc/posd/ledger-ca.pem",
     "ledger.cert_file": "/etc/posd/terminal.pem",
@@ -126,7 +133,7 @@ def test_example_with_its_files_present_holds_the_operations_defaults(tmp_path: 
         **OPERATIONS_DEFAULTS,
         "storage": {"state_dir": tmp_path / "state"},
     }
-    for section, values in defaults.items():
+    for section, values in [*defaults.items(), *EXTENSION_DEFAULTS.items()]:
         actual = dataclasses.asdict(getattr(config, section))
         for key, value in values.items():
             assert actual[key] == value, f"{section}.{key}"

@@ -263,6 +263,23 @@ def test_deaf_from_the_state_and_hearing_from_a_newer_event() -> None:
     assert model.summary_counts()["deaf"] == 0
 
 
+def test_deaf_and_hearing_events_as_posd_sends_them_carry_no_order() -> None:
+    model = FleetModel()
+    connected(model, T0)
+    shop_wide = {"order_id": None, "placed_at": None, "alerting_s": None}
+    deaf = event("order", T0 + 1, None, state="deaf", reason="no working audio output", **shop_wide)
+    assert feed(model, "event/order", deaf, T0 + 1) is not None
+    box = model.boxes[TID]
+    assert (box.deaf, box.deaf_reason) == (True, "no working audio output")
+    heard = event("order", T0 + 2, None, state="hearing", reason=None, **shop_wide)
+    feed(model, "event/order", heard, T0 + 2)
+    assert model.boxes[TID].deaf is False
+    # An order's own event still needs its order.
+    missed = event("order", T0 + 3, state="missed", **shop_wide)
+    assert feed(model, "event/order", missed, T0 + 3) is None
+    assert model.bad.counts["shape"] == 1, model.bad.counts  # type: ignore[index]
+
+
 def test_a_deaf_event_makes_the_shop_deaf_at_once() -> None:
     model = FleetModel()
     connected(model, T0)

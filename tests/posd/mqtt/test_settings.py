@@ -99,8 +99,14 @@ def test_publish_checks_its_arguments_before_queueing() -> None:
 def test_the_two_links_from_posd_config(tmp_path: Path) -> None:
     path = write_config(
         tmp_path,
-        mqtt={"enabled": True, "host": "mq.example", "port": 8883, "username": "posd"},
-        orders={"enabled": True, "host": "orders.example", "port": 1884},
+        mqtt={
+            "enabled": True,
+            "host": "mq.example",
+            "port": 8883,
+            "username": "posd",
+            "protocol": "5",
+        },
+        orders={"enabled": True, "host": "orders.example", "port": 1884, "protocol": "3.1.1"},
     )
     config = load_config(path)
     orders = orders_link_settings(config, "pw")
@@ -113,6 +119,7 @@ def test_the_two_links_from_posd_config(tmp_path: Path) -> None:
     assert orders5.session_expiry_s == ORDERS_SESSION_EXPIRY_S >= 24 * 3600
 
     monitoring = monitoring_link_settings(config, "pw")
+    assert monitoring.protocol == "5"  # mqtt.protocol; orders.protocol is the orders link's
     assert (monitoring.host, monitoring.port) == ("mq.example", 8883)
     assert monitoring.client_id == f"posd-{TERMINAL_ID}"
     assert not monitoring.persistent_session and not monitoring.manual_ack
@@ -211,3 +218,16 @@ async def test_the_link_does_not_block_a_publish_before_it_ever_ran() -> None:
     link.publish("box/event", "queued before run()")
     assert link.state.queued == 1
     assert link.state.status == "down"
+
+
+def test_the_orders_link_takes_mqtt_protocol_unless_orders_protocol_says_otherwise(
+    tmp_path: Path,
+) -> None:
+    default = load_config(write_config(tmp_path, orders={"enabled": True}))
+    assert (default.mqtt.protocol, default.orders.protocol) == ("5", None)
+    assert orders_link_settings(default, None).protocol == "5"
+    older = load_config(
+        write_config(tmp_path, mqtt={"protocol": "3.1.1"}, orders={"enabled": True})
+    )
+    assert orders_link_settings(older, None).protocol == "3.1.1"
+    assert monitoring_link_settings(older, None).protocol == "3.1.1"

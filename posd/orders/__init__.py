@@ -1,0 +1,42 @@
+"""배달서구 order alerts: orders from the platform's MQTT topic, journaled, chimed until the
+shop acknowledges them (POS or platform) or they are missed, and the alarm of a deaf shop.
+
+Modules:
+- `alerts`: `OrderAlerts`, the component (the orders link, the handler, acknowledgements, the
+  status sections) and `player_from_config`, the chime's player for `[audio]`.
+- `alarm`: `Alarm`, the one chime loop for every waiting order (repeat, escalate, missed).
+- `hearing`: `Hearing`, whether an order arriving now would be heard (deaf / hearing).
+- `intake`: `OrderIntake`, an order message checked, a bad one reported (rate-limited).
+- `views`: the order as the API, the hub's events and the platform's status topic show it.
+- `service`: `OrderDesk`, what the local API and monitoring call; its errors (`UnknownOrder`,
+  `OrderEnded`, `OrdersUnavailable`); `Tuning`, the timings tests shorten.
+"""
+
+from posd.orders.alerts import FAILPOINT_ENV, STATUS_EXPIRY_S, OrderAlerts, player_from_config
+from posd.orders.service import (
+    AUDIO_CHECK_S,
+    DEAF_AFTER_S,
+    OrderDesk,
+    OrderEnded,
+    OrderError,
+    OrdersLookup,
+    OrdersUnavailable,
+    Tuning,
+    UnknownOrder,
+)
+
+__all__ = [
+    "AUDIO_CHECK_S",
+    "DEAF_AFTER_S",
+    "FAILPOINT_ENV",
+    "STATUS_EXPIRY_S",
+    "OrderAlerts",
+    "OrderDesk",
+    "OrderEnded",
+    "OrderError",
+    "OrdersLookup",
+    "OrdersUnavailable",
+    "Tuning",
+    "UnknownOrder",
+    "player_from_config",
+]
