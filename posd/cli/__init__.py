@@ -1,4 +1,4 @@
-"""The `posd` commands (run, config, demo, devices, status, saf, enroll, ledger-sim): one
+"""The `posd` commands (run, config, demo, devices, status, saf, enroll, ledger-sim, fleet): one
 argparse tree, sysexits exit codes. The entry point is `posd.cli:main`.
 
 Modules:

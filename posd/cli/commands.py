@@ -1,4 +1,5 @@
-"""The `posd` command line: one argparse tree, sysexits exit codes.
+"""The `posd` command line: one argparse tree, sysexits exit codes. `posd fleet serve|sim` is
+posd.fleet's (the console, a second program), wired here only.
 
 Commands whose implementation has not landed are absent, not stubbed.
 """
@@ -85,6 +86,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_ledger_sim_arguments(ledger_sim)
 
+    fleet = sub.add_parser(
+        "fleet", help="the operations centre's console and a simulated fleet (not on a POS box)"
+    )
+    fleet.set_defaults(usage=fleet.format_usage)
+    fleet_sub = fleet.add_subparsers(dest="fleet_command", metavar="ACTION", parser_class=_Parser)
+    from posd.fleet import add_arguments as add_serve_arguments
+    from posd.fleet import add_sim_arguments
+
+    add_serve_arguments(
+        fleet_sub.add_parser("serve", help="the console: the fleet's page and JSON API")
+    )
+    add_sim_arguments(fleet_sub.add_parser("sim", help="N simulated boxes on a broker"))
+
     return parser
 
 
@@ -126,6 +140,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "status":
             return status_cli.status(path, args.json)
         return status_cli.saf(path, args.action == "flush")
+    if args.command == "fleet":
+        from posd import fleet
+
+        if args.fleet_command == "serve":
+            return fleet.run(args, fleet.MqttFleetLink.from_options)
+        if args.fleet_command == "sim":
+            return fleet.run_sim(args)
+        print(args.usage(), end="", file=sys.stderr)
+        print("posd fleet: say `serve` or `sim`", file=sys.stderr)
+        return os.EX_USAGE
     if args.command == "enroll":
         from posd.cli.enroll import enroll
 
