@@ -87,6 +87,7 @@ class SimFleet:
         self._last_state: dict[str, float] = {}
         self._failures: dict[str, int] = {}
         self._net: Network | None = None
+        self._other_nets: dict[tuple[str, int], Network] = {}
         self._day = datetime.date.fromtimestamp(now)
         self._rng = random.Random(seed)
         self._stopping = False
@@ -116,7 +117,8 @@ class SimFleet:
             return_exceptions=True,
         )
         assert self._net is not None
-        await self._net.aclose()
+        for net in [self._net, *self._other_nets.values()]:
+            await net.aclose()
 
     async def connect_all(self) -> None:
         """Connect every box not connected, CONNECTS_AT_ONCE at a time; ConnectFailed if one
@@ -145,9 +147,12 @@ class SimFleet:
         fleet's broker or another (a box that moved to a second broker of a cluster)."""
         box = self.boxes[tid]
         net = self.network
-        if host is not None or port is not None:
-            net = Network(host or self.host, port or self.port, keepalive_s=self.keepalive_s)
-            net.start()
+        address = (host or self.host, port or self.port)
+        if address != (self.host, self.port):
+            if address not in self._other_nets:
+                self._other_nets[address] = Network(*address, keepalive_s=self.keepalive_s)
+                self._other_nets[address].start()
+            net = self._other_nets[address]
         connection = BoxConnection(
             net,
             box.client_id,
