@@ -24,72 +24,71 @@ async def test_snapshot_then_live_offline_stale_deaf_missed_and_called(
     # The boxes publish every 0.5 s; the console calls stale what is silent for 2 s.
     async with SimFleet(
         mosquitto.host, mosquitto.port, 12, schedule=False, state_interval_s=0.5
-    ) as fleet:
-        async with live_console(tmp_path / "c.db", mosquitto, state_interval_s=1.0) as live:
-            console = live.console
-            # The snapshot: every box from its retained availability and state.
-            await live.until(lambda: live.shown(12))
-            first = live.row("S0000001")
-            assert first["merchant_id"] == fleet.boxes["S0000001"].merchant_id
-            assert first["version"] == "0.1.0" and first["last_state_ts"] is not None
-            assert console.console_state()["broker"]["up"] is True  # type: ignore[index]
+    ) as fleet, live_console(tmp_path / "c.db", mosquitto, state_interval_s=1.0) as live:
+        console = live.console
+        # The snapshot: every box from its retained availability and state.
+        await live.until(lambda: live.shown(12))
+        first = live.row("S0000001")
+        assert first["merchant_id"] == fleet.boxes["S0000001"].merchant_id
+        assert first["version"] == "0.1.0" and first["last_state_ts"] is not None
+        assert console.console_state()["broker"]["up"] is True  # type: ignore[index]
 
-            # The box's socket dies: its will says offline.
-            fleet.drop("S0000003")
-            await live.until(lambda: live.row("S0000003")["status"] == "offline")
-            assert live.row("S0000003")["since"] is not None
-            await fleet.connect("S0000003")
-            await live.until(lambda: live.row("S0000003")["status"] == "online")
+        # The box's socket dies: its will says offline.
+        fleet.drop("S0000003")
+        await live.until(lambda: live.row("S0000003")["status"] == "offline")
+        assert live.row("S0000003")["since"] is not None
+        await fleet.connect("S0000003")
+        await live.until(lambda: live.row("S0000003")["status"] == "online")
 
-            # Connected and silent: stale, then back when it speaks again.
-            fleet.boxes["S0000007"].hung = True
-            await live.until(lambda: live.row("S0000007")["status"] == "stale")
-            fleet.boxes["S0000007"].hung = False
-            await live.until(lambda: live.row("S0000007")["status"] == "online")
+        # Connected and silent: stale, then back when it speaks again.
+        fleet.boxes["S0000007"].hung = True
+        await live.until(lambda: live.row("S0000007")["status"] == "stale")
+        fleet.boxes["S0000007"].hung = False
+        await live.until(lambda: live.row("S0000007")["status"] == "online")
 
-            # Deaf, a reader unplugged, a missed order: the counts and the call list.
-            fleet.act("S0000005", lambda box, now: box.go_deaf(DEAF_LINK, now))
-            fleet.act("S0000009", lambda box, now: box.reader_state("disconnected", now))
-            fleet.act("S0000006", lambda box, now: box.order("B-20261202-0042", now))
-            fleet.act("S0000006", lambda box, now: box.miss("B-20261202-0042", now))
+        # Deaf, a reader unplugged, a missed order: the counts and the call list.
+        fleet.act("S0000005", lambda box, now: box.go_deaf(DEAF_LINK, now))
+        fleet.act("S0000009", lambda box, now: box.reader_state("disconnected", now))
+        fleet.act("S0000006", lambda box, now: box.order("B-20261202-0042", now))
+        fleet.act("S0000006", lambda box, now: box.miss("B-20261202-0042", now))
 
-            def counted() -> bool:
-                summary = console.summary()
-                return (
-                    summary["deaf"],
-                    summary["readers_disconnected"],
-                    summary["missed_uncalled"],
-                ) == (1, 1, 1) and live.row("S0000006")["missed_today"] == 1
+        def counted() -> bool:
+            summary = console.summary()
+            return (
+                summary["deaf"],
+                summary["readers_disconnected"],
+                summary["missed_uncalled"],
+            ) == (1, 1, 1) and live.row("S0000006")["missed_today"] == 1
 
-            await live.until(counted)
-            await console.settle()
-            kinds = {(c.kind, c.terminal_id, c.order_id) for c in console.call_list()}
-            assert kinds == {
-                ("deaf", "S0000005", None),
-                ("missed_order", "S0000006", "B-20261202-0042"),
-            }
+        await live.until(counted)
+        await console.settle()
+        kinds = {(c.kind, c.terminal_id, c.order_id) for c in console.call_list()}
+        assert kinds == {
+            ("deaf", "S0000005", None),
+            ("missed_order", "S0000006", "B-20261202-0042"),
+        }
 
-            async with live.served.session() as http:
-                async with http.get("/api/boxes", params={"deaf": "true"}) as response:
-                    deaf = await response.json()
-                assert [(r["terminal_id"], r["deaf_reason"]) for r in deaf] == [
-                    ("S0000005", DEAF_LINK)
-                ]
-                async with http.get("/api/boxes/S0000006") as response:
-                    box = await response.json()
-                states = [e["state"] for e in box["events"] if e["kind"] == "order"]
-                assert states == ["alerting", "missed"]
-                assert box["state"]["orders"]["missed_today"] == 1
-                async with http.get("/api/calls") as response:
-                    calls = await response.json()
-                missed = next(c for c in calls if c["kind"] == "missed_order")
-                async with http.post(
-                    f"/api/calls/{missed['id']}/called", json={"note": "사장님 통화 완료"}
-                ) as response:
-                    assert response.status == 200
-                    assert (await response.json())["called"] is True
-            await live.until(lambda: console.summary()["missed_uncalled"] == 0)
-            assert console.model.bad.counts == dict.fromkeys(console.model.bad.counts, 0)
+        async with live.served.session() as http:
+            async with http.get("/api/boxes", params={"deaf": "true"}) as response:
+                deaf = await response.json()
+            assert [(r["terminal_id"], r["deaf_reason"]) for r in deaf] == [
+                ("S0000005", DEAF_LINK)
+            ]
+            async with http.get("/api/boxes/S0000006") as response:
+                box = await response.json()
+            states = [e["state"] for e in box["events"] if e["kind"] == "order"]
+            assert states == ["alerting", "missed"]
+            assert box["state"]["orders"]["missed_today"] == 1
+            async with http.get("/api/calls") as response:
+                calls = await response.json()
+            missed = next(c for c in calls if c["kind"] == "missed_order")
+            async with http.post(
+                f"/api/calls/{missed['id']}/called", json={"note": "사장님 통화 완료"}
+            ) as response:
+                assert response.status == 200
+                assert (await response.json())["called"] is True
+        await live.until(lambda: console.summary()["missed_uncalled"] == 0)
+        assert console.model.bad.counts == dict.fromkeys(console.model.bad.counts, 0)
 
 
 async def test_commands_go_to_the_box_and_its_answer_comes_back(
