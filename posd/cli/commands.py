@@ -16,6 +16,10 @@ from posd import __version__
 from posd.config import CONFIG_ENV, DEFAULT_CONFIG, config_path
 
 CONFIG_HELP = f"config file (default: ${CONFIG_ENV} or {DEFAULT_CONFIG})"
+FLEET_COMMANDS = {
+    "serve": "the operations centre's console: the fleet's page and JSON API (fleet-console.md)",
+    "sim": "N simulated POS boxes on a broker, for tests, benchmarks and evaluation",
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -89,17 +93,28 @@ def build_parser() -> argparse.ArgumentParser:
     fleet = sub.add_parser(
         "fleet", help="the operations centre's console and a simulated fleet (not on a POS box)"
     )
-    fleet.set_defaults(usage=fleet.format_usage)
-    fleet_sub = fleet.add_subparsers(dest="fleet_command", metavar="ACTION", parser_class=_Parser)
-    from posd.fleet import add_arguments as add_serve_arguments
-    from posd.fleet import add_sim_arguments
-
-    add_serve_arguments(
-        fleet_sub.add_parser("serve", help="the console: the fleet's page and JSON API")
-    )
-    add_sim_arguments(fleet_sub.add_parser("sim", help="N simulated boxes on a broker"))
+    # Its options are posd.fleet's, parsed only when a fleet command runs: building them here
+    # would import the console (aiohttp and all) for every posd command.
+    fleet.add_argument(
+        "fleet_command", choices=FLEET_COMMANDS, metavar="ACTION",
+        help="serve: the console (page and JSON API); sim N: N simulated boxes on a broker. "
+        "`posd fleet ACTION --help` lists its options",
+    )  # fmt: skip
+    fleet.add_argument("fleet_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
 
     return parser
+
+
+def fleet_command(action: str, argv: Sequence[str]) -> int:
+    """`posd fleet serve|sim …`: posd.fleet's own options and run()."""
+    from posd import fleet
+
+    parser = _Parser(prog=f"posd fleet {action}", description=FLEET_COMMANDS[action])
+    if action == "serve":
+        fleet.add_arguments(parser)
+        return fleet.run(parser.parse_args(argv), fleet.MqttFleetLink.from_options)
+    fleet.add_sim_arguments(parser)
+    return fleet.run_sim(parser.parse_args(argv))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -141,15 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return status_cli.status(path, args.json)
         return status_cli.saf(path, args.action == "flush")
     if args.command == "fleet":
-        from posd import fleet
-
-        if args.fleet_command == "serve":
-            return fleet.run(args, fleet.MqttFleetLink.from_options)
-        if args.fleet_command == "sim":
-            return fleet.run_sim(args)
-        print(args.usage(), end="", file=sys.stderr)
-        print("posd fleet: say `serve` or `sim`", file=sys.stderr)
-        return os.EX_USAGE
+        return fleet_command(args.fleet_command, args.fleet_args)
     if args.command == "enroll":
         from posd.cli.enroll import enroll
 

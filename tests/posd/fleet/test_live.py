@@ -3,15 +3,23 @@ list, the API, and commands to a box and back with a real operator key."""
 
 from __future__ import annotations
 
+import asyncio
+import signal
+import sys
 from pathlib import Path
 
+import aiohttp
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from posd.cli import main
 from posd.fleet import Operator, SimFleet
 from posd.fleet.simbox import DEAF_AUDIO, DEAF_LINK
 from tests.helpers.mosquitto import Mosquitto
 from tests.posd.fleet.live import live_console
+
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def public_raw(key: Ed25519PrivateKey) -> bytes:
@@ -22,9 +30,10 @@ async def test_snapshot_then_live_offline_stale_deaf_missed_and_called(
     tmp_path: Path, mosquitto: Mosquitto
 ) -> None:
     # The boxes publish every 0.5 s; the console calls stale what is silent for 2 s.
-    async with SimFleet(
-        mosquitto.host, mosquitto.port, 12, schedule=False, state_interval_s=0.5
-    ) as fleet, live_console(tmp_path / "c.db", mosquitto, state_interval_s=1.0) as live:
+    async with (
+        SimFleet(mosquitto.host, mosquitto.port, 12, schedule=False, state_interval_s=0.5) as fleet,
+        live_console(tmp_path / "c.db", mosquitto, state_interval_s=1.0) as live,
+    ):
         console = live.console
         # The snapshot: every box from its retained availability and state.
         await live.until(lambda: live.shown(12))
@@ -71,9 +80,7 @@ async def test_snapshot_then_live_offline_stale_deaf_missed_and_called(
         async with live.served.session() as http:
             async with http.get("/api/boxes", params={"deaf": "true"}) as response:
                 deaf = await response.json()
-            assert [(r["terminal_id"], r["deaf_reason"]) for r in deaf] == [
-                ("S0000005", DEAF_LINK)
-            ]
+            assert [(r["terminal_id"], r["deaf_reason"]) for r in deaf] == [("S0000005", DEAF_LINK)]
             async with http.get("/api/boxes/S0000006") as response:
                 box = await response.json()
             states = [e["state"] for e in box["events"] if e["kind"] == "order"]
@@ -145,3 +152,40 @@ async def test_commands_go_to_the_box_and_its_answer_comes_back(
             await live.until(lambda: live.console.model.boxes["S0000001"].conn_connects == 2)
             answer = await send("S0000001", "diagnostics", {})
             assert answer["ok"] is True and answer["result"]["version"] == "0.1.0"  # type: ignore[index]
+
+
+async def test_posd_fleet_serve_from_the_command_line(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """The real wiring: posd's CLI, MqttFleetLink from the arguments, SIGTERM's orderly end."""
+    async with SimFleet(mosquitto.host, mosquitto.port, 3, schedule=False):
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "posd", "fleet", "serve",
+            "--broker", f"{mosquitto.host}:{mosquitto.port}", "--listen", "127.0.0.1:0",
+            "--db", str(tmp_path / "fleet.db"),
+            cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            assert child.stdout is not None
+            line = (await asyncio.wait_for(child.stdout.readline(), 30)).decode()
+            assert line.startswith("console at http://127.0.0.1:"), line
+            async with aiohttp.ClientSession(base_url=line.split()[-1].rstrip("/")) as http:
+                summary: dict[str, object] = {}
+                while summary.get("online") != 3:
+                    async with http.get("/api/summary") as response:
+                        summary = await response.json()
+                    await asyncio.sleep(0.05)  # polling the API as a client would
+            child.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(child.wait(), 30) == 0
+        finally:
+            if child.returncode is None:
+                child.kill()
+                await child.wait()
+        assert child.stderr is not None
+        log = (await child.stderr.read()).decode()
+        assert "connected to 127.0.0.1" in log and "Traceback" not in log
+
+
+def test_fleet_command_line_errors_are_usage_errors() -> None:
+    for argv in (["fleet"], ["fleet", "serve"], ["fleet", "sim", "10"], ["fleet", "nope"]):
+        with pytest.raises(SystemExit) as exited:
+            main(argv)
+        assert exited.value.code == 64, argv
