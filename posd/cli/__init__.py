@@ -1,5 +1,5 @@
 """The `posd` commands (run, config, demo, devices, check, chime, status, saf, enroll,
-ledger-sim): one argparse tree, sysexits exit codes. The entry point is `posd.cli:main`.
+ledger-sim, fleet): one argparse tree, sysexits exit codes. The entry point is `posd.cli:main`.
 
 Modules:
 - `commands`: `main` and `build_parser`, the argparse tree; each command's module is

@@ -1,4 +1,5 @@
-"""The `posd` command line: one argparse tree, sysexits exit codes.
+"""The `posd` command line: one argparse tree, sysexits exit codes. `posd fleet serve|sim` is
+posd.fleet's (the console, a second program), wired here only.
 
 Commands whose implementation has not landed are absent, not stubbed.
 """
@@ -15,6 +16,10 @@ from posd import __version__
 from posd.config import CONFIG_ENV, DEFAULT_CONFIG, config_path
 
 CONFIG_HELP = f"config file (default: ${CONFIG_ENV} or {DEFAULT_CONFIG})"
+FLEET_COMMANDS = {
+    "serve": "the operations centre's console: the fleet's page and JSON API (fleet-console.md)",
+    "sim": "N simulated POS boxes on a broker, for tests, benchmarks and evaluation",
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -100,7 +105,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_ledger_sim_arguments(ledger_sim)
 
+    fleet = sub.add_parser(
+        "fleet", help="the operations centre's console and a simulated fleet (not on a POS box)"
+    )
+    # Its options are posd.fleet's, parsed only when a fleet command runs: building them here
+    # would import the console (aiohttp and all) for every posd command.
+    fleet.add_argument(
+        "fleet_command", choices=FLEET_COMMANDS, metavar="ACTION",
+        help="serve: the console (page and JSON API); sim N: N simulated boxes on a broker. "
+        "`posd fleet ACTION --help` lists its options",
+    )  # fmt: skip
+    fleet.add_argument("fleet_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+
     return parser
+
+
+def fleet_command(action: str, argv: Sequence[str]) -> int:
+    """`posd fleet serve|sim …`: posd.fleet's own options and run()."""
+    from posd import fleet
+
+    parser = _Parser(prog=f"posd fleet {action}", description=FLEET_COMMANDS[action])
+    if action == "serve":
+        fleet.add_arguments(parser)
+        return fleet.run(parser.parse_args(argv), fleet.MqttFleetLink.from_options)
+    fleet.add_sim_arguments(parser)
+    return fleet.run_sim(parser.parse_args(argv))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -151,6 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.to is not None:
             return chime_cli.write(args.to, args.loud)
         return chime_cli.play(config_path(args.config), args.loud)
+    if args.command == "fleet":
+        return fleet_command(args.fleet_command, args.fleet_args)
     if args.command == "enroll":
         from posd.cli.enroll import enroll
 

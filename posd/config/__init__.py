@@ -16,11 +16,17 @@ Modules:
 - `fields`: `Table`, the typed reader of one TOML table that collects problems.
 - `values`: the value checks (`ans`, baud rates, ports, hosts, topics, keys).
 - `files`: checks of the files a config names (secrets, certificates, the state dir).
+
+Exported for posd's other programs (the console, `posd fleet`), so that a secret file, a token,
+a password, an operator key and "is this host this machine" are judged by one definition:
+`read_secret_file`, `parse_api_token`, `parse_password`, `FileProblem`, `ed25519_public_key`,
+`is_loopback_host`.
 - `lines`: where each key sits in the file, for the problem lines.
 - `example.toml`: the complete, commented example (`posd config example`).
 """
 
 from posd.config.errors import ConfigError, ConfigFileError, ConfigProblem
+from posd.config.files import FileProblem, parse_api_token, parse_password, read_secret_file
 from posd.config.load import (
     CONFIG_ENV,
     DEFAULT_CONFIG,
@@ -52,7 +58,8 @@ from posd.config.model import (
     TerminalConfig,
 )
 from posd.config.secrets import read_api_token, read_mac_key, read_mqtt_password
-from posd.config.values import ans
+from posd.config.sections import is_loopback_host
+from posd.config.values import ans, ed25519_public_key
 
 __all__ = [
     "CONFIG_ENV",
@@ -66,6 +73,7 @@ __all__ = [
     "ConfigFileError",
     "ConfigProblem",
     "EscposForm",
+    "FileProblem",
     "LedgerConfig",
     "LogFormat",
     "LogLevel",
@@ -81,11 +89,16 @@ __all__ = [
     "TerminalConfig",
     "ans",
     "config_path",
+    "ed25519_public_key",
     "example_text",
+    "is_loopback_host",
     "load_config",
     "named_config",
+    "parse_api_token",
     "parse_config",
+    "parse_password",
     "read_api_token",
     "read_mac_key",
     "read_mqtt_password",
+    "read_secret_file",
 ]

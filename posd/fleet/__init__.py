@@ -2,8 +2,9 @@
 
 It reads the fleet from the broker (mqtt.md's availability, state and events of every box),
 keeps it in memory, keeps the call centre's list in a small SQLite file, and serves a page
-and the JSON API of fleet-console.md. It imports protocols and posd's config and logs faces,
-never the daemon.
+and the JSON API of fleet-console.md. It imports protocols and the faces of posd.mqtt, posd.config
+and posd.logs, never the daemon. `posd fleet sim` is a simulated fleet for tests, the benchmark
+and anyone evaluating the console.
 
 Modules:
 - payloads: the topics and payloads as the console reads them, checked, never trusted
@@ -14,8 +15,12 @@ Modules:
 - hub: the event-stream watchers, coalesced
 - console: Console, the one owner of state and the MQTT wiring's entry points
 - web: the aiohttp app (page, API, SSE) and ConsoleServer
-- files: the secret files (token, password, operator key)
+- files: the secret files (token, password, operator key), judged by posd.config
 - cli: `posd fleet serve`'s arguments, ServeOptions, FleetLink, serve() and run()
+- link: MqttFleetLink, the FleetLink on posd.mqtt (snapshot, live, commands' transport)
+- simbox: SimBox, one simulated box's reports, schedule and command answers (pure)
+- simnet: the simulated boxes' connections, paho clients on the event loop
+- sim: `posd fleet sim N` and SimFleet, the simulated fleet
 - static/: the page (HTML, CSS, a little JavaScript), served from the package
 """
 
@@ -32,8 +37,13 @@ from posd.fleet.cli import (
 )
 from posd.fleet.commands import CommandTransport, CommandUnavailable, Operator
 from posd.fleet.console import Console
+from posd.fleet.link import MqttFleetLink
 from posd.fleet.model import FleetModel
 from posd.fleet.payloads import subscriptions
+from posd.fleet.sim import SimFleet
+from posd.fleet.sim import add_arguments as add_sim_arguments
+from posd.fleet.sim import run as run_sim
+from posd.fleet.simbox import SimBox
 from posd.fleet.web import ConsoleServer, build_app
 
 __all__ = [
@@ -48,12 +58,17 @@ __all__ = [
     "FleetLink",
     "FleetModel",
     "LinkFactory",
+    "MqttFleetLink",
     "Operator",
     "ServeOptions",
+    "SimBox",
+    "SimFleet",
     "add_arguments",
+    "add_sim_arguments",
     "build_app",
     "options_from_args",
     "run",
+    "run_sim",
     "serve",
     "subscriptions",
 ]

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Protocol
 
+from posd.config import is_loopback_host
 from posd.fleet.calls import CallStoreError
 from posd.fleet.commands import Operator
 from posd.fleet.console import Console
@@ -94,15 +95,6 @@ def listen_address(text: str) -> tuple[str, int]:
                 f"{text!r}: the address must be an IP address or localhost"
             ) from None
     return host, int(port)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    address = ipaddress.ip_address(host)
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped.is_loopback
-    return address.is_loopback
 
 
 def base_topic(text: str) -> str:
@@ -178,7 +170,7 @@ class ServeOptions:
 def options_from_args(args: argparse.Namespace) -> ServeOptions:
     """Raises ConsoleStartError with the reason and the fix."""
     listen_host, listen_port = args.listen
-    if not is_loopback(listen_host) and args.token_file is None:
+    if not is_loopback_host(listen_host) and args.token_file is None:
         raise ConsoleStartError(
             f"--listen {listen_host}:{listen_port} is reachable from other machines: give "
             "--token-file F (a bearer token, e.g. from `openssl rand -hex 32 > F; chmod 600 F`) "
@@ -199,7 +191,7 @@ def options_from_args(args: argparse.Namespace) -> ServeOptions:
         token = read_token(args.token_file) if args.token_file is not None else None
         password = read_password(args.password_file) if args.password_file is not None else None
         if args.tls_key is not None:
-            read_secret(args.tls_key, "the TLS key file")
+            read_secret(args.tls_key, "--tls-key")
         key = load_operator_key(args.operator_key) if args.operator_key is not None else None
     except SecretFileError as exc:
         raise ConsoleStartError(str(exc)) from None

@@ -1,83 +1,59 @@
 """The secret files the console is given: bearer token, broker password, operator key.
 
-Each must be a small regular file that other users cannot open (as posd's own secret files);
-a problem is a `SecretFileError` whose message names the file and never its content.
+Each is judged as posd judges its own secret files, by posd.config's one definition (a small
+regular file that other users cannot open; a token of visible ASCII; a UTF-8 password): a
+problem is a `SecretFileError` whose message names the file and never its content.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import os
-import stat
+from collections.abc import Callable
 from pathlib import Path
-from typing import Final
+from typing import TypeVar
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-MAX_SECRET_BYTES: Final = 64 * 1024
-MIN_TOKEN_CHARS: Final = 16
+from posd.config import FileProblem, parse_api_token, parse_password, read_secret_file
+
+_Value = TypeVar("_Value")
 
 
 class SecretFileError(ValueError):
     pass
 
 
-def read_secret(path: Path, what: str) -> bytes:
+def _read(path: Path, what: str, parse: Callable[[Path, bytes], _Value]) -> _Value:
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except FileNotFoundError:
-        raise SecretFileError(f"{what} {path} does not exist") from None
-    except OSError as exc:
-        raise SecretFileError(f"{what} {path} cannot be opened ({exc.strerror})") from None
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode):
-        os.close(fd)
-        raise SecretFileError(f"{what} {path} is not a regular file")
-    with os.fdopen(fd, "rb") as handle:
-        if info.st_mode & 0o007:
-            raise SecretFileError(
-                f"{what} {path} is open to other users (mode {stat.S_IMODE(info.st_mode):04o}); "
-                f"run `chmod 600 {path}`"
-            )
-        data = handle.read(MAX_SECRET_BYTES + 1)
-    if len(data) > MAX_SECRET_BYTES:
-        raise SecretFileError(f"{what} {path} is larger than {MAX_SECRET_BYTES} bytes")
-    return data
+        return parse(path, read_secret_file(path))
+    except FileProblem as exc:
+        raise SecretFileError(f"{what}: {exc}") from None
+
+
+def read_secret(path: Path, what: str) -> bytes:
+    return _read(path, what, lambda _, data: data)
+
+
+def read_token(path: Path) -> str:
+    """A bearer token: one line of at least 16 visible ASCII characters."""
+    return _read(path, "--token-file", parse_api_token)
+
+
+def read_password(path: Path) -> str:
+    return _read(path, "--password-file", parse_password)
 
 
 def _one_line(data: bytes) -> bytes:
     return data[:-2] if data.endswith(b"\r\n") else data.removesuffix(b"\n")
 
 
-def read_token(path: Path) -> str:
-    """A bearer token: one line of at least MIN_TOKEN_CHARS visible ASCII characters."""
-    text = _one_line(read_secret(path, "the token file"))
-    expected = (
-        f"expected one line of at least {MIN_TOKEN_CHARS} visible ASCII characters "
-        "(e.g. from `openssl rand -hex 32`)"
-    )
-    if not all(0x21 <= byte <= 0x7E for byte in text) or len(text) < MIN_TOKEN_CHARS:
-        raise SecretFileError(f"the token file {path} does not hold a usable token, {expected}")
-    return text.decode("ascii")
-
-
-def read_password(path: Path) -> str:
-    try:
-        text = _one_line(read_secret(path, "the password file")).decode("utf-8")
-    except UnicodeDecodeError:
-        raise SecretFileError(f"the password file {path} is not UTF-8 text") from None
-    if not text:
-        raise SecretFileError(f"the password file {path} is empty")
-    return text
-
-
 def load_operator_key(path: Path) -> Ed25519PrivateKey:
     """An Ed25519 private key: unencrypted PEM (PKCS #8), or base64 of the raw 32 bytes."""
-    data = read_secret(path, "the operator key file")
+    data = read_secret(path, "--operator-key")
     unusable = SecretFileError(
-        f"the operator key file {path} holds no usable key, expected an unencrypted Ed25519 "
+        f"--operator-key: {path} holds no usable key, expected an unencrypted Ed25519 "
         "private key in PEM, or base64 of its 32 bytes"
     )
     if b"-----BEGIN" in data:

@@ -282,13 +282,14 @@ def parse_event(kind: str, payload: bytes) -> Event | Bad:
     state = obj.get("state")
     if not isinstance(state, str) or state not in ORDER_STATES:
         return Bad("shape", "state is not an order state")
-    # deaf and hearing are about the whole shop: posd sends them with no order (nulls).
-    shop_wide = state in ("deaf", "hearing")
+    # A deaf or hearing event is about the shop, not an order: its order_id and placed_at
+    # may be null (mqtt.md lists them for every order event without saying).
+    about_shop = state in ("deaf", "hearing")
     order_id = _text(obj.get("order_id"), MAX_ID_CHARS)
-    if not order_id and not (shop_wide and obj.get("order_id") is None):
+    if not order_id and not (about_shop and obj.get("order_id") is None):
         return Bad("shape", "order_id is not a string")
     placed_at = parse_rfc3339(obj.get("placed_at"))
-    if placed_at is None and not (shop_wide and obj.get("placed_at") is None):
+    if placed_at is None and not (about_shop and obj.get("placed_at") is None):
         return Bad("shape", "placed_at is not an RFC 3339 time")
     reason = obj.get("reason")
     if reason is not None and _text(reason) is None:

@@ -9,6 +9,8 @@
     broker.restart(users={"posd": "other"})   # new options, same port
     broker.kill()                      # SIGKILL: what was not saved yet is gone
     broker.wait_for_log(r"Received PUBACK from posd-T0000001-orders \\(Mid: 1")
+    edge = mosquitto_factory(bridge_to=centre)     # bridges posd/# both ways to another broker
+    edge.wait_bridged()
 
 The fixtures `mosquitto` (one plain broker) and `mosquitto_factory` (any number, any options)
 work from any test directory once its conftest imports them:
@@ -84,6 +86,10 @@ class BrokerOptions:
     through the dynamic-security plugin; anonymous clients only."""
     extra: Sequence[str] = ()
     """More lines for mosquitto.conf, e.g. "max_inflight_messages 5"."""
+    bridge_to: Mosquitto | None = None
+    """Bridge to that broker (anonymous, plain TCP): the shape of a regional broker feeding the
+    centre, or of a cluster; each `bridge_topics` line is a bridge `topic` line."""
+    bridge_topics: Sequence[str] = ("posd/# both 1",)
 
 
 def _free_port() -> int:
@@ -155,6 +161,19 @@ class Mosquitto:
     @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
+
+    @property
+    def bridge_name(self) -> str:
+        return f"bridge-{self.directory.name}"
+
+    def wait_bridged(self, timeout_s: float = 15.0, after: int = 0) -> None:
+        """Wait (in this broker's log, past `after`) until its bridge is connected and, when
+        it takes topics in, subscribed on the remote side."""
+        if self.options.bridge_to is None:
+            raise RuntimeError("this broker has no bridge")
+        takes_in = any(topic.split()[1] in ("in", "both") for topic in self.options.bridge_topics)
+        what = "Received SUBACK from" if takes_in else "Received CONNACK on connection"
+        self.wait_for_log(rf"{what} local\.{re.escape(self.bridge_name)}\b", timeout_s, after)
 
     # ---- the log -----------------------------------------------------------------------------
 
@@ -242,6 +261,21 @@ class Mosquitto:
         else:
             lines.append("persistence false")
         lines += list(o.extra)
+        if o.bridge_to is not None:
+            # Last: what follows `connection` configures that bridge.
+            lines += [
+                f"connection {self.bridge_name}",
+                f"address {o.bridge_to.host}:{o.bridge_to.port}",
+                *(f"topic {topic}" for topic in o.bridge_topics),
+                f"remote_clientid {self.bridge_name}",
+                "bridge_protocol_version mqttv311",
+                "try_private true",  # the remote keeps the retain flag of what it forwards
+                "cleansession true",
+                "notifications false",
+                "start_type automatic",
+                "restart_timeout 1",
+                "keepalive_interval 5",
+            ]
         path = self.directory / "mosquitto.conf"
         path.write_text("\n".join(lines) + "\n")
         return path

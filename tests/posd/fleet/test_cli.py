@@ -120,8 +120,8 @@ def test_refusals_name_the_option_and_the_fix(tmp_path: Path) -> None:
         (["--password-file", str(ca)], "needs --username", EX_USAGE),
         (["--tls-ca", str(tmp_path / "none.pem")], "not a readable file", EX_CONFIG),
         (["--token-file", str(secret(tmp_path / "t1", TOKEN, 0o644))], "open to other", EX_CONFIG),
-        (["--token-file", str(secret(tmp_path / "t2", "short"))], "usable token", EX_CONFIG),
-        (["--token-file", str(secret(tmp_path / "t3", "a b" * 10))], "usable token", EX_CONFIG),
+        (["--token-file", str(secret(tmp_path / "t2", "short"))], "at least 16", EX_CONFIG),
+        (["--token-file", str(secret(tmp_path / "t3", "a b" * 10))], "spaces", EX_CONFIG),
         (["--operator-key", str(tmp_path / "none")], "does not exist", EX_CONFIG),
         (
             ["--username", "u", "--password-file", str(secret(tmp_path / "p", ""))],

@@ -221,7 +221,7 @@ def test_an_unusable_operator_key_file_is_refused_without_showing_it(tmp_path: P
         "rsa": (_secret(tmp_path / "rsa.pem", rsa_pem), "no usable key"),
         "short": (_secret(tmp_path / "short.key", secretish), "no usable key"),
         "missing": (tmp_path / "missing.key", "does not exist"),
-        "dir": (tmp_path, "not a regular file"),
+        "dir": (tmp_path, "is a directory"),
     }
     for name, (path, message) in cases.items():
         with pytest.raises(SecretFileError, match=message) as raised:
