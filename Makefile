@@ -2,7 +2,9 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.posd-installed
-PYTEST_ARGS ?=
+# Two workers (pytest-xdist): the suite's waits on subprocesses and brokers overlap, and the
+# 5-minute budget on 2 cores holds. `make test PYTEST_ARGS=` runs it serially.
+PYTEST_ARGS ?= -n 2
 
 .PHONY: all venv systools test demo bench lint fuzz replay-regen install clean
 
