@@ -5,13 +5,14 @@ Modules:
 - `server`: `LocalApi`, the listeners as a component (socket mode and group, stale-socket
   checks); `ApiStartError` when it cannot listen.
 - `routes`: the handlers, the validation of each request, the error shape, the event stream
-  and its limits (`MAX_BODY_BYTES`, `MAX_EVENT_STREAMS`).
+  and its limits (`MAX_BODY_BYTES`, `MAX_EVENT_STREAMS`); `StateSource`, what builds the
+  status (posd.monitoring's state builder).
 - `client`: `ApiClient` for `posd status`, `posd saf` and the demo; `ApiUnavailable`,
   `ApiPermissionDenied`, `ApiRequestError`.
 """
 
 from posd.api.client import ApiClient, ApiPermissionDenied, ApiRequestError, ApiUnavailable
-from posd.api.routes import MAX_BODY_BYTES, MAX_EVENT_STREAMS
+from posd.api.routes import MAX_BODY_BYTES, MAX_EVENT_STREAMS, StateSource
 from posd.api.server import ApiStartError, LocalApi, bind_unix_socket
 
 __all__ = [
@@ -23,5 +24,6 @@ __all__ = [
     "ApiStartError",
     "ApiUnavailable",
     "LocalApi",
+    "StateSource",
     "bind_unix_socket",
 ]

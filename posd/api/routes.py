@@ -1,5 +1,7 @@
 """The local API's routes (local-api.md): HTTP turned into calls on a `PaymentService`, and its
 answers and refusals back into HTTP; every payment rule lives behind that interface.
+`GET /v1/status` answers what the `StateSource` builds (posd.monitoring.StateBuilder.build:
+the same object as the MQTT state).
 
 Extensions to local-api.md, documented in docs/local-api-guide.md: `GET /v1/saf` (the
 store-and-forward queue, masked) and `POST /v1/saf/flush`, used by `posd saf`.
@@ -20,7 +22,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from functools import partial
 from http import HTTPStatus
 from typing import Any, Final, TypeVar
@@ -51,6 +53,8 @@ HEARTBEAT_S: Final = 15.0
 # Event streams open at once across both listeners: each holds a subscription and a task, and
 # a shop's POS apps need a handful at most.
 MAX_EVENT_STREAMS: Final = 16
+
+StateSource = Callable[[], Awaitable[Mapping[str, object]]]
 
 _PAYMENT_ERROR_STATUS: Final[Mapping[type[PaymentError], int]] = {
     InvalidRequest: 400,
@@ -244,11 +248,13 @@ class Routes:
     def __init__(
         self,
         service: PaymentService,
+        state: StateSource,
         closing: asyncio.Event,
         heartbeat_s: float,
         stream_slots: StreamSlots,
     ) -> None:
         self._service = service
+        self._state = state
         self._closing = closing
         self._heartbeat_s = heartbeat_s
         # A client that has not taken a write in two heartbeats is not reading: end its stream
@@ -300,7 +306,7 @@ class Routes:
         return web.json_response(payment.to_json(), status=202, dumps=_dumps)
 
     async def status(self, request: web.Request) -> web.Response:
-        return web.json_response(await self._service.status(), dumps=_dumps)
+        return web.json_response(await self._state(), dumps=_dumps)
 
     async def totals(self, request: web.Request) -> web.Response:
         return web.json_response(await self._service.totals(_totals_date(request)), dumps=_dumps)
@@ -463,6 +469,7 @@ def _token_middleware(token: str) -> Middleware:
 def build_app(
     service: PaymentService,
     *,
+    state: StateSource,
     token: str | None,
     closing: asyncio.Event,
     heartbeat_s: float = HEARTBEAT_S,
@@ -477,5 +484,5 @@ def build_app(
         middlewares.append(_token_middleware(token))
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
     slots = stream_slots if stream_slots is not None else StreamSlots()
-    Routes(service, closing, heartbeat_s, slots).add_to(app)
+    Routes(service, state, closing, heartbeat_s, slots).add_to(app)
     return app

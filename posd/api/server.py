@@ -20,7 +20,7 @@ from typing import Final
 
 from aiohttp import web
 
-from posd.api.routes import HEARTBEAT_S, StreamSlots, build_app
+from posd.api.routes import HEARTBEAT_S, StateSource, StreamSlots, build_app
 from posd.config import Config, read_api_token
 from posd.logs import register_secret
 from posd.payments import (
@@ -117,15 +117,18 @@ class LocalApi:
         service: PaymentService,
         socket_path: Path,
         *,
+        state: StateSource,
         tcp_port: int | None = None,
         token: str | None = None,
         heartbeat_s: float = HEARTBEAT_S,
         group: str | None = SOCKET_GROUP,
     ) -> None:
-        """`tcp_port` None: no TCP listener; 0 picks a free port (tests). TCP needs a token."""
+        """`state`: what `GET /v1/status` answers (posd.monitoring.StateBuilder.build).
+        `tcp_port` None: no TCP listener; 0 picks a free port (tests). TCP needs a token."""
         if tcp_port is not None and not token:
             raise ValueError("the TCP API needs a bearer token: set api.token_file")
         self._service = service
+        self._state = state
         self.socket_path = socket_path
         self._tcp_port = tcp_port
         self._token = token
@@ -134,7 +137,7 @@ class LocalApi:
         self.tcp_bound_port: int | None = None
 
     @classmethod
-    def from_config(cls, config: Config, service: PaymentService) -> LocalApi:
+    def from_config(cls, config: Config, service: PaymentService, state: StateSource) -> LocalApi:
         """The API as configured; reads the token file (ConfigFileError when unusable)."""
         token = read_api_token(config) if config.api.tcp_port else None
         if token is not None:
@@ -142,6 +145,7 @@ class LocalApi:
         return cls(
             service,
             config.api.socket,
+            state=state,
             tcp_port=config.api.tcp_port or None,
             token=token,
         )
@@ -153,6 +157,7 @@ class LocalApi:
         runner = web.AppRunner(
             build_app(
                 self._service,
+                state=self._state,
                 token=token,
                 closing=closing,
                 heartbeat_s=self._heartbeat_s,

@@ -15,6 +15,7 @@ QrScannerKind = Literal["usb-hid", "serial", "none"]
 AudioOutput = Literal["auto", "alsa", "pulse", "escpos", "beep", "none"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["text", "json"]
+MqttProtocol = Literal["5", "3.1.1"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +88,12 @@ class MqttConfig:
     base_topic: str
     operator_keys: tuple[bytes, ...]
     """Raw 32-byte Ed25519 public keys whose signatures authorize commands."""
+    protocol: MqttProtocol
+    """The MQTT version of the monitoring link ("5": the retained state expires)."""
+    homeassistant_discovery: bool
+    """Publish one Home Assistant device-discovery config for this box."""
+    homeassistant_prefix: str
+    """Home Assistant's discovery prefix."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,8 +12,10 @@ that will not stop makes posd exit 70 after STOP_TIMEOUT_S rather than hang). SI
 (RELOADING=1 with MONOTONIC_USEC, as Type=notify-reload expects): the file is read and validated
 again; an invalid one is refused and logged with its problems while the running config stays;
 a valid one replaces it and the components whose config sections changed (see
-posd.runtime.component) are rebuilt and restarted. The watchdog is fed from the event loop only,
-so a blocked loop stops the pings and systemd restarts posd.
+posd.runtime.component) are rebuilt and restarted. Either way a `config` event goes on the
+runtime's hub, and whoever asked through `Runtime.request_reload` (the `reload_config`
+command) is told the outcome before any component is replaced. The watchdog is fed from the
+event loop only, so a blocked loop stops the pings and systemd restarts posd.
 """
 
 from __future__ import annotations
@@ -44,7 +46,17 @@ from posd.config import (
 from posd.daemon.stack import BuildComponents, build_components
 from posd.daemon.state_dir import StateDirError, prepare_state_dir
 from posd.logs import register_secret, set_level, setup_logging
-from posd.runtime import Backoff, Component, Notifier, Runtime, Supervisor, config_sections
+from posd.monitoring import config_event
+from posd.runtime import (
+    Backoff,
+    Component,
+    Decided,
+    Notifier,
+    ReloadOutcome,
+    Runtime,
+    Supervisor,
+    config_sections,
+)
 
 log = logging.getLogger(__package__)
 
@@ -173,6 +185,8 @@ class Daemon:
             supervisor=self.supervisor,
             notifier=notifier if notifier is not None else Notifier(),
         )
+        self.runtime.request_reload = self.request_reload
+        self._reload_waiters: list[Decided] = []
         self._build = build
         self._stop_timeout_s = stop_timeout_s
         self._fingerprints: dict[str, Fingerprint] = {}
@@ -193,7 +207,10 @@ class Daemon:
             log.info("stop requested")
             self._stop.set()
 
-    def request_reload(self) -> None:
+    def request_reload(self, decided: Decided | None = None) -> None:
+        """As SIGHUP; `decided` is called once the reload has taken or refused the file."""
+        if decided is not None:
+            self._reload_waiters.append(decided)
         self._reload_requested.set()
 
     @property
@@ -304,6 +321,7 @@ class Daemon:
     async def reload(self) -> bool:
         """Re-read the config; True when the new one was applied."""
         path = self.runtime.config_path
+        waiters, self._reload_waiters = self._reload_waiters, []
         self.notifier.notify(reloading=True, status="reloading configuration")
         log.info("reloading configuration from %s", path)
         try:
@@ -320,10 +338,14 @@ class Daemon:
                 " | ".join(problems),
             )
             self._finish_reload(f"reload refused ({len(problems)} config problems, see the log)")
+            kept = self.runtime.config.sha256
+            self._decided(waiters, ReloadOutcome(False, kept, tuple(problems)))
             return False
         except Exception:
             log.exception("configuration reload failed, the running configuration stays")
             self._finish_reload("reload failed (see the log)")
+            kept = self.runtime.config.sha256
+            self._decided(waiters, ReloadOutcome(False, kept, ("reload failed: see the log",)))
             return False
 
         changed = {name for name, fp in prints.items() if self._fingerprints.get(name) != fp}
@@ -339,6 +361,7 @@ class Daemon:
             set_level(new.logging.level)
         self.runtime.config = new
         self._fingerprints = prints
+        self._decided(waiters, ReloadOutcome(True, new.sha256))
         await self.supervisor.wait_running()
         restarted = await self._apply_components(components, changed)
         log.info(
@@ -349,6 +372,14 @@ class Daemon:
         )
         self._finish_reload(None)
         return True
+
+    def _decided(self, waiters: list[Decided], outcome: ReloadOutcome) -> None:
+        self.runtime.hub.publish("config", "config", config_event(outcome))
+        for decided in waiters:
+            try:
+                decided(outcome)
+            except Exception:
+                log.exception("telling a reload's outcome failed")
 
     def _finish_reload(self, note: str | None) -> None:
         status = self.supervisor.summary()

@@ -56,6 +56,7 @@ from posd.journal import (
     JournalStorageError,
     PaymentRecord,
     RefundRefused,
+    SafSummary,
 )
 from posd.payments import reports, requests
 from posd.payments.authorizer import Authorizer
@@ -97,6 +98,8 @@ log = logging.getLogger(__package__)
 
 # How long a new payment waits for the previous one's last reader exchange.
 FINISHING_S = 5.0
+# What the local API's event stream carries (local-api.md): payment and order changes only.
+EVENT_STREAM_KINDS = frozenset({"payment", "order"})
 
 
 class PaymentsHeld(Exception):
@@ -119,15 +122,18 @@ class PaymentEngine:
         forwarder: SafForwarder,
         counter: Counter,
         *,
+        hub: EventHub | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """`hub`: posd's event hub (Runtime.hub), where payment changes are published; a
+        hub of its own when none is given."""
         self._config = config
         self._journal = journal
         self._ledger = ledger
         self._forwarder = forwarder
         self.counter = counter
         self._clock = clock
-        self._hub = EventHub()
+        self._hub = hub if hub is not None else EventHub()
         self._auth = Authorizer(
             config, journal, ledger, forwarder, counter, publish=self._publish, clock=clock
         )
@@ -137,13 +143,11 @@ class PaymentEngine:
         self._storage_error: str | None = None
         self._create_lock = asyncio.Lock()
         self._tasks: asyncio.TaskGroup | None = None
-        self._started_mono = time.monotonic()
         forwarder.on_settled = self._publish
 
     # ---- component ------------------------------------------------------------------------
 
     async def run(self, started: Callable[[], None]) -> None:
-        self._started_mono = time.monotonic()
         self._halt = asyncio.Event()
         await self._journal.wait()
         await self.recover()
@@ -315,17 +319,27 @@ class PaymentEngine:
             raise
 
     def events(self) -> AsyncIterator[dict[str, object]]:
-        return self._hub.subscribe()
+        return self._hub.subscribe(kinds=EVENT_STREAM_KINDS)
 
-    async def status(self) -> dict[str, object]:
+    async def status_sections(self) -> dict[str, object]:
+        """The payment side's sections of the state object (reports.payment_sections)."""
         now = self._now()
-        return reports.state_object(
+        saf: SafSummary | None = None
+        today: dict[str, int] | None = None
+        try:
+            journal = self._jn()
+            saf = await journal.saf_summary(now)
+            today = await journal.payments_today(now)
+        except DeviceNotReady:
+            pass  # the journal is not open yet: its figures are unknown (null)
+        except JournalStorageError as exc:
+            self._note_storage(exc)
+        return reports.payment_sections(
             self._config,
             self._ledger,
             self.counter,
-            uptime_s=int(time.monotonic() - self._started_mono),
-            saf=await self._jn().saf_summary(now),
-            payments_today=await self._jn().payments_today(now),
+            saf=saf,
+            payments_today=today,
             storage_error=self._held or self._storage_error,
         )
 

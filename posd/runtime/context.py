@@ -1,14 +1,33 @@
-"""What every component may share: the running config, the state dir, the component states."""
+"""What every component may share: the running config, the state dir, the component states,
+the event hub, and what identifies this start of posd."""
 
 from __future__ import annotations
 
+import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from posd.config import Config
+from posd.runtime.fanout import EventHub
 from posd.runtime.sdnotify import Notifier
 from posd.runtime.supervisor import ComponentStatus, Supervisor
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadOutcome:
+    """How a configuration reload ended, as told to whoever asked for it."""
+
+    applied: bool
+    config_sha256: str
+    """The configuration now running: the new one when applied, else the one kept."""
+    problems: tuple[str, ...] = ()
+    """Why it was refused: `FILE:LINE: key.path: what is wrong` lines (never a secret value)."""
+
+
+Decided = Callable[[ReloadOutcome], None]
+"""Called (synchronously) once a reload is decided, before any component is replaced."""
 
 
 @dataclass
@@ -16,7 +35,10 @@ class Runtime:
     """What components share: the running config, the state dir, component states, uptime.
 
     `config` is replaced on a successful reload; `state_dir` is the one opened at start (a new
-    storage.state_dir takes effect at the next start, never under a running journal).
+    storage.state_dir takes effect at the next start, never under a running journal). `hub`,
+    `boot_id` and `monitoring_connects` live as long as the process, across reloads.
+    `request_reload` is set by the daemon: it asks for a reload (as SIGHUP does) and calls the
+    given function once the new file is taken or refused.
     """
 
     config: Config
@@ -26,6 +48,12 @@ class Runtime:
     notifier: Notifier
     started_at: float = field(default_factory=time.time)
     started_monotonic: float = field(default_factory=time.monotonic)
+    hub: EventHub = field(default_factory=EventHub)
+    boot_id: str = field(default_factory=lambda: secrets.token_hex(8))
+    """Random per start of posd (mqtt.md's state `boot_id`)."""
+    monitoring_connects: int = 0
+    """Connections of the monitoring link since start (mqtt.md's state `connects`)."""
+    request_reload: Callable[[Decided | None], None] | None = None
 
     def component_states(self) -> dict[str, ComponentStatus]:
         return self.supervisor.statuses()

@@ -14,7 +14,7 @@ from posd.sim.qr_issuer import MERCHANT_PRESENTED_QR
 from posd.sim.usb_hid_backend import HidScannerBackend
 from protocols.ber_tlv import Tlv, decode_tlv, encode_tlv
 from tests.helpers.daemon import RunningDaemon, running_daemon
-from tests.helpers.spec_objects import STATE_OBJECT_KEYS
+from tests.helpers.spec_objects import STATE_EXTRA_KEYS, STATE_OBJECT_KEYS
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -213,8 +213,8 @@ async def test_status_object_and_totals(tmp_path: Path) -> None:
         await pay_qr(d, 50_000, d.issuer.valid(POOR_QR_ACCOUNT))  # declined
         status, state = await d.request("GET", "/v1/status")
         assert status == 200
-        # posd's addition to mqtt.md's object: a full or failing disk shows.
-        assert set(state) == STATE_OBJECT_KEYS | {"storage"}
+        # posd's additions to mqtt.md's object: a full or failing disk, the monitoring link.
+        assert set(state) == STATE_OBJECT_KEYS | STATE_EXTRA_KEYS
         assert state["storage"] == {"state": "ready", "last_error": None}
         assert state["terminal_id"] == d.config.terminal.id
         assert state["config_sha256"] == d.config.sha256
@@ -225,9 +225,17 @@ async def test_status_object_and_totals(tmp_path: Path) -> None:
             "pending": 0,
             "pending_amount": 0,
             "oldest_age_s": None,
+            "alarm": None,
             "needs_attention": 0,
         }
-        assert state["orders"] == {"alerting": 0, "missed_today": 0}
+        assert state["orders"] == {
+            "alerting": 0,
+            "missed_today": 0,
+            "link": "disabled",
+            "can_alert": False,
+            "reason": "orders.enabled is false: no order is alerted",
+        }
+        assert state["mqtt"] == {"link": "disabled", "last_error": None, "queued": 0, "dropped": 0}
         assert state["payments_today"] == {"approved": 1, "declined": 1, "amount": 10_000}
         # Totals are by the shop's local date.
         created = datetime.datetime.fromisoformat(str(paid["created_at"]).replace("Z", "+00:00"))

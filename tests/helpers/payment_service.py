@@ -272,7 +272,13 @@ async def running_api(
     service = service or MemoryPaymentService()
     socket_path = tmp_path / "run" / "api.sock"
     api = LocalApi(
-        service, socket_path, tcp_port=tcp_port, token=token, heartbeat_s=heartbeat_s, group=None
+        service,
+        socket_path,
+        state=service.status,
+        tcp_port=tcp_port,
+        token=token,
+        heartbeat_s=heartbeat_s,
+        group=None,
     )
     task = await start_api(api)
     running = RunningApi(api, service, socket_path, task)

@@ -23,7 +23,7 @@ NOT_RUNNING = "is posd running? (systemctl status posd)"
 async def _serve(tmp_path: Path) -> RunningApi:
     service = MemoryPaymentService()
     socket_path = tmp_path / "api.sock"
-    api = LocalApi(service, socket_path, group=None)
+    api = LocalApi(service, socket_path, state=service.status, group=None)
     return RunningApi(api, service, socket_path, await start_api(api))
 
 
