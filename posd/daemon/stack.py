@@ -168,6 +168,7 @@ def _monitoring(
         request_reload=runtime.request_reload,
     )
     return Monitoring(
+        config,
         runtime,
         state,
         settings,

@@ -32,6 +32,7 @@ import math
 import time
 from collections.abc import Callable, Mapping
 
+from posd.config import Config
 from posd.monitoring.commands import CommandDesk, CommandHandlers
 from posd.monitoring.diagnostics import Diagnostics, RecentProblems
 from posd.monitoring.discovery import discovery_payload, discovery_topic
@@ -71,6 +72,7 @@ class Monitoring:
 
     def __init__(
         self,
+        config: Config,
         runtime: Runtime,
         state: StateBuilder,
         settings: LinkSettings,
@@ -82,7 +84,8 @@ class Monitoring:
         min_gap_s: float = STATE_MIN_GAP_S,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        config = runtime.config
+        """`config` is the one this component is built from: during a reload it is the new
+        one, while `runtime.config` is still the old."""
         self._runtime = runtime
         self._state = state
         self._settings = settings
@@ -108,7 +111,7 @@ class Monitoring:
         self._dirty = asyncio.Event()
         self._state_lock = asyncio.Lock()
         self._last_state: dict[str, object] | None = None
-        self._last_sent = -math.inf
+        self._last_try = -math.inf
         self._build_failures = Throttle(60.0)
         self.events_sent = 0
 
@@ -128,7 +131,7 @@ class Monitoring:
             # A stopped link stays stopped: after a crash, the supervisor's next run gets a
             # new one.
             self.link = self._new_link()
-            self._last_state, self._last_sent = None, -math.inf
+            self._last_state, self._last_try = None, -math.inf
         self._link_used = True
         runtime = self._runtime
         events = runtime.hub.subscribe()
@@ -191,31 +194,38 @@ class Monitoring:
 
     async def _state_loop(self) -> None:
         while True:
-            wait_s = max(0.0, self._last_sent + self._interval_s - time.monotonic())
+            wait_s = max(0.0, self._last_try + self._interval_s - time.monotonic())
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait_s):
                     await self._dirty.wait()
-            gap_s = self._last_sent + self._min_gap_s - time.monotonic()
+            gap_s = self._last_try + self._min_gap_s - time.monotonic()
             if gap_s > 0:
                 await asyncio.sleep(gap_s)
             self._dirty.clear()
-            due = time.monotonic() >= self._last_sent + self._interval_s
-            await self._publish_state(force=due)
+            await self._publish_state(connect=False)
 
-    async def _publish_state(self, *, force: bool) -> None:
+    async def _publish_state(self, *, connect: bool) -> None:
+        """Build the state and send it if it changed, if it is due (STATE_INTERVAL_S since the
+        last try), or on connect. Tries are STATE_MIN_GAP_S apart, whatever their outcome,
+        so that a link that is down costs one build per change at most once a second."""
         async with self._state_lock:
+            now = time.monotonic()
+            if not connect and now < self._last_try + self._min_gap_s:
+                self._dirty.set()  # a connect just sent one: this change waits its turn
+                return
+            due = connect or now >= self._last_try + self._interval_s
+            self._last_try = now
             try:
                 state = await self._state.build()
             except Exception as exc:
-                allowed, held = self._build_failures.allow(time.monotonic())
+                allowed, held = self._build_failures.allow(now)
                 if allowed:
                     log.error("the state could not be built (%d more): %s", held, exc)
-                self._last_sent = time.monotonic()  # tried: the next try is a tick away
                 return
             saf = state.get("saf")
             if isinstance(saf, Mapping):
                 self._thresholds.see(saf, self._runtime.config.offline)
-            if not force and same_state(self._last_state, state):
+            if not due and same_state(self._last_state, state):
                 return
             try:
                 await self.link.send(
@@ -230,14 +240,13 @@ class Monitoring:
             except MaybeSent as exc:
                 log.debug("%s", exc)
             self._last_state = state
-            self._last_sent = time.monotonic()
 
     # ---- the link's hooks -----------------------------------------------------------------
 
     async def _on_connect(self, connection: Connection) -> None:
         self._runtime.monitoring_connects += 1
         await self.link.send(f"{self._base}/availability", b"online", qos=1, retain=True)
-        await self._publish_state(force=True)
+        await self._publish_state(connect=True)
         if self._discovery is not None:
             topic, payload = self._discovery
             await self.link.send(topic, payload, qos=1, retain=True)

@@ -51,6 +51,13 @@ FINAL_STATES = frozenset(
 WAIT_S = 10.0
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FAST_LINK = LedgerTimings(backoff_initial_s=0.05, backoff_max_s=0.2, connect_timeout_s=2.0)
+# The monitoring link's settings in tests (posd.mqtt.LinkSettings fields): quick reconnects.
+FAST_MQTT: Mapping[str, object] = {
+    "backoff_initial_s": 0.05,
+    "backoff_max_s": 0.3,
+    "timeout_s": 5.0,
+    "stop_timeout_s": 2.0,
+}
 
 
 class PosClient:
@@ -165,11 +172,14 @@ async def running_daemon(
     saf_retry_interval_s: float = 0.3,
     read_timeout_s: int = 5,
     backoff: Backoff | None = None,
+    monitoring_link: Mapping[str, object] | None = None,
+    monitoring_interval_s: float | None = None,
     **overrides: Mapping[str, object] | None,
 ) -> AsyncIterator[RunningDaemon]:
     """posd with the reference ledger and a serial QR scanner on a pty (or, given
     `usb_backend`, a USB HID scanner through that pyusb backend); see the module doc.
-    `backoff`: the supervisor's restart delays, for tests that make a component crash."""
+    `backoff`: the supervisor's restart delays, for tests that make a component crash.
+    `monitoring_link`: changes to FAST_MQTT for the monitoring link (with mqtt enabled)."""
     issuer = QrIssuer(key_id=PLATFORM_KEY_ID, private_key=platform_key_pair())
     scanner = SimulatedSerialScanner()
     reader = SimulatedCardReader(link=tmp_path / "posd-reader") if card_reader else None
@@ -215,6 +225,8 @@ async def running_daemon(
         api_group=None,
         card_reader=card_reader,
         usb_backend=usb_backend,
+        monitoring_link={**FAST_MQTT, **(monitoring_link or {})},
+        monitoring_interval_s=monitoring_interval_s,
     )
     daemon = Daemon(
         config,
