@@ -133,21 +133,27 @@ class Watcher:
 
 @contextlib.asynccontextmanager
 async def watching(
-    broker: Mosquitto, *, subscribe: str = f"{BASE}/#", session: str | None = None
+    broker: Mosquitto,
+    *,
+    subscribe: str = f"{BASE}/#",
+    session: str | None = None,
+    **client_options: Any,
 ) -> AsyncIterator[Watcher]:
     """`session`: a persistent session of that client id (on a broker with persistence, what
-    comes while the watcher is away waits for it)."""
+    comes while the watcher is away waits for it). `client_options`: more aiomqtt.Client
+    arguments (TLS, credentials)."""
     properties = None
     if session is not None:
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.SessionExpiryInterval = 3600
+    client_options.setdefault("hostname", broker.host)
     async with aiomqtt.Client(
-        broker.host,
-        broker.port,
+        port=broker.port,
         identifier=session or f"ops-centre-{next(_ids)}",
         protocol=aiomqtt.ProtocolVersion.V5,
         clean_start=session is None,
         properties=properties,
+        **client_options,
     ) as client:
         watcher = Watcher(client)
         await client.subscribe(subscribe, qos=1)

@@ -103,7 +103,7 @@ async def test_online_and_state_again_after_the_broker_restarts(
     async with box(tmp_path, broker) as d:
         async with watching(broker) as ops:
             await ops.state(lambda s: s["connects"] == 1)
-        broker.restart()
+        await asyncio.to_thread(broker.restart)
         async with watching(broker) as ops:
             # The box comes back by itself and says so: retained, whatever the broker kept.
             state = await ops.state(lambda s: s["connects"] == 2)

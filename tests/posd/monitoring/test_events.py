@@ -49,11 +49,11 @@ async def test_events_wait_out_a_broker_outage_and_arrive_after(
     async with box(tmp_path, broker) as d:
         async with watching(broker, session="ops-outage") as ops:
             await ops.state(lambda s: s["ledger"]["link"] == "up")
-        broker.stop()
+        await asyncio.to_thread(broker.stop)
         await link_down(d)
         paid = [(await pay(d, amount))[0] for amount in (1_000, 2_000)]
         assert monitoring(d).link.state.queued >= 4
-        broker.start()
+        await asyncio.to_thread(broker.start)
         async with watching(broker, session="ops-outage") as ops:
             await ops.event(
                 "payment", lambda e: e["payment_id"] == paid[1] and e["state"] == "approved"
@@ -74,12 +74,12 @@ async def test_an_overflowing_buffer_drops_the_oldest_and_says_how_many(
     async with box(tmp_path, broker, monitoring_link={"outbox_size": 4}) as d:
         async with watching(broker, session="ops-overflow") as ops:
             await ops.state(lambda s: s["ledger"]["link"] == "up")
-        broker.stop()
+        await asyncio.to_thread(broker.stop)
         await link_down(d)
         paid = [(await pay(d, amount))[0] for amount in (1_000, 2_000, 3_000)]
         dropped = monitoring(d).link.state.dropped
         assert dropped >= 5  # three payments make at least nine events; four are kept
-        broker.start()
+        await asyncio.to_thread(broker.start)
         async with watching(broker, session="ops-overflow") as ops:
             report = await ops.event("error", lambda e: e["what"] == "events_dropped")
             last = await ops.event(
