@@ -85,6 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_ledger_sim_arguments(ledger_sim)
 
+    admin = sub.add_parser(
+        "admin", help="operations centre: an operator key pair, a signed command, sign-and-send"
+    )
+    from posd.cli.admin import add_arguments as add_admin_arguments
+
+    add_admin_arguments(admin, _Parser)
+
     return parser
 
 
@@ -126,6 +133,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "status":
             return status_cli.status(path, args.json)
         return status_cli.saf(path, args.action == "flush")
+    if args.command == "admin":
+        from posd.cli import admin as admin_cli
+
+        return admin_cli.run(args)
     if args.command == "enroll":
         from posd.cli.enroll import enroll
 

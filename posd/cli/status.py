@@ -94,6 +94,8 @@ def render_status(state: Mapping[str, Any]) -> str:
     link = _show(ledger.get("link"))
     if isinstance(ledger.get("last_rtt_ms"), int | float):
         link += f" (rtt {ledger['last_rtt_ms']:.1f} ms)"
+    if isinstance(ledger.get("clock_skew_s"), int | float):
+        link += f", clock skew {ledger['clock_skew_s']:+.1f} s"
     # While the link is up, its last error is history that would only alarm a technician.
     if ledger.get("last_error") and ledger.get("link") != "up":
         link += f", last error: {ledger['last_error']}"
@@ -117,7 +119,25 @@ def render_status(state: Mapping[str, Any]) -> str:
     storage_line = _show(storage.get("state"))
     if storage.get("last_error") and storage.get("state") != "ready":
         storage_line += f": {storage['last_error']} (free space under storage.state_dir)"
+    if saf.get("alarm"):
+        saf_line += ", ALARM: an entry is older than offline.max_age_h"
     orders = _get(state, "orders") or {}
+    orders_line = (
+        f"{_show(orders.get('alerting'))} alerting, "
+        f"{_show(orders.get('missed_today'))} missed today"
+    )
+    if orders.get("link") is not None:
+        orders_line += f"; link {orders['link']}"
+    if orders.get("can_alert") is False:
+        orders_line += f"; CANNOT ALERT: {_show(orders.get('reason'))}"
+    mqtt = _get(state, "mqtt") or {}
+    mqtt_line = f"{_show(mqtt.get('link'))}, {_show(state.get('connects'))} connects"
+    if mqtt.get("queued"):
+        mqtt_line += f", {mqtt['queued']} events waiting"
+    if mqtt.get("dropped"):
+        mqtt_line += f", {mqtt['dropped']} dropped"
+    if mqtt.get("last_error") and mqtt.get("link") != "up":
+        mqtt_line += f", last error: {mqtt['last_error']}"
     today = _get(state, "payments_today") or {}
     rows = [
         ("ledger", link),
@@ -126,11 +146,8 @@ def render_status(state: Mapping[str, Any]) -> str:
         ("audio", f"{_show(audio.get('state'))} ({_show(audio.get('output'))})"),
         ("saf queue", saf_line),
         ("journal", storage_line),
-        (
-            "orders",
-            f"{_show(orders.get('alerting'))} alerting, "
-            f"{_show(orders.get('missed_today'))} missed today",
-        ),
+        ("orders", orders_line),
+        ("monitoring", mqtt_line),
         (
             "today",
             f"{_show(today.get('approved'))} approved, {_show(today.get('declined'))} declined, "
@@ -141,6 +158,8 @@ def render_status(state: Mapping[str, Any]) -> str:
         f"posd {_show(state.get('version'))} on terminal {_show(state.get('terminal_id'))} "
         f"(merchant {_show(state.get('merchant_id'))}), up {_duration(state.get('uptime_s'))}"
     )
+    if state.get("ts"):
+        head += f", as of {state['ts']}"
     return "\n".join([head, *(f"  {name:<12} {value}" for name, value in rows)])
 
 

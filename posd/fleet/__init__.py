@@ -26,12 +26,21 @@ from posd.fleet.cli import (
     LinkFactory,
     ServeOptions,
     add_arguments,
+    base_topic,
+    broker_address,
     options_from_args,
     run,
     serve,
 )
-from posd.fleet.commands import CommandTransport, CommandUnavailable, Operator
+from posd.fleet.commands import (
+    CommandError,
+    CommandTransport,
+    CommandUnavailable,
+    Operator,
+    check_response,
+)
 from posd.fleet.console import Console
+from posd.fleet.files import SecretFileError, load_operator_key, read_password
 from posd.fleet.model import FleetModel
 from posd.fleet.payloads import subscriptions
 from posd.fleet.web import ConsoleServer, build_app
@@ -40,6 +49,7 @@ __all__ = [
     "Call",
     "CallStore",
     "CallStoreError",
+    "CommandError",
     "CommandTransport",
     "CommandUnavailable",
     "Console",
@@ -49,10 +59,16 @@ __all__ = [
     "FleetModel",
     "LinkFactory",
     "Operator",
+    "SecretFileError",
     "ServeOptions",
     "add_arguments",
+    "base_topic",
+    "broker_address",
     "build_app",
+    "check_response",
+    "load_operator_key",
     "options_from_args",
+    "read_password",
     "run",
     "serve",
     "subscriptions",

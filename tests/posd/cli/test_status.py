@@ -175,3 +175,51 @@ def test_render_status_shows_a_journal_storage_failure() -> None:
     text = status_cli.render_status(full)
     expected = "error: database or disk is full (free space under storage.state_dir)"
     assert f"  journal      {expected}" in text
+
+
+def test_status_lines_show_what_the_operations_centre_would_call_about() -> None:
+    state = {
+        "terminal_id": "T0000001",
+        "merchant_id": "M00000000000001",
+        "version": "0.1.0",
+        "ts": "2026-12-02T09:00:00Z",
+        "boot_id": "b00t",
+        "connects": 3,
+        "uptime_s": 3700,
+        "config_sha256": "0" * 64,
+        "ledger": {"link": "up", "last_rtt_ms": 4.0, "last_error": None, "clock_skew_s": -2.0},
+        "devices": {
+            "card_reader": {"state": "ready", "port": "/dev/posd-reader", "firmware": "2.1"},
+            "qr_scanner": {"state": "ready", "kind": "usb-hid"},
+            "audio": {"state": "disabled", "output": "none"},
+        },
+        "saf": {"pending": 2, "pending_amount": 9000, "oldest_age_s": 300000, "alarm": True},
+        "orders": {
+            "alerting": 0,
+            "missed_today": 1,
+            "link": "down",
+            "can_alert": False,
+            "reason": "the orders link is down",
+        },
+        "payments_today": {"approved": 5, "declined": 1, "amount": 40000},
+        "mqtt": {
+            "link": "down",
+            "last_error": "broker b:8883 refused the credentials",
+            "queued": 4,
+            "dropped": 0,
+        },
+    }
+    lines = status_cli.render_status(state).splitlines()
+    assert lines[0].endswith("up 1h 01m, as of 2026-12-02T09:00:00Z")
+    assert "  ledger       up (rtt 4.0 ms), clock skew -2.0 s" in lines
+    assert any(
+        line.startswith("  saf queue    2 pending") and "ALARM" in line for line in lines
+    ), lines
+    assert (
+        "  orders       0 alerting, 1 missed today; link down; "
+        "CANNOT ALERT: the orders link is down"
+    ) in lines
+    assert (
+        "  monitoring   down, 3 connects, 4 events waiting, "
+        "last error: broker b:8883 refused the credentials"
+    ) in lines
