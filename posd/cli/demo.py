@@ -10,6 +10,11 @@ the local API socket, exactly as a real one would.
 `curl --unix-socket`, every payment change is printed, and commands on stdin play the customer
 (present a card, show a QR) and the network (take the ledger down and up).
 
+With a `mosquitto` on the machine the demo starts one of its own as the operations centre's
+broker (posd.cli.demo_monitoring): a line for every monitoring event posd publishes, a signed
+command, and at the end the box's retained availability and state as the operations centre
+sees them, checked as the shift's last step.
+
 The 배달서구 order step of operations.md is not in this shift: the order alerts are not part
 of this build yet.
 """
@@ -35,10 +40,20 @@ from pathlib import Path
 from typing import Any, Literal
 
 from posd.api import ApiClient, ApiRequestError, ApiUnavailable
+from posd.cli.demo_monitoring import (
+    DEMO_MONITORING_LINK,
+    OpsCentre,
+    demo_broker,
+    mosquitto_binary,
+    operator_key,
+    show_what_the_ops_centre_saw,
+)
 from posd.config import Config, load_config
 from posd.daemon import Daemon, payment_components, prepare_state_dir, register_config_secrets
 from posd.ledger import LedgerTimings
 from posd.logs import setup_logging
+from posd.monitoring import Monitoring
+from posd.mqtt import LinkDown, MaybeSent
 from posd.sim import (
     CARDS,
     GOOD_QR_ACCOUNT,
@@ -65,7 +80,13 @@ class StepFailed(Exception):
 
 
 def _config_text(
-    directory: Path, mac_key: Path, ledger_port: int, reader: str, scanner: str, keys: str
+    directory: Path,
+    mac_key: Path,
+    ledger_port: int,
+    reader: str,
+    scanner: str,
+    keys: str,
+    mqtt: str = "enabled = false",
 ) -> str:
     return f"""
 [terminal]
@@ -92,7 +113,7 @@ mac_key_file = "{mac_key}"
 timeout_s = 5
 
 [mqtt]
-enabled = false
+{mqtt}
 
 [orders]
 enabled = false
@@ -495,33 +516,56 @@ async def run_demo(
     `accounts` replaces the reference ledger's book (tests use it to make a step fail)."""
     with tempfile.TemporaryDirectory(prefix="posd-demo-") as tmp:
         directory = Path(tmp)
-        issuer = QrIssuer()
-        mac_key = secrets.token_bytes(32)
-        mac_key_file = directory / "mac.key"
-        mac_key_file.write_text(mac_key.hex() + "\n")
-        mac_key_file.chmod(0o600)
-        async with (
-            LedgerSimulator(mac_key=mac_key, accounts=accounts) as ledger,
-            SimulatedCardReader(link=directory / "posd-reader") as reader,
-        ):
-            with SimulatedSerialScanner() as scanner:
-                config_path = directory / "posd.toml"
-                config_path.write_text(
-                    _config_text(
-                        directory,
-                        mac_key_file,
-                        ledger.port,
-                        reader.port,
-                        scanner.port,
-                        issuer.platform_keys_toml,
-                    )
+        binary = mosquitto_binary()
+        if binary is None:
+            out("(no mosquitto on this machine: the shift runs without fleet monitoring)")
+            return await _shift(directory, interactive, out, commands_fd, accounts, None)
+        async with demo_broker(directory, binary) as port:
+            return await _shift(directory, interactive, out, commands_fd, accounts, port)
+
+
+async def _shift(
+    directory: Path,
+    interactive: bool,
+    out: Callable[[str], None],
+    commands_fd: int,
+    accounts: AccountBook | None,
+    broker_port: int | None,
+) -> int:
+    issuer = QrIssuer()
+    mac_key = secrets.token_bytes(32)
+    mac_key_file = directory / "mac.key"
+    mac_key_file.write_text(mac_key.hex() + "\n")
+    mac_key_file.chmod(0o600)
+    ops: OpsCentre | None = None
+    mqtt = "enabled = false"
+    if broker_port is not None:
+        key, public = operator_key()
+        mqtt = f'host = "127.0.0.1"\nport = {broker_port}\noperator_keys = ["{public}"]'
+        ops = OpsCentre(broker_port, "posd/T0000001", key, out)
+    async with (
+        LedgerSimulator(mac_key=mac_key, accounts=accounts) as ledger,
+        SimulatedCardReader(link=directory / "posd-reader") as reader,
+    ):
+        with SimulatedSerialScanner() as scanner:
+            config_path = directory / "posd.toml"
+            config_path.write_text(
+                _config_text(
+                    directory,
+                    mac_key_file,
+                    ledger.port,
+                    reader.port,
+                    scanner.port,
+                    issuer.platform_keys_toml,
+                    mqtt,
                 )
-                config = load_config(config_path)
-                register_config_secrets(config)
-                shift_parts = (ledger, reader, scanner, issuer)
-                return await _serve_shift(
-                    config, config_path, shift_parts, interactive, out, commands_fd
-                )
+            )
+            config = load_config(config_path)
+            register_config_secrets(config)
+            shift_parts = (ledger, reader, scanner, issuer)
+            return await _serve_shift(
+                config, config_path, shift_parts, interactive, out, commands_fd, ops
+            )
 
 
 async def _serve_shift(
@@ -531,10 +575,21 @@ async def _serve_shift(
     interactive: bool,
     out: Callable[[str], None],
     commands_fd: int,
+    ops: OpsCentre | None = None,
 ) -> int:
     started = time.monotonic()
-    build = functools.partial(payment_components, ledger_timings=DEMO_LINK, api_group=None)
+    build = functools.partial(
+        payment_components,
+        ledger_timings=DEMO_LINK,
+        api_group=None,
+        monitoring_link=DEMO_MONITORING_LINK,
+    )
     daemon = Daemon(config, config_path, prepare_state_dir(config.storage.state_dir), build=build)
+    watching = asyncio.create_task(ops.link.run()) if ops is not None else None
+    if ops is not None:
+        # The operations centre listens before posd starts: it misses nothing.
+        async with asyncio.timeout(STEP_TIMEOUT_S):
+            await ops.link.wait_up()
     serving = asyncio.create_task(daemon.serve())
     try:
         async with ApiClient(config.api.socket) as api:
@@ -544,6 +599,8 @@ async def _serve_shift(
                 f"{config.api.socket}"
             )
             broke = await _run_steps(shift)
+            if broke is None and ops is not None:
+                broke = await _ops_centre_step(shift, daemon, ops)
             failed = [title for title, ok in shift.results if not ok]
             behaved = broke is None and not failed
             elapsed = time.monotonic() - started
@@ -557,9 +614,33 @@ async def _serve_shift(
                 await _interactive(shift, config.api.socket, serving, commands_fd)
             return os.EX_OK if behaved else os.EX_SOFTWARE
     finally:
+        if ops is not None and watching is not None:
+            ops.link.stop()  # posd's own stop is not the shift's
+            await watching
         daemon.request_stop()
         with contextlib.suppress(asyncio.CancelledError):
             await serving
+
+
+async def _ops_centre_step(shift: Shift, daemon: Daemon, ops: OpsCentre) -> str | None:
+    """The operations centre saw every event, had a signed command answered, and finds the
+    box's own state retained; what broke it off, or None."""
+    component = daemon.supervisor.component("monitoring")
+    if not isinstance(component, Monitoring):
+        return "posd runs no monitoring component"
+    try:
+        local = await shift.api.status()
+        behaved, note = await show_what_the_ops_centre_saw(
+            ops, lambda: component.events_sent, local, shift.say
+        )
+    except (TimeoutError, LinkDown, MaybeSent) as exc:
+        return f"the operations centre's broker: {exc or 'no answer in time'}"
+    shift.results.append(("operations centre", behaved))
+    shift.say(
+        f"{'ok  ' if behaved else 'FAIL'} {len(shift.results)}. "
+        f"{_pad('operations centre', 30)} {note}"
+    )
+    return None
 
 
 async def _run_steps(shift: Shift) -> str | None:

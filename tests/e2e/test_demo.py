@@ -35,11 +35,11 @@ async def test_demo_shift_behaves_step_by_step() -> None:
     lines: list[str] = []
     assert await run_demo(out=lines.append) == 0, "\n".join(lines)
     text = "\n".join(lines)
-    assert re.fullmatch(r"12 of 12 steps behaved, in \d+\.\d s", lines[-1]), text
+    assert re.fullmatch(r"13 of 13 steps behaved, in \d+\.\d s", lines[-1]), text
     assert not [line for line in lines if line.startswith("FAIL")], text
     step_lines = [line for line in lines if line.startswith("ok ")]
-    assert len(step_lines) == 12, text
-    for line in step_lines[:-1]:
+    assert len(step_lines) == 13, text
+    for line in step_lines[:-2]:
         # Each payment step shows amount, discount, charged, state and reason.
         assert re.search(r" won  discount +[\d,]+  charged +[\d,]+  \w+ +reason \S+", line), line
 
@@ -59,6 +59,21 @@ async def test_demo_shift_behaves_step_by_step() -> None:
     assert " forwarded " in _step(lines, "QR advice forwarded")
     assert " forwarded " in _step(lines, "contactless advice forwarded")
     assert "net 34,000 won" in _step(lines, "today:")
+    # The operations centre's view: a line per monitoring event, then the retained state.
+    assert re.search(r"^ok +13\. operations centre +\d+ events, online, state of ", text, re.M)
+    events = [line for line in lines if line.startswith("     mqtt  ")]
+    assert len([e for e in events if " payment " in e]) >= 20, text
+    assert any(re.search(r"mqtt  ledger +link down", e) for e in events), text
+    assert any(re.search(r"mqtt  ledger +link up: signed on", e) for e in events), text
+    assert any("card_reader ready: connected" in e for e in events), text
+    assert any("signed diagnostics command answered ok" in e for e in events), text
+    retained = lines.index(next(x for x in lines if "as the operations centre sees it" in x))
+    assert "(retained): online" in lines[retained]
+    assert (
+        lines[retained + 1].startswith("     posd ")
+        and "on terminal T0000001" in lines[retained + 1]
+    )
+    assert "       today        5 approved, 1 declined, 37,000 won" in lines[retained + 2 :]
     for secret in FULL_NUMBERS:
         assert secret not in text
     assert not QR_TOKEN.search(text)
