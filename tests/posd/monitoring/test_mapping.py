@@ -3,8 +3,10 @@ providers, the hooks where events arise, the SAF thresholds, Home Assistant disc
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ import pytest
 
 from posd.config import load_config
 from posd.monitoring import (
+    ComponentWatch,
     DeviceReporter,
     LedgerReporter,
     SafThresholds,
@@ -22,7 +25,7 @@ from posd.monitoring import (
     saf_level,
     same_state,
 )
-from posd.runtime import EventHub, Notifier, Runtime, Supervisor
+from posd.runtime import Backoff, EventHub, Notifier, Runtime, Supervisor
 from tests.helpers.configs import write_config
 from tests.helpers.spec_objects import (
     STATE_DEVICE_KEYS,
@@ -351,3 +354,38 @@ def test_home_assistant_discovery_is_one_device_config(tmp_path: Path) -> None:
     }
     assert all(c["unique_id"].startswith("posd_T0000001_") for c in components.values())
     assert {c["p"] for c in components.values()} == {"sensor", "binary_sensor"}
+
+
+class Crashes:
+    name = "flaky"
+
+    def __init__(self) -> None:
+        self.runs = 0
+
+    async def run(self, started: Callable[[], None]) -> None:
+        self.runs += 1
+        started()
+        if self.runs == 1:
+            raise RuntimeError("the device went up in smoke")
+        await asyncio.Event().wait()
+
+
+async def test_a_crashed_component_is_an_error_event() -> None:
+    hub = EventHub()
+    seen = Collect(hub)
+    supervisor = Supervisor(backoff=Backoff(initial_s=0.01, max_s=0.01))
+    supervisor.add_listener(ComponentWatch(hub, supervisor))
+    flaky = Crashes()
+    task = asyncio.create_task(supervisor.run([flaky]))
+    try:
+        async with asyncio.timeout(5):
+            while flaky.runs < 2:  # noqa: ASYNC110 - the component's own count, polled
+                await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    errors = drained(seen.taken(), "error")
+    assert len(errors) == 1, errors
+    assert errors[0]["what"] == "component_failed"
+    assert "flaky: RuntimeError: the device went up in smoke" in str(errors[0]["detail"])
