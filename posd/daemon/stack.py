@@ -13,6 +13,7 @@ link report their changes on the runtime's event hub.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -105,7 +106,7 @@ def payment_components(
     api = LocalApi(
         engine,
         config.api.socket,
-        state=state.build,
+        state=functools.partial(state.build, strict=True),
         tcp_port=config.api.tcp_port or None,
         token=read_api_token(config),
         group=api_group,

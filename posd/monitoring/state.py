@@ -54,9 +54,10 @@ _TEXT_KEYS: Final = frozenset({"last_error", "reason"})
 class PaymentsReport(Protocol):
     """The payment side (posd.payments.PaymentEngine)."""
 
-    async def status_sections(self) -> Mapping[str, object]:
+    async def status_sections(self, *, strict: bool = False) -> Mapping[str, object]:
         """`ledger`, `devices` (`card_reader`, `qr_scanner`), `saf`, `payments_today` and
-        `storage`, in mqtt.md's shapes."""
+        `storage`, in mqtt.md's shapes. `strict`: refuse (posd.payments.DeviceNotReady)
+        rather than report null figures while the journal is not open."""
         ...
 
 
@@ -111,10 +112,12 @@ class StateBuilder:
         """The monitoring link's state, for the `mqtt` section (unset: `disabled`)."""
         self._link = state
 
-    async def build(self) -> dict[str, object]:
+    async def build(self, *, strict: bool = False) -> dict[str, object]:
+        """The state object; `strict` (GET /v1/status) refuses while the journal is not open,
+        as the rest of the API does (503), where the MQTT state says null."""
         runtime = self._runtime
         config = runtime.config
-        paid = dict(await self._payments.status_sections())
+        paid = dict(await self._payments.status_sections(strict=strict))
         if self._orders is not None:
             ordered = dict(await self._orders.status_sections())
         else:

@@ -321,17 +321,22 @@ class PaymentEngine:
     def events(self) -> AsyncIterator[dict[str, object]]:
         return self._hub.subscribe(kinds=EVENT_STREAM_KINDS)
 
-    async def status_sections(self) -> dict[str, object]:
-        """The payment side's sections of the state object (reports.payment_sections)."""
+    async def status_sections(self, *, strict: bool = False) -> dict[str, object]:
+        """The payment side's sections of the state object (reports.payment_sections).
+        While the journal is not open its figures are null and `storage` says why; `strict`
+        (the local API) raises DeviceNotReady then instead, as every other request does."""
         now = self._now()
         saf: SafSummary | None = None
         today: dict[str, int] | None = None
+        unavailable: str | None = None
         try:
             journal = self._jn()
             saf = await journal.saf_summary(now)
             today = await journal.payments_today(now)
-        except DeviceNotReady:
-            pass  # the journal is not open yet: its figures are unknown (null)
+        except DeviceNotReady as exc:
+            if strict:
+                raise
+            unavailable = exc.message
         except JournalStorageError as exc:
             self._note_storage(exc)
         return reports.payment_sections(
@@ -340,7 +345,7 @@ class PaymentEngine:
             self.counter,
             saf=saf,
             payments_today=today,
-            storage_error=self._held or self._storage_error,
+            storage_error=self._held or self._storage_error or unavailable,
         )
 
     async def totals(self, date: datetime.date) -> dict[str, object]:

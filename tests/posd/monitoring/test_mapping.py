@@ -168,7 +168,7 @@ class Payments:
     def __init__(self, sections: Mapping[str, object]) -> None:
         self.sections = sections
 
-    async def status_sections(self) -> Mapping[str, object]:
+    async def status_sections(self, *, strict: bool = False) -> Mapping[str, object]:
         return self.sections
 
 
