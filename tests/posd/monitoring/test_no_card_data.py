@@ -12,6 +12,7 @@ import pytest
 
 from posd.sim import GOOD_QR_ACCOUNT
 from posd.sim.ledger_accounts import GOOD_CARD, POOR_CARD
+from posd.fleet.payloads import Bad, parse_event, parse_state, parse_topic
 from protocols.ber_tlv import decode_tlv
 from protocols.srl_frame import Frame, FrameDecoder
 from protocols.srl_messages import CardData, CompleteResult, decode_message
@@ -96,3 +97,35 @@ async def test_no_card_data_token_or_key_in_any_payload(
         assert not QR_TOKEN.search(message.payload), message.topic
         for needle in needles:
             assert needle not in message.payload, (message.topic, len(needle))
+
+
+async def test_the_operations_centre_console_takes_every_state_and_event(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    """The console (posd.fleet, a peer) refuses what is not mqtt.md's: nothing the box sends."""
+    async with (
+        watching(mosquitto) as ops,
+        box(tmp_path, mosquitto, card_reader=True, saf_retry_interval_s=3600) as d,
+    ):
+        await ops.state(lambda s: s["devices"]["card_reader"]["state"] == "ready")
+        await d.ledger.refuse_connections(True)
+        await d.wait_status(lambda s: s["ledger"]["link"] != "up")
+        created = await d.create(2_000, "qr")
+        await d.scanner.scan(d.issuer.valid(GOOD_QR_ACCOUNT))
+        await d.wait_final(created["payment_id"])
+        await ops.raw_request("diagnostics", b"not a request")
+        await ops.event("security")
+        await ops.state(lambda s: s["saf"]["pending"] == 1)
+    kinds = set()
+    for message in ops.seen:
+        topic = parse_topic("posd/", message.topic)
+        if isinstance(topic, Bad) or topic.kind == "availability":
+            continue
+        if topic.kind == "state":
+            parsed: object = parse_state(topic.terminal_id, message.payload)
+        else:
+            assert topic.event_kind is not None
+            kinds.add(topic.event_kind)
+            parsed = parse_event(topic.event_kind, message.payload)
+        assert not isinstance(parsed, Bad), (message.topic, parsed, message.payload[:300])
+    assert {"payment", "device", "ledger", "security", "saf"} <= kinds, kinds
