@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from posd.fleet.payloads import Bad, parse_event, parse_state, parse_topic
 from posd.sim import GOOD_QR_ACCOUNT
 from posd.sim.ledger_accounts import GOOD_CARD, POOR_CARD
-from posd.fleet.payloads import Bad, parse_event, parse_state, parse_topic
 from protocols.ber_tlv import decode_tlv
 from protocols.srl_frame import Frame, FrameDecoder
 from protocols.srl_messages import CardData, CompleteResult, decode_message
