@@ -254,6 +254,8 @@ class CardReader:
         self._throttles = (Throttle(WARNING_INTERVAL_S), Throttle(WARNING_INTERVAL_S))
         self._lock = asyncio.Lock()
         self._state_changed = asyncio.Event()
+        self.on_state: Callable[[ReaderState], None] | None = None
+        """Called after every change of `state` (monitoring's device events); must not raise."""
 
     @property
     def stats(self) -> LinkStats:
@@ -317,6 +319,7 @@ class CardReader:
         if self._session is not session:
             return  # a probe, or a session already let go
         self._retire(session)
+        self.last_error = reason
         self._set_state("disconnected")
         log.warning(
             "card reader link on %s down: %s; link stats: %s",
@@ -604,6 +607,8 @@ class CardReader:
             self._trace(f"state {state}")
             self._state_changed.set()
             self._state_changed = asyncio.Event()
+            if self.on_state is not None:
+                self.on_state(state)
 
     async def wait_for_state(self, *states: ReaderState) -> None:
         """Until the state is one of ``states`` (the caller bounds the wait)."""

@@ -47,9 +47,11 @@ class ScannerBase(ABC):
         self.scans = 0
         self.discarded = 0
         """Codes dropped for running past the length cap before their terminator."""
+        self.on_state: Callable[[ScannerState], None] | None = None
+        """Called after every change of `state` (monitoring's device events); must not raise."""
 
     async def run(self, started: Callable[[], None]) -> None:
-        self.state = "disconnected"
+        self._set_state("disconnected")
         started()
         while True:
             await self._session()
@@ -70,7 +72,7 @@ class ScannerBase(ABC):
         self._next_delay_s = self._rescan_initial_s
         self.device = device
         self.last_error = None
-        self.state = "ready"
+        self._set_state("ready")
         log.info("QR scanner %s ready", device)
 
     def _set_disconnected(self) -> None:
@@ -78,13 +80,19 @@ class ScannerBase(ABC):
             log.warning("QR scanner %s went away; looking for it again", self.device)
             # Look again soon, for a quick replug; the delay doubles while it stays away.
             self._next_delay_s = self._rescan_initial_s
-        self.state = "disconnected"
+        self._set_state("disconnected")
 
     def _set_error(self, message: str) -> None:
         if message != self.last_error:
             log.warning("QR scanner: %s", message)
         self.last_error = message
-        self.state = "error"
+        self._set_state("error")
+
+    def _set_state(self, state: ScannerState) -> None:
+        if state != self.state:
+            self.state = state
+            if self.on_state is not None:
+                self.on_state(state)
 
     def _overlong(self, limit: int) -> None:
         self.discarded += 1

@@ -5,7 +5,8 @@ Modules:
 - `server`: `LocalApi`, the listeners as a component (socket mode and group, stale-socket
   checks); `ApiStartError` when it cannot listen.
 - `routes`: the handlers, the validation of each request, the event stream and its limits
-  (`MAX_BODY_BYTES`, `MAX_EVENT_STREAMS`).
+  (`MAX_BODY_BYTES`, `MAX_EVENT_STREAMS`); `StateSource`, what builds the status
+  (posd.monitoring's state builder).
 - `errors`: the error shape of local-api.md.
 - `connections`: accepting, capping and timing out connections; JSON answers to what the
   HTTP parser refuses (`connection_cap`, `REQUEST_TIMEOUT_S`).
@@ -15,7 +16,7 @@ Modules:
 
 from posd.api.client import ApiClient, ApiPermissionDenied, ApiRequestError, ApiUnavailable
 from posd.api.connections import REQUEST_TIMEOUT_S, connection_cap
-from posd.api.routes import BODY_TIMEOUT_S, MAX_BODY_BYTES, MAX_EVENT_STREAMS
+from posd.api.routes import BODY_TIMEOUT_S, MAX_BODY_BYTES, MAX_EVENT_STREAMS, StateSource
 from posd.api.server import ApiStartError, LocalApi, bind_unix_socket
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "ApiStartError",
     "ApiUnavailable",
     "LocalApi",
+    "StateSource",
     "bind_unix_socket",
     "connection_cap",
 ]

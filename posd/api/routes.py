@@ -1,11 +1,13 @@
 """The local API's routes (local-api.md): HTTP turned into calls on a `PaymentService`, and its
 answers and refusals back into HTTP; every payment rule lives behind that interface.
+`GET /v1/status` answers what the `StateSource` builds (posd.monitoring.StateBuilder.build:
+the same object as the MQTT state).
 
 Extensions to local-api.md, documented in docs/local-api-guide.md: `GET /v1/saf` (the
 store-and-forward queue, masked) and `POST /v1/saf/flush`, used by `posd saf`. The order
-endpoints (`GET /v1/orders`, `POST /v1/orders/{order_id}/ack`) answer from posd.orders; the
-status object's `orders` and `devices.audio` come from there too. The event stream carries
-payment and order changes only (the hub also has errors and device changes, for monitoring).
+endpoints (`GET /v1/orders`, `POST /v1/orders/{order_id}/ack`) answer from posd.orders. The
+event stream is the service's `events()`: payment and order changes only (posd's hub also
+carries device, ledger, error... events, for monitoring).
 
 Limits a misbehaving client meets: bodies over MAX_BODY_BYTES (413), compressed (415), not
 complete within BODY_TIMEOUT_S (408) or cut short (400 incomplete_body), nested too deeply to
@@ -27,7 +29,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from http import HTTPStatus
 from typing import Any, Final, TypeVar
 
@@ -75,6 +77,8 @@ HEARTBEAT_S: Final = 15.0
 # a shop's POS apps need a handful at most.
 MAX_EVENT_STREAMS: Final = 16
 
+StateSource = Callable[[], Awaitable[Mapping[str, object]]]
+
 _PAYMENT_ERROR_STATUS: Final[Mapping[type[PaymentError], int]] = {
     InvalidRequest: 400,
     UnknownPayment: 404,
@@ -88,8 +92,6 @@ _ORDER_ERROR_STATUS: Final[Mapping[type[OrderError], int]] = {
     OrderEnded: 409,
     OrdersUnavailable: 503,
 }
-# What the event stream forwards of the hub (local-api.md).
-_STREAMED_EVENTS: Final = frozenset({"payment", "order"})
 _HTTP_ERROR_CODES: Final[Mapping[int, str]] = {
     400: "bad_request",
     404: "not_found",
@@ -269,14 +271,14 @@ class Routes:
     def __init__(
         self,
         service: PaymentService,
+        state: StateSource,
         closing: asyncio.Event,
         heartbeat_s: float,
         stream_slots: StreamSlots,
-        listeners: Callable[[], dict[str, object]] | None = None,
         orders: OrdersLookup | None = None,
     ) -> None:
         self._service = service
-        self._listeners = listeners
+        self._state = state
         self._orders = orders
         self._closing = closing
         self._heartbeat_s = heartbeat_s
@@ -332,16 +334,7 @@ class Routes:
         return web.json_response(payment.to_json(), status=202, dumps=dumps)
 
     async def status(self, request: web.Request) -> web.Response:
-        state = await self._service.status()
-        desk = self._orders() if self._orders is not None else None
-        if desk is not None:
-            devices = state.get("devices")
-            state["orders"], audio = desk.status_sections()
-            if isinstance(devices, dict):
-                devices["audio"] = audio
-        if self._listeners is not None:
-            state["api"] = self._listeners()
-        return web.json_response(state, dumps=dumps)
+        return web.json_response(await self._state(), dumps=dumps)
 
     def _desk(self) -> OrderDesk:
         desk = self._orders() if self._orders is not None else None
@@ -442,8 +435,7 @@ class Routes:
                 except StopAsyncIteration:
                     break
                 next_event = None
-                if event.get("type") in _STREAMED_EVENTS:
-                    await self._write(request, response, self._frame(event))
+                await self._write(request, response, self._frame(event))
         except ConnectionResetError:
             log.info("events client went away")
         except _ClientNotReading:
@@ -552,22 +544,22 @@ def _token_middleware(token: str) -> Middleware:
 def build_app(
     service: PaymentService,
     *,
+    state: StateSource,
     token: str | None,
     closing: asyncio.Event,
     heartbeat_s: float = HEARTBEAT_S,
     stream_slots: StreamSlots | None = None,
-    listeners: Callable[[], dict[str, object]] | None = None,
     orders: OrdersLookup | None = None,
 ) -> web.Application:
     """The API application; with a `token`, every request must carry it as a bearer token.
 
-    Apps given the same `stream_slots` share its limit on open event streams. `listeners`
-    gives the status object's `api` part (where the API listens, its connections).
+    Apps given the same `stream_slots` share its limit on open event streams. `state` builds
+    what `GET /v1/status` answers; `orders` finds the running order alerts.
     """
     middlewares: list[Middleware] = [count_requests, _request_log(), _json_errors]
     if token is not None:
         middlewares.append(_token_middleware(token))
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
     slots = stream_slots if stream_slots is not None else StreamSlots()
-    Routes(service, closing, heartbeat_s, slots, listeners, orders).add_to(app)
+    Routes(service, state, closing, heartbeat_s, slots, orders).add_to(app)
     return app

@@ -24,7 +24,7 @@ from typing import Final
 from aiohttp import web
 
 from posd.api.connections import REQUEST_TIMEOUT_S, BoundedSite, Connections, connection_cap
-from posd.api.routes import HEARTBEAT_S, StreamSlots, build_app
+from posd.api.routes import HEARTBEAT_S, StateSource, StreamSlots, build_app
 from posd.config import Config, read_api_token
 from posd.logs import register_secret
 from posd.orders import OrdersLookup
@@ -137,6 +137,7 @@ class LocalApi:
         service: PaymentService,
         socket_path: Path,
         *,
+        state: StateSource,
         tcp_port: int | None = None,
         token: str | None = None,
         heartbeat_s: float = HEARTBEAT_S,
@@ -145,12 +146,14 @@ class LocalApi:
         max_connections: int | None = None,
         orders: OrdersLookup | None = None,
     ) -> None:
-        """`tcp_port` None: no TCP listener; 0 picks a free port (tests). TCP needs a token.
-        `max_connections` None: the cap follows the open-files limit (connections.py).
-        `orders` finds the order alerts (`/v1/orders`, the status object's orders and audio)."""
+        """`state`: what `GET /v1/status` answers (posd.monitoring.StateBuilder.build, whose
+        `api` section is this object's `listeners`). `tcp_port` None: no TCP listener; 0 picks
+        a free port (tests). TCP needs a token. `max_connections` None: the cap follows the
+        open-files limit (connections.py). `orders` finds the order alerts (`/v1/orders`)."""
         if tcp_port is not None and not token:
             raise ValueError("the TCP API needs a bearer token: set api.token_file")
         self._service = service
+        self._state = state
         self.socket_path = socket_path
         self._tcp_port = tcp_port
         self._token = token
@@ -166,7 +169,7 @@ class LocalApi:
         self._max_connections = max_connections
 
     @classmethod
-    def from_config(cls, config: Config, service: PaymentService) -> LocalApi:
+    def from_config(cls, config: Config, service: PaymentService, state: StateSource) -> LocalApi:
         """The API as configured; reads the token file (ConfigFileError when unusable)."""
         token = read_api_token(config) if config.api.tcp_port else None
         if token is not None:
@@ -174,6 +177,7 @@ class LocalApi:
         return cls(
             service,
             config.api.socket,
+            state=state,
             tcp_port=config.api.tcp_port or None,
             token=token,
         )
@@ -185,11 +189,11 @@ class LocalApi:
         runner = web.AppRunner(
             build_app(
                 self._service,
+                state=self._state,
                 token=token,
                 closing=closing,
                 heartbeat_s=self._heartbeat_s,
                 stream_slots=slots,
-                listeners=self.listeners,
                 orders=self._orders,
             ),
             access_log=None,
@@ -199,7 +203,8 @@ class LocalApi:
         return runner
 
     def listeners(self) -> dict[str, object]:
-        """The API's own part of the status object: where it listens, its connections."""
+        """The API's own section of the state object (`api`, not in mqtt.md): where it listens,
+        its connections."""
         connections = self._connections
         return {
             "socket": str(self.socket_path),

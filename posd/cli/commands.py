@@ -30,7 +30,10 @@ class _Parser(argparse.ArgumentParser):
         self.exit(os.EX_USAGE, f"{self.prog}: error: {message}; see `{self.prog} --help`\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(*, daemon_only: bool = False) -> argparse.ArgumentParser:
+    """The whole command line; `daemon_only`: just `posd run`, so that the daemon does not
+    load the other commands' modules (the simulators of ledger-sim, devices' USB listing:
+    2 MB of the daemon's RSS)."""
     parser = _Parser(
         prog="posd",
         description="POS terminal integration daemon for 서로e음 (Incheon Seo-gu local currency).",
@@ -40,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the daemon in the foreground (systemd runs this)")
     run.add_argument("-c", "--config", help=CONFIG_HELP)
+    if daemon_only:
+        return parser
 
     config = sub.add_parser("config", help="check a config file or print the example config")
     config.set_defaults(usage=config.format_usage)
@@ -117,6 +122,13 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     fleet.add_argument("fleet_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
 
+    admin = sub.add_parser(
+        "admin", help="operations centre: an operator key pair, a signed command, sign-and-send"
+    )
+    from posd.cli.admin import add_arguments as add_admin_arguments
+
+    add_admin_arguments(admin, _Parser)
+
     return parser
 
 
@@ -133,8 +145,9 @@ def fleet_command(action: str, argv: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(daemon_only=words[:1] == ["run"])
+    args = parser.parse_args(words)
     if args.command is None:
         parser.print_help(sys.stderr)
         return os.EX_USAGE
@@ -182,6 +195,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return chime_cli.play(config_path(args.config), args.loud)
     if args.command == "fleet":
         return fleet_command(args.fleet_command, args.fleet_args)
+    if args.command == "admin":
+        from posd.cli import admin as admin_cli
+
+        return admin_cli.run(args)
     if args.command == "enroll":
         from posd.cli.enroll import enroll
 

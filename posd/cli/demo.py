@@ -10,8 +10,12 @@ the local API socket, exactly as a real one would.
 `curl --unix-socket`, every payment change is printed, and commands on stdin play the customer
 (present a card, show a QR) and the network (take the ledger down and up).
 
-The 배달서구 order step (demo_orders.py) runs a Mosquitto of its own: an order arrives, the
-chime plays, the POS acknowledges it; a second one nobody takes is missed.
+The demo starts a Mosquitto of its own (posd.cli.demo_broker) for both of posd's MQTT links.
+The 배달서구 order steps (demo_orders.py): an order arrives, the chime plays, the POS
+acknowledges it; a second one nobody takes is missed. The operations centre
+(demo_monitoring.py) watches the same broker: a line for every monitoring event posd
+publishes (the orders' too), a signed command, and as the shift's last step the box's
+retained availability and state as the operations centre sees them.
 """
 
 from __future__ import annotations
@@ -35,11 +39,20 @@ from pathlib import Path
 from typing import Any, Literal
 
 from posd.api import ApiClient, ApiRequestError, ApiUnavailable
-from posd.cli.demo_orders import BrokerMissing, DemoBroker, order_steps, orders_config
+from posd.cli.demo_broker import BrokerMissing, DemoBroker
+from posd.cli.demo_monitoring import (
+    DEMO_MONITORING_LINK,
+    OpsCentre,
+    mqtt_config,
+    operator_key,
+    ops_centre_step,
+)
+from posd.cli.demo_orders import order_steps, orders_config
 from posd.config import Config, load_config
 from posd.daemon import Daemon, build_components, prepare_state_dir, register_config_secrets
 from posd.ledger import LedgerTimings
 from posd.logs import setup_logging
+from posd.monitoring import Monitoring
 from posd.sim import (
     CARDS,
     GOOD_QR_ACCOUNT,
@@ -72,7 +85,8 @@ def _config_text(
     reader: str,
     scanner: str,
     keys: str,
-    orders_port: int | None,
+    broker_port: int | None,
+    operator_public: str,
 ) -> str:
     return f"""
 [terminal]
@@ -97,7 +111,7 @@ port = {ledger_port}
 tls = false
 mac_key_file = "{mac_key}"
 timeout_s = 5
-{orders_config(orders_port)}
+{mqtt_config(broker_port, operator_public)}{orders_config(broker_port)}
 [api]
 socket = "{directory / "api.sock"}"
 
@@ -510,16 +524,17 @@ async def run_demo(
         mac_key_file = directory / "mac.key"
         mac_key_file.write_text(mac_key.hex() + "\n")
         mac_key_file.chmod(0o600)
+        key, public = operator_key()
         async with (
             LedgerSimulator(mac_key=mac_key, accounts=accounts) as ledger,
             SimulatedCardReader(link=directory / "posd-reader") as reader,
         ):
             with SimulatedSerialScanner() as scanner, contextlib.ExitStack() as stack:
                 try:
-                    orders_port: int | None = stack.enter_context(DemoBroker(directory)).port
+                    broker_port: int | None = stack.enter_context(DemoBroker(directory)).port
                 except BrokerMissing as exc:
                     out(f"posd demo: {exc}")
-                    orders_port = None
+                    broker_port = None
                 config_path = directory / "posd.toml"
                 config_path.write_text(
                     _config_text(
@@ -529,14 +544,18 @@ async def run_demo(
                         reader.port,
                         scanner.port,
                         issuer.platform_keys_toml,
-                        orders_port,
+                        broker_port,
+                        public,
                     )
                 )
                 config = load_config(config_path)
                 register_config_secrets(config)
                 shift_parts = (ledger, reader, scanner, issuer)
+                ops = None
+                if broker_port is not None:
+                    ops = OpsCentre(broker_port, f"posd/{config.terminal.id}", key, out)
                 return await _serve_shift(
-                    config, config_path, shift_parts, interactive, out, commands_fd, orders_port
+                    config, config_path, shift_parts, interactive, out, commands_fd, ops
                 )
 
 
@@ -547,21 +566,30 @@ async def _serve_shift(
     interactive: bool,
     out: Callable[[str], None],
     commands_fd: int,
-    orders_port: int | None = None,
+    ops: OpsCentre | None = None,
 ) -> int:
     started = time.monotonic()
     payments = {"ledger_timings": DEMO_LINK, "api_group": None}
-    build = functools.partial(build_components, payments=payments)
+    build = functools.partial(
+        build_components, payments=payments, monitoring_link=DEMO_MONITORING_LINK
+    )
     daemon = Daemon(config, config_path, prepare_state_dir(config.storage.state_dir), build=build)
+    watching = asyncio.create_task(ops.link.run()) if ops is not None else None
+    if ops is not None:
+        # The operations centre listens before posd starts: it misses nothing.
+        async with asyncio.timeout(STEP_TIMEOUT_S):
+            await ops.link.wait_up()
     serving = asyncio.create_task(daemon.serve())
     try:
         async with ApiClient(config.api.socket) as api:
-            shift = Shift(api, *parts, say=out, orders_port=orders_port)
+            shift = Shift(api, *parts, say=out, orders_port=ops.port if ops else None)
             out(
                 "posd demo: simulated reader, scanner and ledger; posd serving on "
                 f"{config.api.socket}"
             )
             broke = await _run_steps(shift)
+            if broke is None:
+                await ops_centre_step(shift, api, ops, _events_published(daemon))
             failed = [title for title, ok in shift.results if not ok]
             behaved = broke is None and not failed
             elapsed = time.monotonic() - started
@@ -575,9 +603,24 @@ async def _serve_shift(
                 await _interactive(shift, config.api.socket, serving, commands_fd)
             return os.EX_OK if behaved else os.EX_SOFTWARE
     finally:
+        if ops is not None and watching is not None:
+            ops.link.stop()  # posd's own stop is not the shift's
+            await watching
         daemon.request_stop()
         with contextlib.suppress(asyncio.CancelledError):
             await serving
+
+
+def _events_published(daemon: Daemon) -> Callable[[], int] | None:
+    """How many monitoring events posd has published so far; None: it runs no monitoring."""
+    if not isinstance(daemon.supervisor.component(Monitoring.name), Monitoring):
+        return None
+
+    def published() -> int:
+        component = daemon.supervisor.component(Monitoring.name)
+        return component.events_sent if isinstance(component, Monitoring) else 0
+
+    return published
 
 
 async def _run_steps(shift: Shift) -> str | None:

@@ -3,23 +3,18 @@ posd.sim's OrderFeed, the chime on ALSA's null device (or the sound card, where 
 one), and the POS acknowledging over the local API; then a second order nobody takes, until it
 is missed and the `order` event the call centre acts on goes out. Short timers make it quick.
 
-`DemoBroker` starts and stops the broker; `orders_config` is the demo config's [mqtt],
-[orders] and [audio]; `order_steps` plays the step once posd serves.
+The broker is the demo's one (posd.cli.demo_broker), which the monitoring link shares;
+`orders_config` is the demo config's [orders] and [audio]; `order_steps` plays the step once
+posd serves.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, Protocol
 
 from posd.api import ApiClient, ApiRequestError, ApiUnavailable
 from posd.sim import OrderFeed
@@ -29,71 +24,6 @@ ESCALATE_AFTER_S = 2.0
 MISSED_AFTER_S = 4.0
 STEP_TIMEOUT_S = 20.0
 _POLL_S = 0.05
-_MOSQUITTO_PATHS = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
-
-
-class BrokerMissing(RuntimeError):
-    """No mosquitto to start; the message says how to get one."""
-
-
-class DemoBroker:
-    """`with DemoBroker(directory) as broker:` a Mosquitto of its own on a free loopback port,
-    anonymous, nothing kept; stopped at the end."""
-
-    def __init__(self, directory: Path) -> None:
-        self._directory = directory
-        self.port = 0
-        self._process: subprocess.Popen[bytes] | None = None
-
-    @staticmethod
-    def binary() -> str | None:
-        found = shutil.which("mosquitto")
-        return found or next((p for p in _MOSQUITTO_PATHS if os.access(p, os.X_OK)), None)
-
-    def __enter__(self) -> Self:
-        binary = self.binary()
-        if binary is None:
-            raise BrokerMissing(
-                "mosquitto is not installed: `apt-get install mosquitto` (make demo does it)"
-            )
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = int(probe.getsockname()[1])
-        config = self._directory / "mosquitto.conf"
-        lines = [f"listener {self.port} 127.0.0.1", "allow_anonymous true", "persistence false"]
-        if os.geteuid() == 0:
-            lines.append("user root")
-        config.write_text("\n".join(lines) + "\n")
-        log = (self._directory / "mosquitto.log").open("wb")
-        with log:
-            self._process = subprocess.Popen(
-                [binary, "-c", str(config)], stdout=log, stderr=subprocess.STDOUT
-            )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and self._process.poll() is None:
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.port), timeout=1),
-            ):
-                return self
-            time.sleep(0.05)
-        self.__exit__(None, None, None)
-        raise BrokerMissing(f"mosquitto did not start; see {self._directory / 'mosquitto.log'}")
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(5)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-            self._process = None
 
 
 def sound_card() -> bool:
@@ -105,15 +35,10 @@ def sound_card() -> bool:
 
 
 def orders_config(broker_port: int | None) -> str:
-    """The demo config's [mqtt], [orders] and [audio]: the orders link to the demo's broker
-    (none: orders off), the chime on the sound card, or on ALSA's null device without one."""
+    """The demo config's [orders] and [audio]: the orders link to the demo's broker (the
+    [mqtt] one; none: orders off), the chime on the sound card, or on ALSA's null device."""
     device = "" if sound_card() else "null"
     return f"""
-[mqtt]
-enabled = false
-host = "127.0.0.1"
-port = {broker_port or 1883}
-
 [orders]
 enabled = {"true" if broker_port else "false"}
 repeat_s = {REPEAT_S}
@@ -140,7 +65,8 @@ class Steps(Protocol):
         ...
 
 
-def _line(shift: Steps, title: str, ok: bool, text: str) -> None:
+def step_line(shift: Steps, title: str, ok: bool, text: str) -> None:
+    """A step's result, recorded and printed as every step of the shift is."""
     shift.results.append((title, ok))
     mark = "ok  " if ok else "FAIL"
     shift.say(f"{mark} {len(shift.results):>2}. {shift.pad(title, 30)} {text}")
@@ -174,15 +100,15 @@ async def order_steps(shift: Steps, api: ApiClient, broker_port: int | None) -> 
     """The 배달서구 steps; each failure is a FAIL line, never an exception out of here."""
     title = "배달서구 order arrives"
     if broker_port is None:
-        _line(shift, title, False, "no MQTT broker: `apt-get install mosquitto`")
+        step_line(shift, title, False, "no MQTT broker: `apt-get install mosquitto`")
         return
     try:
         async with OrderFeed("127.0.0.1", broker_port) as platform:
             await _steps(shift, api, platform)
     except StepFailed as exc:
-        _line(shift, "배달서구 orders", False, str(exc))
+        step_line(shift, "배달서구 orders", False, str(exc))
     except (OSError, ApiUnavailable, ApiRequestError) as exc:
-        _line(shift, "배달서구 orders", False, f"{type(exc).__name__}: {exc}")
+        step_line(shift, "배달서구 orders", False, f"{type(exc).__name__}: {exc}")
 
 
 async def _steps(shift: Steps, api: ApiClient, platform: OrderFeed) -> None:
@@ -195,7 +121,7 @@ async def _steps(shift: Steps, api: ApiClient, platform: OrderFeed) -> None:
     )
     shown = _order(body, order_id)
     where = "the sound card" if sound_card() else "ALSA's null device"
-    _line(
+    step_line(
         shift,
         "배달서구 order arrives",
         shown.get("state") == "alerting",
@@ -208,7 +134,7 @@ async def _steps(shift: Steps, api: ApiClient, platform: OrderFeed) -> None:
     except TimeoutError:
         status = {}
     quiet = await _until(api, "the chime stopping", lambda b: b["alert"]["waiting"] == 0)
-    _line(
+    step_line(
         shift,
         "the POS acknowledges it",
         acked["state"] == "acknowledged" and status.get("state") == "acknowledged",
@@ -236,7 +162,7 @@ async def _steps(shift: Steps, api: ApiClient, platform: OrderFeed) -> None:
     except TimeoutError:
         platform_saw = False
     body = await api.orders()
-    _line(
+    step_line(
         shift,
         "an order nobody takes",
         event.get("order_id") == missed_id and platform_saw and body["missed_today"] == 1,

@@ -108,6 +108,8 @@ def render_status(state: Mapping[str, Any]) -> str:
     link = _show(ledger.get("link"))
     if isinstance(ledger.get("last_rtt_ms"), int | float):
         link += f" (rtt {ledger['last_rtt_ms']:.1f} ms)"
+    if isinstance(ledger.get("clock_skew_s"), int | float):
+        link += f", clock skew {ledger['clock_skew_s']:+.1f} s"
     # While the link is up, its last error is history that would only alarm a technician.
     if ledger.get("last_error") and ledger.get("link") != "up":
         link += f", last error: {ledger['last_error']}"
@@ -127,6 +129,8 @@ def render_status(state: Mapping[str, Any]) -> str:
     if saf.get("needs_attention"):
         # Entries the ledger answered without settling: someone must look at them.
         saf_line += f", {_show(saf.get('needs_attention'))} NEED ATTENTION (posd saf)"
+    if saf.get("alarm"):
+        saf_line += ", ALARM: an entry is older than offline.max_age_h"
     storage = _get(state, "storage") or {}
     storage_line = _show(storage.get("state"))
     if storage.get("last_error") and storage.get("state") != "ready":
@@ -139,6 +143,14 @@ def render_status(state: Mapping[str, Any]) -> str:
     if orders.get("can_alert") is False:
         # The shop cannot hear an order now: say so loudest of all.
         orders_line += f"; DEAF: {_show(orders.get('reason'))}"
+    mqtt = _get(state, "mqtt") or {}
+    mqtt_line = f"{_show(mqtt.get('link'))}, {_show(state.get('connects'))} connects"
+    if mqtt.get("queued"):
+        mqtt_line += f", {mqtt['queued']} events waiting"
+    if mqtt.get("dropped"):
+        mqtt_line += f", {mqtt['dropped']} dropped"
+    if mqtt.get("last_error") and mqtt.get("link") != "up":
+        mqtt_line += f", last error: {mqtt['last_error']}"
     today = _get(state, "payments_today") or {}
     rows = [
         *_api_rows(_get(state, "api")),
@@ -149,6 +161,7 @@ def render_status(state: Mapping[str, Any]) -> str:
         ("saf queue", saf_line),
         ("journal", storage_line),
         ("orders", orders_line),
+        ("monitoring", mqtt_line),
         (
             "today",
             f"{_show(today.get('approved'))} approved, {_show(today.get('declined'))} declined, "
@@ -159,12 +172,14 @@ def render_status(state: Mapping[str, Any]) -> str:
         f"posd {_show(state.get('version'))} on terminal {_show(state.get('terminal_id'))} "
         f"(merchant {_show(state.get('merchant_id'))}), up {_duration(state.get('uptime_s'))}"
     )
+    if state.get("ts"):
+        head += f", as of {state['ts']}"
     lines = [head, *(f"  {name:<12} {value}" for name, value in rows)]
     return "\n".join(_printable(line) for line in lines)
 
 
 def _api_rows(api: object) -> list[tuple[str, str]]:
-    """The local API's own row (GET /v1/status adds `api` to the state object)."""
+    """The local API's own row: the state object's `api` section (not in mqtt.md)."""
     if not isinstance(api, Mapping):
         return []
     line = (

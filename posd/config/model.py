@@ -81,7 +81,8 @@ class MqttConfig:
     host: str
     port: int
     protocol: MqttProtocol
-    """MQTT 3.1.1 or 5 (an extension of operations.md's keys); the orders link's default."""
+    """MQTT 3.1.1 or 5 (an extension of operations.md's keys) of the monitoring link, and the
+    orders link's default (`Config.orders_protocol`). Under 5 the retained state expires."""
     tls: bool
     ca_file: Path | None
     cert_file: Path | None
@@ -91,6 +92,10 @@ class MqttConfig:
     base_topic: str
     operator_keys: tuple[bytes, ...]
     """Raw 32-byte Ed25519 public keys whose signatures authorize commands."""
+    homeassistant_discovery: bool
+    """Publish one Home Assistant device-discovery config for this box."""
+    homeassistant_prefix: str
+    """Home Assistant's discovery prefix."""
 
 
 @dataclass(frozen=True, slots=True)

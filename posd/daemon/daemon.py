@@ -17,8 +17,12 @@ again; an invalid one is refused and logged with its problems while the running 
 a valid one replaces it and the components whose config sections changed (see
 posd.runtime.component) are rebuilt and restarted, and must all be serving within
 RELOAD_START_TIMEOUT_S, or the previous config's components are put back and the reload is
-refused. The watchdog is fed from the event loop only, so a blocked loop stops the pings and
-systemd restarts posd; and only while posd can serve or says why not (`Daemon.cannot_serve`).
+refused. Each outcome is a `config` event on the runtime's hub; whoever asked through
+`Runtime.request_reload` (the `reload_config` command) is told once the file is taken or
+refused, before any component is replaced (a reload undone after that is told by a second
+`config` event, `refused`). The watchdog is fed from the event loop only, so a blocked loop
+stops the pings and systemd restarts posd; and only while posd can serve or says why not
+(`Daemon.cannot_serve`).
 """
 
 from __future__ import annotations
@@ -50,7 +54,17 @@ from posd.daemon.limits import log_open_files_limit, raise_open_files_limit
 from posd.daemon.stack import BuildComponents, build_components
 from posd.daemon.state_dir import StateDirError, StateDirLock, StateDirLocked, prepare_state_dir
 from posd.logs import register_secret, set_card_prefixes, set_level, setup_logging
-from posd.runtime import Backoff, Component, Notifier, Runtime, Supervisor, config_sections
+from posd.monitoring import config_event
+from posd.runtime import (
+    Backoff,
+    Component,
+    Decided,
+    Notifier,
+    ReloadOutcome,
+    Runtime,
+    Supervisor,
+    config_sections,
+)
 
 log = logging.getLogger(__package__)
 
@@ -189,6 +203,8 @@ class Daemon:
             supervisor=self.supervisor,
             notifier=notifier if notifier is not None else Notifier(),
         )
+        self.runtime.request_reload = self.request_reload
+        self._reload_waiters: list[Decided] = []
         self._build = build
         self._stop_timeout_s = stop_timeout_s
         self._fingerprints: dict[str, Fingerprint] = {}
@@ -214,7 +230,10 @@ class Daemon:
             log.info("stop requested")
             self._stop.set()
 
-    def request_reload(self) -> None:
+    def request_reload(self, decided: Decided | None = None) -> None:
+        """As SIGHUP; `decided` is called once the reload has taken or refused the file."""
+        if decided is not None:
+            self._reload_waiters.append(decided)
         self._reload_requested.set()
 
     @property
@@ -355,6 +374,7 @@ class Daemon:
         put back (and the previous config stays), so a reload never leaves posd half-built.
         """
         path = self.runtime.config_path
+        waiters, self._reload_waiters = self._reload_waiters, []
         self.notifier.notify(reloading=True, status="reloading configuration")
         log.info("reloading configuration from %s", path)
         try:
@@ -371,10 +391,14 @@ class Daemon:
                 " | ".join(problems),
             )
             self._finish_reload(f"reload refused ({len(problems)} config problems, see the log)")
+            kept = self.runtime.config.sha256
+            self._decided(waiters, ReloadOutcome(False, kept, tuple(problems)))
             return False
         except Exception:
             log.exception("configuration reload failed, the running configuration stays")
             self._finish_reload("reload failed (see the log)")
+            kept = self.runtime.config.sha256
+            self._decided(waiters, ReloadOutcome(False, kept, ("reload failed: see the log",)))
             return False
 
         changed = {name for name, fp in prints.items() if self._fingerprints.get(name) != fp}
@@ -386,6 +410,8 @@ class Daemon:
             )
         self.runtime.config = new
         self._fingerprints = prints
+        # Told now: the components about to be replaced may include the one that asked.
+        self._decided(waiters, ReloadOutcome(True, new.sha256))
         await self.supervisor.wait_running()
         restarted, started = await self._apply_components(components, changed)
         failure = await self._serving(started)
@@ -423,9 +449,11 @@ class Daemon:
             self._unservable = f"a failed reload could not be undone ({again})"
             log.critical("%s; posd cannot serve until it is restarted", self._unservable)
             self._finish_reload(self._unservable)
+            self._decided([], ReloadOutcome(False, old.sha256, (failure, self._unservable)))
             return
         log.warning("the previous configuration is running again (sha256 %s)", old.sha256[:12])
         self._finish_reload(f"reload refused: {failure} (see the log); previous config kept")
+        self._decided([], ReloadOutcome(False, old.sha256, (f"{failure}; previous config kept",)))
 
     async def _serving(self, names: list[str]) -> str | None:
         """None once every component in `names` is serving; else what failed to start."""
@@ -454,6 +482,14 @@ class Daemon:
             )
         finally:
             self.supervisor.remove_listener(changed.set)
+
+    def _decided(self, waiters: list[Decided], outcome: ReloadOutcome) -> None:
+        self.runtime.events.publish("config", "config", config_event(outcome))
+        for decided in waiters:
+            try:
+                decided(outcome)
+            except Exception:
+                log.exception("telling a reload's outcome failed")
 
     def _finish_reload(self, note: str | None) -> None:
         status = self.supervisor.summary()

@@ -31,12 +31,21 @@ from posd.fleet.cli import (
     LinkFactory,
     ServeOptions,
     add_arguments,
+    base_topic,
+    broker_address,
     options_from_args,
     run,
     serve,
 )
-from posd.fleet.commands import CommandTransport, CommandUnavailable, Operator
+from posd.fleet.commands import (
+    CommandError,
+    CommandTransport,
+    CommandUnavailable,
+    Operator,
+    check_response,
+)
 from posd.fleet.console import Console
+from posd.fleet.files import SecretFileError, load_operator_key, read_password
 from posd.fleet.link import MqttFleetLink
 from posd.fleet.model import FleetModel
 from posd.fleet.payloads import subscriptions
@@ -50,6 +59,7 @@ __all__ = [
     "Call",
     "CallStore",
     "CallStoreError",
+    "CommandError",
     "CommandTransport",
     "CommandUnavailable",
     "Console",
@@ -60,13 +70,19 @@ __all__ = [
     "LinkFactory",
     "MqttFleetLink",
     "Operator",
+    "SecretFileError",
     "ServeOptions",
     "SimBox",
     "SimFleet",
     "add_arguments",
     "add_sim_arguments",
+    "base_topic",
+    "broker_address",
     "build_app",
+    "check_response",
+    "load_operator_key",
     "options_from_args",
+    "read_password",
     "run",
     "run_sim",
     "serve",

@@ -177,6 +177,8 @@ class LedgerClient:
         self._up = asyncio.Event()
         self.last_rtt_ms: float | None = None
         self.last_error: str | None = None
+        self.on_link: Callable[[Link], None] | None = None
+        """Called after every change of `link` (monitoring's ledger events); must not raise."""
 
     @classmethod
     def from_config(
@@ -263,11 +265,14 @@ class LedgerClient:
     # ---- internals -----------------------------------------------------------------------------
 
     def _set_link(self, link: Link) -> None:
+        changed = link != self._link
         self._link = link
         if link == "up":
             self._up.set()
         else:
             self._up.clear()
+        if changed and self.on_link is not None:
+            self.on_link(link)
 
     def _down(self, reason: str) -> None:
         self.last_error = reason

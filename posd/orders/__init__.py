@@ -3,16 +3,25 @@ shop acknowledges them (POS or platform) or they are missed, and the alarm of a 
 
 Modules:
 - `alerts`: `OrderAlerts`, the component (the orders link, the handler, acknowledgements, the
-  status sections) and `player_from_config`, the chime's player for `[audio]`.
+  status sections), `sections_without_alerts` (the sections while none runs), `AudioReport`
+  (where the audio device's changes go) and `player_from_config`, the chime's player.
 - `alarm`: `Alarm`, the one chime loop for every waiting order (repeat, escalate, missed).
-- `hearing`: `Hearing`, whether an order arriving now would be heard (deaf / hearing).
+- `hearing`: `Hearing`, whether an order arriving now would be heard (deaf / hearing);
+  `can_alert`, the state's `orders.can_alert` (null where orders are disabled).
 - `intake`: `OrderIntake`, an order message checked, a bad one reported (rate-limited).
 - `views`: the order as the API, the hub's events and the platform's status topic show it.
 - `service`: `OrderDesk`, what the local API and monitoring call; its errors (`UnknownOrder`,
   `OrderEnded`, `OrdersUnavailable`); `Tuning`, the timings tests shorten.
 """
 
-from posd.orders.alerts import FAILPOINT_ENV, STATUS_EXPIRY_S, OrderAlerts, player_from_config
+from posd.orders.alerts import (
+    FAILPOINT_ENV,
+    STATUS_EXPIRY_S,
+    AudioReport,
+    OrderAlerts,
+    player_from_config,
+    sections_without_alerts,
+)
 from posd.orders.service import (
     AUDIO_CHECK_S,
     DEAF_AFTER_S,
@@ -30,6 +39,7 @@ __all__ = [
     "DEAF_AFTER_S",
     "FAILPOINT_ENV",
     "STATUS_EXPIRY_S",
+    "AudioReport",
     "OrderAlerts",
     "OrderDesk",
     "OrderEnded",
@@ -39,4 +49,5 @@ __all__ = [
     "Tuning",
     "UnknownOrder",
     "player_from_config",
+    "sections_without_alerts",
 ]

@@ -53,7 +53,7 @@ from posd.mqtt import (
     orders_link_settings,
 )
 from posd.orders.alarm import Alarm
-from posd.orders.hearing import Hearing
+from posd.orders.hearing import Hearing, can_alert
 from posd.orders.intake import BadInput, OrderIntake
 from posd.orders.service import OrderEnded, OrdersUnavailable, Tuning, UnknownOrder
 from posd.orders.views import hearing_event, order_event, order_object, status_payload
@@ -68,6 +68,11 @@ FAILPOINT_ENV: Final = "POSD_FAILPOINT"
 """Test hook, inert unless set: `orders-before-journal` holds each order (forever) before its
 journal write, `orders-after-journal` after it and before the PUBACK, so that a test can kill
 posd at that instant."""
+
+
+AudioReport = Callable[[str, str | None, str], None]
+"""The audio device's changes (its state, a detail, the output in use) as `device` events: the
+stack gives posd.monitoring's DeviceReporter.report, the reporter of every device."""
 
 
 def player_from_config(
@@ -96,6 +101,23 @@ def _local_midnight(now: float) -> float:
     return dt.datetime.combine(today, dt.time.min).timestamp()
 
 
+def sections_without_alerts(config: Config) -> tuple[dict[str, object], dict[str, object]]:
+    """The state object's `orders` and `devices.audio` while no OrderAlerts runs (starting,
+    restarting after a crash, replaced by a reload): a shop that takes orders cannot alert
+    one then, so it is deaf, with the reason; one that takes none is not (`can_alert`).
+    What is not known now is null."""
+    enabled = config.orders.enabled
+    orders: dict[str, object] = {
+        "alerting": None,
+        "missed_today": None,
+        "link": "down" if enabled else "disabled",
+        "can_alert": can_alert(enabled, deaf=True),
+        "reason": "the order alerts are not running (starting or restarting)" if enabled else None,
+    }
+    audio_state = "disabled" if config.audio.output == "none" else None
+    return orders, {"state": audio_state, "output": config.audio.output}
+
+
 class OrderAlerts:
     """The order alerts component, and the `OrderDesk` of the local API and monitoring."""
 
@@ -109,10 +131,14 @@ class OrderAlerts:
         hub: EventHub,
         *,
         tuning: Tuning | None = None,
+        report_audio: AudioReport | None = None,
     ) -> None:
+        """`hub`: posd's event hub (Runtime.events), for the `order` and `error` events;
+        `report_audio`: where the audio device's changes go (none: not reported)."""
         self._config = config
         self._journal = journal
         self._hub = hub
+        self._report_audio = report_audio
         self._tuning = tuning or Tuning()
         self._topic = config.orders_topic
         self.player = player_from_config(config, tuning=self._tuning, on_change=self._audio_changed)
@@ -200,6 +226,7 @@ class OrderAlerts:
             now = time.monotonic()
             if now >= next_check:
                 await self.player.check()
+                self._tell_audio()
                 next_check = time.monotonic() + self._tuning.audio_check_s
             self._evaluate()
             state = link.state if link is not None else None
@@ -367,11 +394,22 @@ class OrderAlerts:
         self._evaluate()
 
     def _audio_changed(self, change: OutputChange) -> None:
-        detail = f"{change.output} {change.state}" + (f": {change.detail}" if change.detail else "")
-        self._hub.publish(
-            "device", "device", {"device": "audio", "state": change.status.state, "detail": detail}
-        )
+        self._tell_audio()
         self._poke.set()
+
+    def _tell_audio(self) -> None:
+        """The player's status as a whole to the reporter, which passes on a change of its
+        state or of the output in use only (an output's change is told per output; the first
+        look at start tells how it starts). No output at all (`none`) is no device."""
+        if self._report_audio is None or not self.player.outputs:
+            return
+        status = self.player.status()
+        if status.state in ("ready", "busy"):
+            more = f" ({status.detail})" if status.detail else ""
+            detail = f"the chime plays on {status.output}{more}"
+        else:
+            detail = status.detail or status.state
+        self._report_audio(status.state, detail, status.output)
 
     def _tell_hearing(self, deaf: bool, reason: str | None) -> None:
         self._hub.publish("order", "order", hearing_event(deaf, reason))

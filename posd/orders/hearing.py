@@ -4,7 +4,7 @@ The shop is deaf (mqtt.md: `orders.can_alert` false, with a reason) while the or
 been down for more than `deaf_after_s`, while no audio output works (or there is none), or while
 the journal cannot store orders. Going deaf is a WARNING and an `order` event with state
 `deaf`; recovering, a line and `hearing`. A box that takes no orders (`orders.enabled` false)
-is neither: `can_alert` is null there, and it sends no such events.
+is neither: `can_alert` is null there (`can_alert`), and it sends no such events.
 """
 
 from __future__ import annotations
@@ -17,6 +17,14 @@ from drivers.audio import AudioStatus
 from posd.mqtt import LinkState
 
 log = logging.getLogger(__package__)
+
+
+def can_alert(enabled: bool, deaf: bool) -> bool | None:
+    """mqtt.md's `orders.can_alert`, decided here only. False "whenever an order could arrive
+    unheard"; with `orders.enabled` false no order can arrive at all, so it is not false but
+    null (the link is `disabled`): such a shop is not deaf, and the operations centre's
+    console counts only `false` as deaf."""
+    return None if not enabled else not deaf
 
 
 class Hearing:
@@ -37,7 +45,7 @@ class Hearing:
 
     @property
     def can_alert(self) -> bool | None:
-        return None if not self.enabled else not self.deaf
+        return can_alert(self.enabled, self.deaf)
 
     def link_deadline(self, link: LinkState | None, now_monotonic: float) -> float:
         """Seconds until a link that is down now makes the shop deaf (inf: it will not)."""

@@ -9,7 +9,7 @@ Modules:
 - `counter`: `Counter`, the card reader and QR scanner and the payment waiting at them.
 - `authorizer`: the 0200 sent or the offline decision taken, and how a payment ends.
 - `requests`: the 0200, refund and 0400 of a payment, built from its journal record.
-- `reports`: the day's totals, the SAF queue as listed, the state object.
+- `reports`: the day's totals, the SAF queue as listed, the payment side's state sections.
 - `saf`: `SafForwarder`, the sender of queued reversals and advices, oldest first.
 - `rules`: the payment decisions that need no I/O (혜택플러스, card checks, reasons).
 - `ports`: what the flow needs of the reader, scanner and ledger link (`CardReaderPort`,

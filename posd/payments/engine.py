@@ -58,6 +58,7 @@ from posd.journal import (
     JournalStorageError,
     PaymentRecord,
     RefundRefused,
+    SafSummary,
 )
 from posd.payments import reports, requests
 from posd.payments.authorizer import Authorizer
@@ -99,6 +100,8 @@ log = logging.getLogger(__package__)
 
 # How long a new payment waits for the previous one's last reader exchange.
 FINISHING_S = 5.0
+# What the local API's event stream carries (local-api.md): payment and order changes only.
+EVENT_STREAM_KINDS = frozenset({"payment", "order"})
 
 
 class PaymentsHeld(Exception):
@@ -121,10 +124,11 @@ class PaymentEngine:
         forwarder: SafForwarder,
         counter: Counter,
         *,
-        clock: Callable[[], float] = time.time,
         hub: EventHub | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        """`hub`: posd's event hub (Runtime.events), which the payment changes go to."""
+        """`hub`: posd's event hub (Runtime.events), where payment changes are published; a
+        hub of its own when none is given."""
         self._config = config
         self._journal = journal
         self._ledger = ledger
@@ -141,13 +145,11 @@ class PaymentEngine:
         self._storage_error: str | None = None
         self._create_lock = asyncio.Lock()
         self._tasks: asyncio.TaskGroup | None = None
-        self._started_mono = time.monotonic()
         forwarder.on_settled = self._publish
 
     # ---- component ------------------------------------------------------------------------
 
     async def run(self, started: Callable[[], None]) -> None:
-        self._started_mono = time.monotonic()
         self._halt = asyncio.Event()
         await self._journal.wait()
         await self.recover()
@@ -321,18 +323,33 @@ class PaymentEngine:
             raise
 
     def events(self) -> AsyncIterator[dict[str, object]]:
-        return self._hub.subscribe()
+        return self._hub.subscribe(kinds=EVENT_STREAM_KINDS)
 
-    async def status(self) -> dict[str, object]:
+    async def status_sections(self, *, strict: bool = False) -> dict[str, object]:
+        """The payment side's sections of the state object (reports.payment_sections).
+        While the journal is not open its figures are null and `storage` says why; `strict`
+        (the local API) raises DeviceNotReady then instead, as every other request does."""
         now = self._now()
-        return reports.state_object(
+        saf: SafSummary | None = None
+        today: dict[str, int] | None = None
+        unavailable: str | None = None
+        try:
+            journal = self._jn()
+            saf = await journal.saf_summary(now)
+            today = await journal.payments_today(now)
+        except DeviceNotReady as exc:
+            if strict:
+                raise
+            unavailable = exc.message
+        except JournalStorageError as exc:
+            self._note_storage(exc)
+        return reports.payment_sections(
             self._config,
             self._ledger,
             self.counter,
-            uptime_s=int(time.monotonic() - self._started_mono),
-            saf=await self._jn().saf_summary(now),
-            payments_today=await self._jn().payments_today(now),
-            storage_error=self._held or self._storage_error,
+            saf=saf,
+            payments_today=today,
+            storage_error=self._held or self._storage_error or unavailable,
         )
 
     async def totals(self, date: datetime.date) -> dict[str, object]:

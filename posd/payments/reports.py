@@ -1,5 +1,5 @@
 """What the payment service reports, from the journal's figures: the day's totals, the
-store-and-forward queue as `posd saf` shows it, and the state object of mqtt.md.
+store-and-forward queue as `posd saf` shows it, and its sections of mqtt.md's state object.
 
 Pure functions of what they are given: the journal's sums and records, the config, and the
 devices' and ledger link's current state.
@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import datetime
 
-from posd import __version__
 from posd.config import Config
 from posd.journal import APPROVED, SUCCESS_STATES, SafEntry, SafSummary
 from posd.payments.counter import Counter
 from posd.payments.ports import LedgerPort
 
 Sums = dict[str, dict[str, dict[str, int]]]
+
+_SAF_KEYS = ("pending", "pending_amount", "oldest_age_s", "needs_attention")
+_TODAY_KEYS = ("approved", "declined", "amount")
 
 
 def totals_report(raw: dict[str, object], date: datetime.date) -> dict[str, object]:
@@ -70,29 +72,23 @@ def saf_queue(entries: list[SafEntry]) -> list[dict[str, object]]:
     return queue
 
 
-def state_object(
+def payment_sections(
     config: Config,
     ledger: LedgerPort,
     counter: Counter,
     *,
-    uptime_s: int,
-    saf: SafSummary,
-    payments_today: dict[str, int],
+    saf: SafSummary | None,
+    payments_today: dict[str, int] | None,
     storage_error: str | None,
 ) -> dict[str, object]:
-    """The state object of mqtt.md, every key present; `storage` (not in mqtt.md) shows a
-    full or failing disk under the journal. `orders` and `devices.audio` are the order
-    alerts' (posd.orders `status_sections`, put in by the API); here they are what a stack
-    without them reports."""
+    """The payment side's sections of mqtt.md's state object (posd.monitoring builds the
+    whole object): ledger, the card reader and QR scanner, saf, payments_today; and
+    `storage` (not in mqtt.md), a full or failing disk under the journal. `saf` and
+    `payments_today` are None while the journal cannot say: their figures are then null."""
     reader = counter.reader
     scanner = counter.scanner
     info = reader.info if reader is not None else None
     return {
-        "terminal_id": config.terminal.id,
-        "merchant_id": config.terminal.merchant_id,
-        "version": __version__,
-        "uptime_s": uptime_s,
-        "config_sha256": config.sha256,
         "ledger": {
             "link": ledger.link,
             "last_rtt_ms": ledger.last_rtt_ms,
@@ -108,19 +104,13 @@ def state_object(
                 "state": scanner.state if scanner is not None else "disabled",
                 "kind": config.qr_scanner.kind,
             },
-            "audio": {"state": "disabled", "output": config.audio.output},
         },
-        "saf": saf.to_json(),
+        "saf": saf.to_json() if saf is not None else dict.fromkeys(_SAF_KEYS),
         "storage": {
             "state": "error" if storage_error else "ready",
             "last_error": storage_error,
         },
-        "orders": {
-            "alerting": 0,
-            "missed_today": 0,
-            "link": "disabled",
-            "can_alert": None,
-            "reason": None,
-        },
-        "payments_today": payments_today,
+        "payments_today": (
+            payments_today if payments_today is not None else dict.fromkeys(_TODAY_KEYS)
+        ),
     }

@@ -116,14 +116,11 @@ class PaymentService(Protocol):
         The subscription is registered when events() is called, not on the first
         iteration, so that a client told "connected" misses nothing that follows.
 
-        Each event is `{"seq": int, "type": "payment", "payment": <payment object>}`
-        (other types, e.g. "order", may follow the same shape); `seq` increases by one per
-        event across the process and becomes the SSE `id:`. A subscriber too slow to keep
+        Each event is `{"seq": int, "type": "payment", "payment": <payment object>}` or
+        `{"seq", "type": "order", "order": {…}}` (nothing else: other kinds on posd's event
+        hub are for monitoring); `seq` increases across the process (with gaps where other
+        kinds went by) and becomes the SSE `id:`. A subscriber too slow to keep
         up is ended rather than allowed to hold memory without bound."""
-        ...
-
-    async def status(self) -> dict[str, object]:
-        """The MQTT state object of mqtt.md, every key present."""
         ...
 
     async def totals(self, date: datetime.date) -> dict[str, object]:

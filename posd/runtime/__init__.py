@@ -6,13 +6,16 @@ Modules:
   and `config_sections`, the config tables a component is built from (what a reload rebuilds).
 - `supervisor`: `Supervisor`, one TaskGroup that runs the components and restarts a crashed one
   with `Backoff`; `ComponentStatus`, what it reports of each.
-- `context`: `Runtime`, what every component may share (running config, state dir, statuses).
+- `context`: `Runtime`, what every component may share (running config, state dir, statuses,
+  the event hub `events`, the boot id, `lasting` for what outlives reloads, the reload
+  request); `ReloadOutcome`, how a reload ended.
 - `sdnotify`: `Notifier`, the sd_notify protocol (READY, STATUS, RELOADING, WATCHDOG).
-- `fanout`: `EventHub`, state changes fanned out to any number of bounded subscribers.
+- `fanout`: `EventHub`, state changes fanned out to any number of bounded subscribers, each
+  taking all kinds of event or some.
 """
 
 from posd.runtime.component import Component, config_sections
-from posd.runtime.context import Runtime
+from posd.runtime.context import Decided, ReloadOutcome, Runtime
 from posd.runtime.fanout import EventHub, Subscription
 from posd.runtime.sdnotify import Notifier
 from posd.runtime.supervisor import Backoff, ComponentReturned, ComponentStatus, Supervisor
@@ -22,8 +25,10 @@ __all__ = [
     "Component",
     "ComponentReturned",
     "ComponentStatus",
+    "Decided",
     "EventHub",
     "Notifier",
+    "ReloadOutcome",
     "Runtime",
     "Subscription",
     "Supervisor",

@@ -35,10 +35,10 @@ async def test_demo_shift_behaves_step_by_step() -> None:
     lines: list[str] = []
     assert await run_demo(out=lines.append) == 0, "\n".join(lines)
     text = "\n".join(lines)
-    assert re.fullmatch(r"15 of 15 steps behaved, in \d+\.\d s", lines[-1]), text
+    assert re.fullmatch(r"16 of 16 steps behaved, in \d+\.\d s", lines[-1]), text
     assert not [line for line in lines if line.startswith("FAIL")], text
     step_lines = [line for line in lines if line.startswith("ok ")]
-    assert len(step_lines) == 15, text
+    assert len(step_lines) == 16, text
     for line in step_lines[:11]:
         # Each payment step shows amount, discount, charged, state and reason.
         assert re.search(r" won  discount +[\d,]+  charged +[\d,]+  \w+ +reason \S+", line), line
@@ -65,6 +65,26 @@ async def test_demo_shift_behaves_step_by_step() -> None:
     assert "acknowledged after" in _step(lines, "the POS acknowledges it")
     missed = _step(lines, "an order nobody takes")
     assert re.search(r"missed after \d+\.\d s .*order event \"missed\"", missed), missed
+    # The operations centre's view: a line per monitoring event, then the retained state.
+    assert re.search(r"^ok +16\. operations centre +\d+ events, online, state of ", text, re.M)
+    events = [line for line in lines if line.startswith("     mqtt  ")]
+    assert len([e for e in events if " payment " in e]) >= 20, text
+    assert any(re.search(r"mqtt  ledger +link down", e) for e in events), text
+    assert any(re.search(r"mqtt  ledger +link up: signed on", e) for e in events), text
+    assert any("card_reader ready: connected" in e for e in events), text
+    assert any("signed diagnostics command answered ok" in e for e in events), text
+    # The order steps' events reach the operations centre too, the chime's output with them.
+    assert any(re.search(r"mqtt  order +\S+ alerting$", e) for e in events), text
+    assert any(re.search(r"mqtt  order +\S+ acknowledged after \d", e) for e in events), text
+    assert any(re.search(r"mqtt  order +\S+ missed after \d", e) for e in events), text
+    assert any("audio ready: the chime plays on alsa" in e for e in events), text
+    retained = lines.index(next(x for x in lines if "as the operations centre sees it" in x))
+    assert "(retained): online" in lines[retained]
+    assert (
+        lines[retained + 1].startswith("     posd ")
+        and "on terminal T0000001" in lines[retained + 1]
+    )
+    assert "       today        5 approved, 1 declined, 37,000 won" in lines[retained + 2 :]
     for secret in FULL_NUMBERS:
         assert secret not in text
     assert not QR_TOKEN.search(text)

@@ -14,7 +14,7 @@ from posd.sim.qr_issuer import MERCHANT_PRESENTED_QR
 from posd.sim.usb_hid_backend import HidScannerBackend
 from protocols.ber_tlv import Tlv, decode_tlv, encode_tlv
 from tests.helpers.daemon import RunningDaemon, running_daemon
-from tests.helpers.spec_objects import STATE_OBJECT_KEYS
+from tests.helpers.spec_objects import STATE_EXTRA_KEYS, STATE_OBJECT_KEYS
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -216,9 +216,9 @@ async def test_status_object_and_totals(tmp_path: Path) -> None:
         await pay_qr(d, 50_000, d.issuer.valid(POOR_QR_ACCOUNT))  # declined
         status, state = await d.request("GET", "/v1/status")
         assert status == 200
-        # posd's additions to mqtt.md's object: a full or failing disk shows, and the API's
-        # own listeners (GET /v1/status only).
-        assert set(state) == STATE_OBJECT_KEYS | {"storage", "api"}
+        # posd's additions to mqtt.md's object: a full or failing disk, the API's own
+        # listeners, the monitoring link.
+        assert set(state) == STATE_OBJECT_KEYS | STATE_EXTRA_KEYS
         assert state["storage"] == {"state": "ready", "last_error": None}
         assert state["api"]["socket"] == str(d.config.api.socket)
         assert state["api"]["tcp"] == {"state": "disabled", "port": None, "last_error": None}
@@ -231,9 +231,10 @@ async def test_status_object_and_totals(tmp_path: Path) -> None:
             "pending": 0,
             "pending_amount": 0,
             "oldest_age_s": None,
+            "alarm": None,
             "needs_attention": 0,
         }
-        # A stack without the order alerts (payment_components alone) says so.
+        # Orders disabled: no order can arrive, unheard or not; the shop is not deaf.
         assert state["orders"] == {
             "alerting": 0,
             "missed_today": 0,
@@ -241,6 +242,7 @@ async def test_status_object_and_totals(tmp_path: Path) -> None:
             "can_alert": None,
             "reason": None,
         }
+        assert state["mqtt"] == {"link": "disabled", "last_error": None, "queued": 0, "dropped": 0}
         assert state["payments_today"] == {"approved": 1, "declined": 1, "amount": 10_000}
         # Totals are by the shop's local date.
         created = datetime.datetime.fromisoformat(str(paid["created_at"]).replace("Z", "+00:00"))

@@ -5,9 +5,10 @@
         await d.scanner.scan(d.issuer.valid(GOOD_QR_ACCOUNT))
         done = await d.wait_final(payment["payment_id"])
 
-Everything is real: posd's Daemon and supervisor run `payment_components` (journal, ledger
+Everything is real: posd's Daemon and supervisor run `build_components` (journal, ledger
 link, SAF sender, serial QR scanner on a pseudo-terminal, payment engine, local API on its
-Unix socket); the reference ledger listens on a loopback port (mutual TLS with `tls=True`).
+Unix socket, the order alerts, and monitoring where a test enables mqtt); the reference
+ledger listens on a loopback port (mutual TLS with `tls=True`).
 Timings that would make tests slow (ledger reconnect backoff, SAF retry interval) are shortened.
 """
 
@@ -27,7 +28,7 @@ from typing import Any
 import aiohttp
 
 from posd.config import Config, load_config
-from posd.daemon import Daemon, build_components, payment_components, prepare_state_dir
+from posd.daemon import Daemon, build_components, prepare_state_dir
 from posd.ledger import LedgerTimings
 from posd.orders import OrderAlerts, Tuning
 from posd.payments import PaymentEngine
@@ -53,6 +54,13 @@ FINAL_STATES = frozenset(
 WAIT_S = 10.0
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FAST_LINK = LedgerTimings(backoff_initial_s=0.05, backoff_max_s=0.2, connect_timeout_s=2.0)
+# The monitoring link's settings in tests (posd.mqtt.LinkSettings fields): quick reconnects.
+FAST_MQTT: Mapping[str, object] = {
+    "backoff_initial_s": 0.05,
+    "backoff_max_s": 0.3,
+    "timeout_s": 5.0,
+    "stop_timeout_s": 2.0,
+}
 
 
 class PosClient:
@@ -189,13 +197,17 @@ async def running_daemon(
     backoff: Backoff | None = None,
     wait_ready: bool = True,
     order_tuning: Tuning | None = None,
+    monitoring_link: Mapping[str, object] | None = None,
+    monitoring_interval_s: float | None = None,
     **overrides: Mapping[str, object] | None,
 ) -> AsyncIterator[RunningDaemon]:
     """posd with the reference ledger and a serial QR scanner on a pty (or, given
     `usb_backend`, a USB HID scanner through that pyusb backend); see the module doc.
     `backoff`: the supervisor's restart delays, for tests that make a component crash.
     `wait_ready` False: yield once the API socket answers, whatever the status says.
-    `order_tuning`: run the order alerts too (build_components), with these timings."""
+    `order_tuning`: the order alerts' timings (they run in every posd; orders are off in the
+    test config unless a test turns them on). `monitoring_link`: changes to FAST_MQTT for the
+    monitoring link (with mqtt enabled); `monitoring_interval_s`: its state interval."""
     issuer = QrIssuer(key_id=PLATFORM_KEY_ID, private_key=platform_key_pair())
     scanner = SimulatedSerialScanner()
     reader = SimulatedCardReader(link=tmp_path / "posd-reader") if card_reader else None
@@ -241,10 +253,12 @@ async def running_daemon(
         "card_reader": card_reader,
         "usb_backend": usb_backend,
     }
-    build: Any = (
-        functools.partial(payment_components, **payments)
-        if order_tuning is None
-        else functools.partial(build_components, payments=payments, orders=order_tuning)
+    build = functools.partial(
+        build_components,
+        payments=payments,
+        orders=order_tuning,
+        monitoring_link={**FAST_MQTT, **(monitoring_link or {})},
+        monitoring_interval_s=monitoring_interval_s,
     )
     daemon = Daemon(
         config,

@@ -14,6 +14,7 @@ import itertools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -262,6 +263,20 @@ async def start_api(api: LocalApi) -> asyncio.Task[None]:
     return task
 
 
+def local_api(service: MemoryPaymentService, socket_path: Path, **options: Any) -> LocalApi:
+    """A LocalApi on `service` whose `GET /v1/status` is the service's state object with the
+    API's own `api` section, as posd's one state builder (posd.monitoring) gives it."""
+    api: LocalApi | None = None
+
+    async def state() -> dict[str, object]:
+        built = await service.status()
+        built["api"] = api.listeners() if api is not None else None
+        return built
+
+    api = LocalApi(service, socket_path, state=state, **options)
+    return api
+
+
 @asynccontextmanager
 async def running_api(
     tmp_path: Path,
@@ -275,7 +290,7 @@ async def running_api(
     """`api_options`: LocalApi's max_connections, tcp_retry_s."""
     service = service or MemoryPaymentService()
     socket_path = tmp_path / "run" / "api.sock"
-    api = LocalApi(
+    api = local_api(
         service,
         socket_path,
         tcp_port=tcp_port,

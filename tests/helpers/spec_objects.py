@@ -29,6 +29,9 @@ STATE_OBJECT_KEYS = frozenset(
         "terminal_id",
         "merchant_id",
         "version",
+        "ts",
+        "boot_id",
+        "connects",
         "uptime_s",
         "config_sha256",
         "ledger",
@@ -38,3 +41,18 @@ STATE_OBJECT_KEYS = frozenset(
         "payments_today",
     }
 )
+# posd's additions to it: the journal's disk, the local API's listeners, and the monitoring
+# link (its refused credentials).
+STATE_EXTRA_KEYS = frozenset({"storage", "api", "mqtt"})
+# Every key of each section (mqtt.md), by section; devices by device.
+STATE_SECTION_KEYS = {
+    "ledger": frozenset({"link", "last_rtt_ms", "last_error", "clock_skew_s"}),
+    "saf": frozenset({"pending", "pending_amount", "oldest_age_s", "alarm"}),
+    "orders": frozenset({"alerting", "missed_today", "link", "can_alert", "reason"}),
+    "payments_today": frozenset({"approved", "declined", "amount"}),
+}
+STATE_DEVICE_KEYS = {
+    "card_reader": frozenset({"state", "port", "firmware"}),
+    "qr_scanner": frozenset({"state", "kind"}),
+    "audio": frozenset({"state", "output"}),
+}

@@ -509,7 +509,8 @@ async def test_stale_socket_file_is_replaced(tmp_path: Path) -> None:
 async def test_a_regular_file_in_the_way_is_refused_and_kept(tmp_path: Path) -> None:
     path = tmp_path / "api.sock"
     path.write_text("not a socket")
-    api = LocalApi(MemoryPaymentService(), path, group=None)
+    service = MemoryPaymentService()
+    api = LocalApi(service, path, state=service.status, group=None)
     with pytest.raises(ApiStartError, match="not a socket"):
         await asyncio.wait_for(api.run(lambda: None), 5)
     assert path.read_text() == "not a socket"
@@ -517,7 +518,8 @@ async def test_a_regular_file_in_the_way_is_refused_and_kept(tmp_path: Path) -> 
 
 async def test_a_live_socket_of_another_process_is_not_stolen(tmp_path: Path) -> None:
     async with running_api(tmp_path) as running:
-        second = LocalApi(MemoryPaymentService(), running.socket_path, group=None)
+        service = MemoryPaymentService()
+        second = LocalApi(service, running.socket_path, state=service.status, group=None)
         with pytest.raises(ApiStartError, match="already"):
             await asyncio.wait_for(second.run(lambda: None), 5)
         status, _, _ = await call(running, "GET", "/v1/status")
@@ -525,14 +527,15 @@ async def test_a_live_socket_of_another_process_is_not_stolen(tmp_path: Path) ->
 
 
 async def test_too_long_socket_path_is_a_clear_error(tmp_path: Path) -> None:
-    api = LocalApi(MemoryPaymentService(), tmp_path / ("d" * 120) / "api.sock", group=None)
+    service = MemoryPaymentService()
+    api = LocalApi(service, tmp_path / ("d" * 120) / "api.sock", state=service.status, group=None)
     with pytest.raises(ApiStartError, match="longer than"):
         await asyncio.wait_for(api.run(lambda: None), 5)
 
 
 async def test_restart_after_stop_serves_again(tmp_path: Path) -> None:
     service = MemoryPaymentService()
-    api = LocalApi(service, tmp_path / "api.sock", group=None)
+    api = LocalApi(service, tmp_path / "api.sock", state=service.status, group=None)
     for _ in range(2):
         task = await start_api(api)
         running = RunningApi(api, service, tmp_path / "api.sock", task)

@@ -25,7 +25,7 @@ async def test_from_config_serves_socket_and_token_guarded_tcp(tmp_path: Path) -
     port = _free_port()
     config = load_config(write_config(tmp_path, api={"tcp_port": port}))
     service = MemoryPaymentService()
-    api = LocalApi.from_config(config, service)
+    api = LocalApi.from_config(config, service, service.status)
     assert api.socket_path == config.api.socket
     running = RunningApi(api, service, config.api.socket, await start_api(api))
     try:
@@ -48,7 +48,7 @@ async def test_from_config_serves_socket_and_token_guarded_tcp(tmp_path: Path) -
 async def test_from_config_without_tcp_port_opens_no_tcp(tmp_path: Path) -> None:
     config = load_config(write_config(tmp_path))
     service = MemoryPaymentService()
-    api = LocalApi.from_config(config, service)
+    api = LocalApi.from_config(config, service, service.status)
     running = RunningApi(api, service, config.api.socket, await start_api(api))
     try:
         assert api.tcp_bound_port is None
@@ -60,4 +60,4 @@ def test_from_config_with_unreadable_token_is_a_config_error(tmp_path: Path) -> 
     config = load_config(write_config(tmp_path, api={"tcp_port": _free_port()}))
     (tmp_path / "api.token").write_text("short\n")
     with pytest.raises(ConfigError, match=r"api\.token_file"):
-        LocalApi.from_config(config, MemoryPaymentService())
+        LocalApi.from_config(config, MemoryPaymentService(), MemoryPaymentService().status)

@@ -116,6 +116,7 @@ async def test_listens_on_loopback_only(served: RunningApi) -> None:
 
 
 def test_tcp_without_a_token_is_refused_at_construction(tmp_path: Path) -> None:
+    service = MemoryPaymentService()
     for token in (None, ""):
         with pytest.raises(ValueError, match="token"):
-            LocalApi(MemoryPaymentService(), tmp_path / "api.sock", tcp_port=0, token=token)
+            LocalApi(service, tmp_path / "api.sock", state=service.status, tcp_port=0, token=token)

@@ -70,7 +70,8 @@ async def test_against_the_running_daemon(tmp_path: Path) -> None:
     async with running_daemon(tmp_path, tls=True, card_reader=True, audio=ALSA_NULL) as d:
         status = await d.wait_status(lambda s: True)
         code, out = await run_check("-c", str(d.config_path), "--sound")
-        clock_known = "clock_skew_s" in status["ledger"]
+        # Null until the ledger client reports the ledger's clock (the payments issue).
+        clock_known = isinstance(status["ledger"]["clock_skew_s"], int | float)
         assert marks(out) == {
             "config": "ok",
             "posd": "ok",

@@ -77,7 +77,8 @@ async def test_demo_runs_the_shift_and_exits_0() -> None:
     ):
         assert step in text, f"no {step} step in:\n{out}"
     assert re.search(r"declined +reason insufficient_funds", text), out
-    assert re.search(r"^15 of 15 steps behaved, in \d+\.\d s$", out, re.M), out
+    assert re.search(r"^16 of 16 steps behaved, in \d+\.\d s$", out, re.M), out
+    assert re.search(r"^ +mqtt  payment +p_\w+ approved 9,500 won chip …0001$", out, re.M), out
     _no_card_data(out + err)
 
 
@@ -106,7 +107,7 @@ class Demo:
 
     async def socket(self) -> Path:
         line = await self.line_where(lambda s: s.startswith("still running: POS API on "))
-        assert self.seen[-2].startswith("15 of 15 steps behaved"), "\n".join(self.seen)
+        assert self.seen[-2].startswith("16 of 16 steps behaved"), "\n".join(self.seen)
         return Path(line.removeprefix("still running: POS API on ").split(";")[0])
 
     async def exit_status(self) -> int:

@@ -12,10 +12,14 @@ from typing import Any
 
 import pytest
 
-from posd.api import LocalApi
 from posd.cli import status as status_cli
 from tests.helpers.configs import write_config
-from tests.helpers.payment_service import MemoryPaymentService, RunningApi, start_api
+from tests.helpers.payment_service import (
+    MemoryPaymentService,
+    RunningApi,
+    local_api,
+    start_api,
+)
 
 NOT_RUNNING = "is posd running? (systemctl status posd)"
 
@@ -23,7 +27,7 @@ NOT_RUNNING = "is posd running? (systemctl status posd)"
 async def _serve(tmp_path: Path) -> RunningApi:
     service = MemoryPaymentService()
     socket_path = tmp_path / "api.sock"
-    api = LocalApi(service, socket_path, group=None)
+    api = local_api(service, socket_path, group=None)
     return RunningApi(api, service, socket_path, await start_api(api))
 
 
@@ -193,7 +197,7 @@ def test_status_never_prints_escapes_whatever_the_state_holds() -> None:
     }
     shown = status_cli.render_status(state)
     assert "\x1b" not in shown and "\x07" not in shown and "\u202e" not in shown
-    assert "\r" not in shown and len(shown.splitlines()) == 10
+    assert "\r" not in shown and len(shown.splitlines()) == 11
     assert "firmware \\x1b]0;owned\\x07fw\\u202e" in shown
     api_row = "  local api    /run/posd/api.sock, 3 of 1024 connections; tcp 127.0.0.1:8787 error"
     assert api_row in shown
@@ -207,3 +211,50 @@ def test_render_status_says_loudly_when_the_shop_is_deaf() -> None:
     deaf = {"orders": {"alerting": 0, "missed_today": 2, "link": "down", "can_alert": False,
                        "reason": reason}}  # fmt: skip
     assert f"link down; DEAF: {reason}" in status_cli.render_status(deaf)
+
+
+def test_status_lines_show_what_the_operations_centre_would_call_about() -> None:
+    state = {
+        "terminal_id": "T0000001",
+        "merchant_id": "M00000000000001",
+        "version": "0.1.0",
+        "ts": "2026-12-02T09:00:00Z",
+        "boot_id": "b00t",
+        "connects": 3,
+        "uptime_s": 3700,
+        "config_sha256": "0" * 64,
+        "ledger": {"link": "up", "last_rtt_ms": 4.0, "last_error": None, "clock_skew_s": -2.0},
+        "devices": {
+            "card_reader": {"state": "ready", "port": "/dev/posd-reader", "firmware": "2.1"},
+            "qr_scanner": {"state": "ready", "kind": "usb-hid"},
+            "audio": {"state": "disabled", "output": "none"},
+        },
+        "saf": {"pending": 2, "pending_amount": 9000, "oldest_age_s": 300000, "alarm": True},
+        "orders": {
+            "alerting": 0,
+            "missed_today": 1,
+            "link": "down",
+            "can_alert": False,
+            "reason": "the orders link is down",
+        },
+        "payments_today": {"approved": 5, "declined": 1, "amount": 40000},
+        "mqtt": {
+            "link": "down",
+            "last_error": "broker b:8883 refused the credentials",
+            "queued": 4,
+            "dropped": 0,
+        },
+    }
+    lines = status_cli.render_status(state).splitlines()
+    assert lines[0].endswith("up 1h 01m, as of 2026-12-02T09:00:00Z")
+    assert "  ledger       up (rtt 4.0 ms), clock skew -2.0 s" in lines
+    assert any(
+        line.startswith("  saf queue    2 pending") and "ALARM" in line for line in lines
+    ), lines
+    assert (
+        "  orders       0 alerting, 1 missed today, link down; DEAF: the orders link is down"
+    ) in lines
+    assert (
+        "  monitoring   down, 3 connects, 4 events waiting, "
+        "last error: broker b:8883 refused the credentials"
+    ) in lines

@@ -65,7 +65,11 @@ OPERATIONS_DEFAULTS: dict[str, dict[str, object]] = {
 
 # Keys beyond operations.md's listing (README, "Configure"), with their defaults.
 EXTENSION_DEFAULTS: dict[str, dict[str, object]] = {
-    "mqtt": {"protocol": "5"},
+    "mqtt": {
+        "protocol": "5",
+        "homeassistant_discovery": False,
+        "homeassistant_prefix": "homeassistant",
+    },
     "orders": {"protocol": None},
     "audio": {"escpos_form": "esc-paren-a", "printer_port": None, "printer_baudrate": 9600},
 }

@@ -80,10 +80,10 @@ def test_an_unwritable_socket_directory_is_a_message_with_the_path(tmp_path: Pat
             f"""
             import asyncio
             from pathlib import Path
-            from posd.api import ApiStartError, LocalApi
-            from tests.helpers.payment_service import MemoryPaymentService
+            from posd.api import ApiStartError
+            from tests.helpers.payment_service import MemoryPaymentService, local_api
 
-            api = LocalApi(MemoryPaymentService(), Path({str(socket)!r}), group=None)
+            api = local_api(MemoryPaymentService(), Path({str(socket)!r}), group=None)
             try:
                 asyncio.run(api.run(lambda: None))
             except ApiStartError as exc:

@@ -231,3 +231,13 @@ def test_the_orders_link_takes_mqtt_protocol_unless_orders_protocol_says_otherwi
     )
     assert orders_link_settings(older, None).protocol == "3.1.1"
     assert monitoring_link_settings(older, None).protocol == "3.1.1"
+    # An orders broker of its own may speak another version; monitoring keeps mqtt's.
+    mixed = load_config(
+        write_config(
+            tmp_path,
+            mqtt={"protocol": "3.1.1"},
+            orders={"enabled": True, "host": "orders.example", "protocol": "5"},
+        )
+    )
+    assert orders_link_settings(mixed, None).protocol == "5"
+    assert monitoring_link_settings(mixed, None).protocol == "3.1.1"

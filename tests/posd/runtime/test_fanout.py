@@ -52,3 +52,14 @@ async def test_closed_subscription_stops_and_unregisters() -> None:
         with pytest.raises(StopAsyncIteration):
             await waiter  # a reader already waiting is ended too
     assert [e async for e in sub] == []
+
+
+async def test_a_subscriber_of_some_kinds_gets_only_those() -> None:
+    hub = EventHub()
+    stream = hub.subscribe(kinds=("payment", "order"))
+    everything = hub.subscribe()
+    hub.publish("device", "device", {"device": "card_reader"})
+    hub.publish("order", "order", {"order_id": "o-1"})
+    assert [e["type"] for e in stream.pending()] == ["order"]
+    assert [e["type"] for e in everything.pending()] == ["device", "order"]
+    assert stream.pending() == []  # taken once

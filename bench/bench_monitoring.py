@@ -1,0 +1,198 @@
+"""Fleet monitoring's cost (issue 11), with a real Mosquitto.
+
+1. `posd run` as its own process on the simulated reader, scanner and ledger, its monitoring
+   link up: RSS once serving, and what one more MQTT link (the orders link, not in this
+   build) adds, measured in a process of its own; goal under 60 MB all in.
+2. Its CPU while idle over IDLE_S, which holds two of the 60 s state ticks; goal under 1 %.
+3. Payment latency, from the QR scan to the `approved` event on the local API's stream, with
+   the broker up, stopped (events wait in the buffer) and paused (its socket open, nothing
+   answered: the worst case, publishes waiting for PUBACKs), side by side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import aiohttp
+
+from bench.bench_payment import _cpu_s, _rss_mb
+from posd.config import load_config
+from posd.sim import GOOD_QR_ACCOUNT, LedgerSimulator, SimulatedCardReader, SimulatedSerialScanner
+from tests.helpers.configs import MAC_KEY_HEX, write_config
+from tests.helpers.daemon import PosClient, RunningDaemon, daemon_process, running_daemon
+from tests.helpers.mosquitto import BrokerOptions, Mosquitto
+
+IDLE_S = 125.0
+ROUNDS = 30
+GOAL_RSS_MB = 60.0
+
+_SECOND_LINK = textwrap.dedent(
+    """
+    import asyncio, sys
+    from bench.bench_payment import _rss_mb
+    from posd.mqtt import LinkSettings, MqttLink
+
+    async def main(port):
+        import os
+        links = []
+        figures = []
+        for n in range(3):
+            if n:
+                link = MqttLink(LinkSettings(f"l{n}", "127.0.0.1", port, f"bench-link-{n}"))
+                links.append((link, asyncio.create_task(link.run())))
+                await asyncio.wait_for(link.wait_up(), 10)
+                await asyncio.sleep(0.5)
+            figures.append(_rss_mb(os.getpid()))
+        for link, task in links:
+            link.stop()
+            await task
+        print(figures[2] - figures[1])
+
+    asyncio.run(main(int(sys.argv[1])))
+    """
+)
+
+
+async def footprint(directory: Path, broker: Mosquitto) -> tuple[float, float]:
+    with SimulatedSerialScanner() as scanner:
+        async with (
+            LedgerSimulator(mac_key=bytes.fromhex(MAC_KEY_HEX)) as ledger,
+            SimulatedCardReader(link=directory / "posd-reader") as reader,
+        ):
+            config_path = write_config(
+                directory,
+                ledger={"port": ledger.port},
+                card_reader={"port": reader.port},
+                qr_scanner={"kind": "serial", "port": scanner.port},
+                mqtt={"enabled": True, "host": broker.host, "port": broker.port},
+                logging={"level": "info"},
+            )
+            config = load_config(config_path)
+            async with daemon_process(config_path) as process:
+                client = PosClient(config.api.socket)
+                try:
+                    await client.wait_status(
+                        lambda s: (
+                            s["ledger"]["link"] == "up"
+                            and s["devices"]["card_reader"]["state"] == "ready"
+                            and s["mqtt"]["link"] == "up"
+                        ),
+                        timeout_s=30,
+                    )
+                finally:
+                    await client.session.close()
+                await asyncio.sleep(2)  # the first debounced state is out
+                rss = _rss_mb(process.pid)
+                cpu_before, wall_before = _cpu_s(process.pid), time.monotonic()
+                await asyncio.sleep(IDLE_S)
+                cpu = (_cpu_s(process.pid) - cpu_before) / (time.monotonic() - wall_before)
+    return rss, cpu * 100
+
+
+def one_more_link_mb(broker: Mosquitto) -> float:
+    out = subprocess.run(
+        [sys.executable, "-c", _SECOND_LINK, str(broker.port)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    ).stdout
+    return float(out.strip().splitlines()[-1])
+
+
+async def _approved(stream: aiohttp.ClientResponse, buffer: bytearray, payment_id: str) -> None:
+    while True:
+        for line in bytes(buffer).split(b"\n"):
+            if line.startswith(b"data: "):
+                event = json.loads(line[6:])
+                payment = event.get("payment") or {}
+                if payment.get("payment_id") == payment_id and payment.get("state") in (
+                    "approved",
+                    "declined",
+                ):
+                    return
+        chunk = await stream.content.readany()
+        if not chunk:
+            raise RuntimeError("the event stream ended")
+        buffer += chunk
+
+
+async def scan_to_approved(d: RunningDaemon, rounds: int) -> list[float]:
+    samples: list[float] = []
+    unbounded = aiohttp.ClientTimeout(total=None)
+    async with d.session.get("http://posd/v1/events", timeout=unbounded) as stream:
+        for _ in range(rounds):
+            created = await d.create(1_000, "qr")
+            buffer = bytearray()
+            token = d.issuer.valid(GOOD_QR_ACCOUNT)
+            started = time.perf_counter()
+            await d.scanner.scan(token)
+            await asyncio.wait_for(_approved(stream, buffer, str(created["payment_id"])), 20)
+            samples.append(time.perf_counter() - started)
+            await d.wait_final(str(created["payment_id"]))
+    return samples
+
+
+async def latencies(directory: Path, broker: Mosquitto) -> dict[str, list[float]]:
+    mqtt = {"enabled": True, "host": broker.host, "port": broker.port}
+    figures: dict[str, list[float]] = {}
+    # The production link (backoff 1 s doubling to 60 s), not the tests' quick reconnects.
+    link = {"backoff_initial_s": 1.0, "backoff_max_s": 60.0, "timeout_s": 10.0}
+    async with running_daemon(
+        directory, mqtt=mqtt, logging={"level": "warning"}, monitoring_link=link
+    ) as d:
+        await d.wait_status(lambda s: s["mqtt"]["link"] == "up")
+        await scan_to_approved(d, 3)  # warm up
+        figures["broker up"] = await scan_to_approved(d, ROUNDS)
+        await asyncio.to_thread(broker.stop)
+        await d.wait_status(lambda s: s["mqtt"]["link"] == "down")
+        figures["broker stopped"] = await scan_to_approved(d, ROUNDS)
+        await asyncio.to_thread(broker.start)
+        await d.wait_status(lambda s: s["mqtt"]["link"] == "up", timeout_s=30)
+        broker.pause()
+        try:
+            figures["broker paused"] = await scan_to_approved(d, ROUNDS)
+        finally:
+            broker.resume()
+    return figures
+
+
+def _ms(samples: list[float], q: float) -> float:
+    return statistics.quantiles(samples, n=100)[int(q) - 1] * 1000 if q < 100 else max(samples)
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="posd-bench-mon-") as tmp:
+        directory = Path(tmp)
+        broker = Mosquitto(directory / "broker", BrokerOptions())
+        broker.start()
+        try:
+            figures = asyncio.run(latencies(Path(tempfile.mkdtemp(dir=directory)), broker))
+            extra = one_more_link_mb(broker)
+            rss, idle = asyncio.run(footprint(Path(tempfile.mkdtemp(dir=directory)), broker))
+        finally:
+            broker.kill()
+    total = rss + extra
+    print(f"daemon RSS, monitoring link up:     {rss:8.1f} MB")
+    print(
+        f"  + one more MQTT link (orders):     {extra:8.2f} MB   = {total:.1f} MB all in, "
+        f"goal < {GOAL_RSS_MB:.0f} MB ({'met' if total < GOAL_RSS_MB else 'NOT met'})"
+    )
+    print(
+        f"daemon idle CPU over {IDLE_S:.0f} s (2 ticks): {idle:8.2f} %    goal < 1 % "
+        f"({'met' if idle < 1 else 'NOT met'})"
+    )
+    print(f"QR scan -> approved event ({ROUNDS} payments each, median / p90):")
+    for name, samples in figures.items():
+        print(
+            f"  {name:<16} {statistics.median(samples) * 1000:8.2f} ms / "
+            f"{_ms(samples, 90):8.2f} ms"
+        )
