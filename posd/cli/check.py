@@ -2,7 +2,8 @@
 
 One line per item, green or red with what to do (yellow where it cannot be told, which is not
 green either): the config, then the lines of `ready_checks.CHECKS` (posd running, card reader,
-QR scanner, ledger sign-on, terminal certificate, clock, disk, audio). Against the running
+QR scanner, ledger sign-on, terminal certificate, clock, disk, the orders and monitoring MQTT
+links, audio). Against the running
 daemon when there is one (its status object, over the local API: a running posd holds the
 reader's port), else the devices are looked at directly (a PING for the reader).
 

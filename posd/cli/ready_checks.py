@@ -3,8 +3,10 @@ order it prints them. A line is green (`ok`), red (`fail`) or yellow (`unknown`:
 told, which is not green either), with what to do.
 
 Each function gets the `Situation`: the valid config, the running daemon's status object (None
-when no posd answers, and why), and the devices survey for when no daemon holds them. A later
-line (the MQTT links, say) is one more function appended to `CHECKS`.
+when no posd answers, and why), and the devices survey for when no daemon holds them. What
+only the running posd can tell (the ledger, both MQTT links) is read from its status object;
+a device it holds (reader, scanner, audio) is the daemon's word while it runs, and looked at
+directly only when no posd answers.
 
 Thresholds:
 - the terminal certificate must stay valid for `CERT_MIN_DAYS` (30) more days: the time for a
@@ -253,6 +255,13 @@ async def check_clock(s: Situation) -> Line:
             f"compare `date -u` with a trusted clock; {fix}",
         )
     skew = ledger["clock_skew_s"]
+    if not isinstance(skew, int | float) and ledger.get("link") == "up":
+        return Line(
+            "clock",
+            "unknown",
+            "this posd does not report the ledger's clock yet (ledger.clock_skew_s is null)",
+            f"compare `date -u` with a trusted clock; {fix}",
+        )
     if not isinstance(skew, int | float):
         return Line(
             "clock", "unknown", "the ledger has not told its time yet (no sign-on)", "see ledger"
@@ -310,6 +319,59 @@ async def check_disk(s: Situation) -> Line:
     return Line("disk", "ok", detail)
 
 
+_MQTT_FIX = (
+    "the broker's host and port, the network, mqtt.tls with its ca_file (and cert_file, "
+    "key_file), mqtt.username and mqtt.password_file, mqtt.protocol (what the broker speaks)"
+)
+
+
+async def check_orders_link(s: Situation) -> Line:
+    item = "orders link"
+    if not s.config.orders.enabled:
+        return Line(item, "ok", "not used (orders.enabled = false)")
+    if s.status is None:
+        return _not_asked(item, s)
+    orders = s.get("orders") or {}
+    host, port = s.config.orders_broker
+    link = orders.get("link")
+    if link == "up":
+        return Line(item, "ok", f"subscribed to {s.config.orders_topic} at {host}:{port}")
+    why = f": {orders['reason']}" if orders.get("reason") else ""
+    return Line(
+        item,
+        "fail",
+        f"link {link} to {host}:{port}{why}",
+        f"{_MQTT_FIX.replace('host and port', 'host and port ([mqtt], or orders.host)')}; "
+        "journalctl -u posd | grep 'mqtt orders'",
+    )
+
+
+async def check_monitoring_link(s: Situation) -> Line:
+    item = "monitoring"
+    mqtt = s.config.mqtt
+    if not mqtt.enabled:
+        return Line(item, "ok", "not used (mqtt.enabled = false): the operations centre is blind")
+    if s.status is None:
+        return _not_asked(item, s)
+    section = s.get("mqtt") or {}
+    where = f"{mqtt.host}:{mqtt.port}"
+    if section.get("link") == "up":
+        return Line(
+            item,
+            "ok",
+            f"online at {where} as posd-{s.config.terminal.id} "
+            f"({s.get('connects')} connects since start)",
+        )
+    error = f": {section['last_error']}" if section.get("last_error") else ""
+    return Line(
+        item,
+        "fail",
+        f"link {section.get('link')} to {where}{error}",
+        f"{_MQTT_FIX} (the broker's ACL must let posd-{s.config.terminal.id} publish under "
+        f"{s.config.monitoring_topic}/); journalctl -u posd | grep 'mqtt monitoring'",
+    )
+
+
 async def check_audio(s: Situation) -> Line:
     audio = s.config.audio
     if audio.output == "none":
@@ -324,11 +386,22 @@ async def check_audio(s: Situation) -> Line:
         return Line("audio", "ok", 'not used (audio.output = "none", orders off)')
     player = build_player(audio.output, audio.device, audio.volume)
     fix = "check the speaker, its cable and volume, and audio.output/audio.device; posd chime"
-    status = await player.check()
-    if status.state not in ("ready", "busy"):
-        return Line("audio", "fail", f"{status.state}: {status.detail}", fix)
-    if not s.sound:
-        return Line("audio", "ok", f"{status.output} ready ({status.detail}); --sound to hear it")
+    if s.status is not None:
+        # The daemon's own word: its outputs as its player last found them.
+        state, output = s.get("devices", "audio", "state"), s.get("devices", "audio", "output")
+        if state not in ("ready", "busy"):
+            reason = s.get("orders", "reason")
+            why = f": {reason}" if isinstance(reason, str) and "audio" in reason else ""
+            return Line("audio", "fail", f"{state} ({output}), says posd{why}", fix)
+        if not s.sound:
+            return Line("audio", "ok", f"{output} {state}, says posd; --sound to hear it")
+    else:
+        status = await player.check()
+        if status.state not in ("ready", "busy"):
+            return Line("audio", "fail", f"{status.state}: {status.detail}", fix)
+        if not s.sound:
+            detail = f"{status.output} ready ({status.detail}); --sound to hear it"
+            return Line("audio", "ok", detail)
     try:
         playback = await player.play()
     except AudioError as exc:
@@ -344,5 +417,7 @@ CHECKS: tuple[Check, ...] = (
     check_certificate,
     check_clock,
     check_disk,
+    check_orders_link,
+    check_monitoring_link,
     check_audio,
 )

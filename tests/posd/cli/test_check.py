@@ -26,6 +26,8 @@ from posd.cli.ready_checks import (
     check_certificate,
     check_clock,
     check_disk,
+    check_monitoring_link,
+    check_orders_link,
 )
 from posd.config import Config, load_config
 from posd.sim import SimulatedCardReader, SimulatedSerialScanner
@@ -82,10 +84,14 @@ async def test_against_the_running_daemon(tmp_path: Path) -> None:
             "certificate": "FAIL",
             "clock": "ok" if clock_known else "????",
             "disk": "ok",
+            "orders link": "ok",
+            "monitoring": "ok",
             "audio": "ok",
         }
         assert code == os.EX_UNAVAILABLE
         assert f"card reader  ready on {d.reader.port}" in out  # type: ignore[union-attr]
+        assert "orders link  not used (orders.enabled = false)" in out
+        assert "monitoring   not used (mqtt.enabled = false)" in out
         assert f"ledger       signed on to localhost:{d.ledger.port}" in out
         assert "(CN=T0000001) expires on " in out and "in 29 days (less than 30)" in out
         assert "fix: posd enroll --key /etc/posd/terminal-new.key makes a new key" in out
@@ -125,6 +131,8 @@ async def test_without_a_daemon_it_pings_the_reader(tmp_path: Path) -> None:
         "certificate": "ok",
         "clock": "????",
         "disk": "ok",
+        "orders link": "ok",
+        "monitoring": "ok",
         "audio": "ok",
     }
     assert f"not running (nothing answers on {tmp_path / 'api.sock'})" in out
@@ -196,6 +204,7 @@ async def test_certificate_unreadable(tls_config: Config, tmp_path: Path) -> Non
         ({"link": "up", "clock_skew_s": -45.0}, "fail", "45 s off the ledger's"),
         ({"link": "down", "clock_skew_s": None}, "unknown", "has not told its time yet"),
         ({"link": "up"}, "unknown", "does not report the ledger's clock"),
+        ({"link": "up", "clock_skew_s": None}, "unknown", "does not report the ledger's clock"),
     ],
 )
 async def test_clock_lines(tmp_path: Path, ledger: dict[str, Any], mark: str, words: str) -> None:
@@ -228,6 +237,59 @@ async def test_audio_lines(tmp_path: Path) -> None:
     deaf = replace(silent, orders=replace(silent.orders, enabled=True))
     line = await check_audio(situation(deaf))
     assert line.mark == "fail" and "an order would not be heard" in line.detail
+
+
+async def test_mqtt_link_lines_read_the_running_posd(tmp_path: Path) -> None:
+    config = load_config(
+        write_config(
+            tmp_path,
+            mqtt={"enabled": True, "host": "broker.test", "port": 8883},
+            orders={"enabled": True},
+        )
+    )
+    up = {
+        "connects": 2,
+        "orders": {"link": "up", "can_alert": True, "reason": None},
+        "mqtt": {"link": "up", "last_error": None},
+    }
+    orders = await check_orders_link(situation(config, up))
+    assert orders == Line(
+        "orders link", "ok", "subscribed to baedal/M00000000000001/orders at broker.test:8883"
+    )
+    monitoring = await check_monitoring_link(situation(config, up))
+    assert monitoring.mark == "ok"
+    assert monitoring.detail == (
+        "online at broker.test:8883 as posd-T0000001 (2 connects since start)"
+    )
+    reason = "orders link down for more than 60 s (connection refused)"
+    down = {
+        "orders": {"link": "down", "can_alert": False, "reason": reason},
+        "mqtt": {"link": "down", "last_error": "broker refused the credentials"},
+    }
+    orders = await check_orders_link(situation(config, down))
+    assert (orders.mark, orders.detail) == ("fail", f"link down to broker.test:8883: {reason}")
+    assert orders.fix is not None and "orders.host" in orders.fix
+    monitoring = await check_monitoring_link(situation(config, down))
+    assert monitoring.mark == "fail" and monitoring.detail.endswith("refused the credentials")
+    assert monitoring.fix is not None and "posd/T0000001/" in monitoring.fix
+    # No posd answering: only it can say.
+    assert (await check_orders_link(situation(config))).mark == "fail"
+    assert (await check_monitoring_link(situation(config))).mark == "fail"
+
+
+async def test_audio_line_is_the_running_posds_word(tmp_path: Path) -> None:
+    # An output this machine cannot play on: the daemon's status decides, not a look here.
+    config = load_config(write_config(tmp_path, audio={"output": "alsa", "device": "hw:7"}))
+    ready = {"devices": {"audio": {"state": "ready", "output": "alsa"}}}
+    line = await check_audio(situation(config, ready))
+    assert (line.mark, line.detail) == ("ok", "alsa ready, says posd; --sound to hear it")
+    why = "no working audio output (alsa: no card)"
+    deaf = {
+        "devices": {"audio": {"state": "error", "output": "alsa"}},
+        "orders": {"can_alert": False, "reason": why},
+    }
+    line = await check_audio(situation(config, deaf))
+    assert (line.mark, line.detail) == ("fail", f"error (alsa), says posd: {why}")
 
 
 def test_colour_only_on_a_terminal_without_no_color() -> None:
