@@ -26,7 +26,9 @@ the state carries `boot_id`, `connects` and `ts`; a bridge may reorder messages)
   when it arrived; or a live `online`) is older than `stale_after_s` (twice the state
   interval) is `stale`, since that moment.
 - **Deaf.** `orders.can_alert` of the state and the `deaf`/`hearing` order events, whichever
-  is newest by `ts`. A change is a call signal (one call per deaf episode).
+  is newest by `ts`. A change is a call signal (one call per deaf episode). Only `false` is
+  deaf: a null `can_alert` with the orders link `disabled` is a shop that takes no orders (no
+  order can arrive unheard), not deaf; any other null says nothing.
 - **Events** are deduplicated by `id` against the box's last EVENT_IDS ids; the last
   MAX_EVENTS (at most EVENT_BYTES bytes deflated) are kept; a `missed` order event is a call
   signal.
@@ -513,8 +515,9 @@ class FleetModel:
         box.saf_oldest_age_s = state.saf_oldest_age_s
         box.orders_alerting = state.orders_alerting
         box.missed_today = state.missed_today
-        if state.can_alert is not None:
-            self._hearing(box, not state.can_alert, state.ts, state.deaf_reason, change)
+        if state.can_alert is not None or state.orders_link == "disabled":
+            deaf = state.can_alert is False
+            self._hearing(box, deaf, state.ts, state.deaf_reason if deaf else None, change)
 
     def _event(self, box: Box, event: Event, received_at: float, change: Change) -> None:
         if box._seen_event(event.id):

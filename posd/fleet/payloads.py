@@ -202,7 +202,9 @@ class State:
     saf_oldest_age_s: float | None
     orders_alerting: int | None
     missed_today: int | None
+    orders_link: str | None
     can_alert: bool | None
+    """Null (None) with `orders_link` `disabled`: a shop that takes no orders, never deaf."""
     deaf_reason: str | None
     raw: bytes
 
@@ -244,6 +246,7 @@ def parse_state(terminal_id: str, payload: bytes) -> State | Bad:
             saf_oldest_age_s=_opt_seconds(saf, "oldest_age_s"),
             orders_alerting=_opt_count(orders, "alerting"),
             missed_today=_opt_count(orders, "missed_today"),
+            orders_link=_opt_text(orders, "link", LINK_STATES),
             can_alert=_opt_bool(orders, "can_alert"),
             deaf_reason=_opt_text(orders, "reason"),
             raw=compact(obj),

@@ -420,9 +420,11 @@ class SimBox:
 
     def _run(self, command: str, args: dict[str, object], now: float) -> tuple[bool, object]:
         if command == "chime_test":
+            # posd's answers: the output that played it and the ones that failed before it,
+            # or, with none working, the player's error naming each.
             if self.audio != "ready":
-                return False, "no working audio output: the chime cannot play"
-            return True, {"played": True, "output": "alsa"}
+                return False, "no audio output played the chime: alsa: the sound card is gone"
+            return True, {"output": "alsa", "failures": []}
         if command == "saf_flush":
             if self.ledger_link == "down":
                 return False, "the ledger is unreachable: nothing forwarded"

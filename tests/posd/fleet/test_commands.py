@@ -51,7 +51,7 @@ class Box:
         self.received.append((terminal_id, command, dict(checked.args)))
         if self.answer is not None:
             return self.answer
-        return response_payload(checked.id, result={"played": True})
+        return response_payload(checked.id, result={"output": "alsa", "failures": []})
 
 
 def operator() -> Operator:
@@ -68,7 +68,7 @@ async def test_a_command_is_signed_sent_and_answered(tmp_path: Path) -> None:
             async with http.post(url, json={"args": {}}) as response:
                 assert response.status == 200
                 answer = await response.json()
-            assert answer["ok"] is True and answer["result"] == {"played": True}
+            assert answer["ok"] is True and answer["result"] == {"output": "alsa", "failures": []}
             assert isinstance(answer["id"], str) and len(answer["id"]) == 32
             url = f"/api/boxes/{TID}/commands/log_level"
             async with http.post(url, json={"args": {"level": "debug"}}) as response:

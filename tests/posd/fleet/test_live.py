@@ -122,7 +122,7 @@ async def test_commands_go_to_the_box_and_its_answer_comes_back(
                     return answer
 
             answer = await send("S0000001", "chime_test", {})
-            assert answer["ok"] is True and answer["result"] == {"played": True, "output": "alsa"}
+            assert answer["ok"] is True and answer["result"] == {"output": "alsa", "failures": []}
             assert (await send("S0000001", "log_level", {"level": "debug"}))["result"] == {
                 "level": "debug"
             }

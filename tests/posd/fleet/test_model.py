@@ -263,6 +263,24 @@ def test_deaf_from_the_state_and_hearing_from_a_newer_event() -> None:
     assert model.summary_counts()["deaf"] == 0
 
 
+def test_a_shop_with_orders_off_is_not_deaf() -> None:
+    model = FleetModel()
+    feed(model, "availability", b"online", T0)
+    feed(model, "state", state(TID, T0, can_alert=False, reason="no audio output"), T0)
+    assert model.summary_counts()["deaf"] == 1
+    # The technician turned orders off: posd says can_alert null, link disabled.
+    off = state(TID, T0 + 60, can_alert=None, orders_link="disabled")
+    change = feed(model, "state", off, T0 + 60)
+    assert change is not None
+    assert [c.deaf for c in change.calls] == [False]  # type: ignore[attr-defined]
+    assert model.summary_counts()["deaf"] == 0 and model.boxes[TID].deaf_reason is None
+    assert list(model.select(deaf=True)) == []
+    # A null that is no such shop (the link up) says nothing either way.
+    feed(model, "state", state(TID, T0 + 120, can_alert=False, reason="no audio"), T0 + 120)
+    feed(model, "state", state(TID, T0 + 180, can_alert=None), T0 + 180)
+    assert model.boxes[TID].deaf is True
+
+
 def test_deaf_and_hearing_events_as_posd_sends_them_carry_no_order() -> None:
     model = FleetModel()
     connected(model, T0)

@@ -167,7 +167,7 @@ def test_commands_are_verified_as_posd_verifies_them() -> None:
     (answer,) = send("chime_test", "c1", int(NOW))
     assert answer.topic == "posd/S0000001/response/chime_test"
     assert json.loads(answer.payload) == {
-        "id": "c1", "ok": True, "result": {"played": True, "output": "alsa"}
+        "id": "c1", "ok": True, "result": {"output": "alsa", "failures": []}
     }  # fmt: skip
     refusals = {
         "replayed": send("chime_test", "c1", int(NOW) + 1),
