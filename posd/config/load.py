@@ -10,7 +10,6 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from importlib import resources
 from pathlib import Path
 
 from posd.config.errors import ConfigError, ConfigFileError, ConfigProblem
@@ -38,6 +37,10 @@ def config_path(given: str | None = None, environ: Mapping[str, str] | None = No
 
 def example_text() -> str:
     """The complete, commented example config (`posd config example`), as packaged."""
+    # Imported here: importlib.resources (tempfile, shutil and their compressors) is for
+    # `posd config example`, never for the daemon.
+    from importlib import resources
+
     return resources.files(__package__).joinpath("example.toml").read_text(encoding="utf-8")
 
 

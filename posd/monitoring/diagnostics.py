@@ -6,7 +6,6 @@ warnings and errors posd logged (masked as the log is).
 from __future__ import annotations
 
 import collections
-import importlib.metadata
 import logging
 import platform
 import ssl
@@ -104,6 +103,10 @@ class RecentProblems(logging.Handler):
 
 
 def versions() -> dict[str, str | None]:
+    # Imported here: importlib.metadata (with zipfile, csv, email) is only for this answer,
+    # and would cost the daemon its memory from start to stop.
+    import importlib.metadata
+
     found: dict[str, str | None] = {
         "posd": __version__,
         "python": platform.python_version(),
