@@ -6,7 +6,9 @@ Modules:
   command with its exit codes; `register_config_secrets`, the config's secrets masked in logs.
 - `stack`: `build_components`, the one place components are built, and `payment_components`,
   the payment stack (journal, reader, scanner, ledger link, SAF sender, engine, local API);
-  the order alerts beside it, found by the API through `orders_lookup`.
+  beside it the order alerts (found by the API through `orders_lookup`) and, with
+  `mqtt.enabled`, monitoring, which finds the running parts by name; the one state builder
+  of the process.
 - `state_dir`: `prepare_state_dir`, the state directory created 0700 and checked usable;
   `StateDirLock`, one posd per state directory (`StateDirLocked`: another one holds it).
 - `limits`: `raise_open_files_limit`, the open-files limit raised to its hard limit at start.
