@@ -17,6 +17,8 @@ from typing import Final, Literal
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from protocols import strict_json
+
 CLOCK_WINDOW_S: Final = 60
 REPLAY_WINDOW_S: Final = 600
 MAX_PAYLOAD_BYTES: Final = 16 * 1024
@@ -98,10 +100,6 @@ def sign_command(
     return json.dumps(payload).encode()
 
 
-def _reject_constant(name: str) -> object:
-    raise ValueError(f"{name} is not JSON")
-
-
 def verify_command(
     command: str,
     payload: bytes,
@@ -118,7 +116,7 @@ def verify_command(
     if len(payload) > MAX_PAYLOAD_BYTES:
         return CommandRejected("malformed", f"payload over {MAX_PAYLOAD_BYTES} bytes")
     try:
-        raw = json.loads(payload.decode("utf-8"), parse_constant=_reject_constant)
+        raw = strict_json.loads(payload)
     except (UnicodeDecodeError, ValueError, RecursionError):
         return CommandRejected("malformed", "not a UTF-8 JSON document")
     if not isinstance(raw, dict):

@@ -24,6 +24,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
+from protocols import strict_json
+
 MAX_PAYLOAD_BYTES: Final = 64 * 1024
 MAX_ORDER_ID: Final = 64
 MAX_ITEMS: Final = 200
@@ -76,19 +78,6 @@ class Order:
         return self.items_total == self.total
 
 
-def _no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    result: dict[str, object] = {}
-    for key, value in pairs:
-        if key in result:
-            raise OrderPayloadError(key, "given twice")
-        result[key] = value
-    return result
-
-
-def _no_constants(name: str) -> object:
-    raise OrderPayloadError("$", f"{name} is not JSON")
-
-
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -131,13 +120,15 @@ def parse_order(payload: bytes) -> Order:
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise OrderPayloadError("$", f"payload over {MAX_PAYLOAD_BYTES} bytes")
     try:
-        text = payload.decode("utf-8")
+        raw = strict_json.loads(payload)
     except UnicodeDecodeError:
         raise OrderPayloadError("$", "not UTF-8") from None
-    try:
-        raw = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+    except strict_json.DuplicateKey as exc:
+        raise OrderPayloadError(exc.key, "given twice") from None
     except json.JSONDecodeError as exc:
         raise OrderPayloadError("$", f"not JSON ({exc.msg} at line {exc.lineno})") from None
+    except ValueError as exc:
+        raise OrderPayloadError("$", str(exc)) from None
     except RecursionError:
         raise OrderPayloadError("$", "nested too deeply") from None
     if not isinstance(raw, dict):

@@ -25,7 +25,6 @@ import contextlib
 import datetime
 import hashlib
 import hmac
-import json
 import logging
 import re
 import time
@@ -61,6 +60,7 @@ from posd.payments import (
     UnknownPayment,
     WrongState,
 )
+from protocols.strict_json import RequestBodyError, request_object
 
 log = logging.getLogger(__package__)
 
@@ -109,26 +109,6 @@ class _ClientNotReading(Exception):
     """An event stream write did not complete in time: the client stopped reading."""
 
 
-class _DuplicateKey(ValueError):
-    def __init__(self, key: str) -> None:
-        super().__init__(key)
-        self.key = key
-
-
-def _object_without_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    result: dict[str, object] = {}
-    for key, value in pairs:
-        if key in result:
-            raise _DuplicateKey(key)
-        result[key] = value
-    return result
-
-
-def _refuse_constant(name: str) -> object:
-    # NaN and Infinity are not JSON; Python's parser accepts them unless told otherwise.
-    raise ValueError(f"{name} is not JSON")
-
-
 async def _read_body(request: web.Request) -> bytes:
     """The whole body, within BODY_TIMEOUT_S; a client that trickles it, or goes away halfway,
     gets an answer (if still there) and its connection closed, never a 500."""
@@ -161,29 +141,12 @@ async def _read_object(request: web.Request, allowed: frozenset[str]) -> dict[st
         raise ApiError(
             415, "unsupported_media_type", "send the JSON body uncompressed (no Content-Encoding)"
         )
-    raw = await _read_body(request)
     try:
-        data = json.loads(
-            raw.decode("utf-8"),
-            object_pairs_hook=_object_without_duplicates,
-            parse_constant=_refuse_constant,
-        )
-    except UnicodeDecodeError:
-        raise ApiError(400, "invalid_json", "the body is not UTF-8 text") from None
-    except RecursionError:
-        # json's parser recurses per nesting level: "[[[[…" deep enough exhausts the stack.
-        raise ApiError(400, "invalid_json", "the body nests too deeply to be a request") from None
-    except _DuplicateKey as exc:
-        raise invalid(exc.key, "given more than once") from None
-    except ValueError:
-        raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, "invalid_json", "the body must be a JSON object")
-    for key in sorted(data):
-        if key not in allowed:
-            expected = ", ".join(sorted(allowed)) or "no fields"
-            raise invalid(key, f"unknown field (expected {expected})")
-    return data
+        return request_object(await _read_body(request), allowed)
+    except RequestBodyError as exc:
+        if exc.field is not None:
+            raise invalid(exc.field, exc.problem) from None
+        raise ApiError(400, exc.code, exc.problem) from None
 
 
 def _amount(body: Mapping[str, object]) -> int:

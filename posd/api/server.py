@@ -266,9 +266,7 @@ class LocalApi:
             if socket_inode is not None:
                 _remove_socket(self.socket_path, socket_inode)
 
-    async def _serve_tcp(
-        self, runner: web.AppRunner, port: int, connections: Connections
-    ) -> None:
+    async def _serve_tcp(self, runner: web.AppRunner, port: int, connections: Connections) -> None:
         """Listen on 127.0.0.1:port, retrying while it is taken; the Unix socket serves on
         meanwhile (a POS app on TCP is one client; the socket serves every other)."""
         while True:

@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from protocols import strict_json
+
 # A state object is under 1.5 KB; 8 KiB leaves room for long version strings and reasons.
 MAX_STATE_BYTES: Final = 8 * 1024
 # Events are a few hundred bytes; a config event listing its problems can be longer.
@@ -95,15 +97,11 @@ def parse_topic(prefix: str, topic: str) -> Topic | Bad:
     return Bad("topic", "not availability, state or event/{kind}")
 
 
-def _reject_constant(name: str) -> object:
-    raise ValueError(f"{name} is not JSON")
-
-
 def parse_object(payload: bytes, limit: int) -> dict[str, object] | Bad:
     if len(payload) > limit:
         return Bad("too_large", f"{len(payload)} bytes, over {limit}")
     try:
-        value = json.loads(payload.decode("utf-8"), parse_constant=_reject_constant)
+        value = strict_json.loads(payload)
     except (UnicodeDecodeError, ValueError, RecursionError):
         return Bad("not_json", "not a UTF-8 JSON document")
     if not isinstance(value, dict):

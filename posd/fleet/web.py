@@ -39,6 +39,7 @@ from posd.fleet.console import Console
 from posd.fleet.hub import TooManyStreams, Watcher
 from posd.fleet.model import STATUSES, Status
 from posd.fleet.payloads import compact
+from protocols.strict_json import RequestBodyError, request_object
 
 log = logging.getLogger(__package__)
 
@@ -105,25 +106,6 @@ def _invalid(field: str, message: str) -> ApiError:
     return ApiError(400, "invalid_request", f"{field}: {message}", field)
 
 
-class _DuplicateKey(ValueError):
-    def __init__(self, key: str) -> None:
-        super().__init__(key)
-        self.key = key
-
-
-def _no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    result: dict[str, object] = {}
-    for key, value in pairs:
-        if key in result:
-            raise _DuplicateKey(key)
-        result[key] = value
-    return result
-
-
-def _refuse_constant(name: str) -> object:
-    raise ValueError(f"{name} is not JSON")
-
-
 async def _read_object(request: web.Request, allowed: frozenset[str]) -> dict[str, object]:
     """The body as a JSON object with only `allowed` keys; {} when there is none."""
     if not request.body_exists:
@@ -132,26 +114,12 @@ async def _read_object(request: web.Request, allowed: frozenset[str]) -> dict[st
         raise ApiError(
             415, "unsupported_media_type", "send JSON with Content-Type: application/json"
         )
-    raw = await request.read()
     try:
-        data = json.loads(
-            raw.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_refuse_constant
-        )
-    except UnicodeDecodeError:
-        raise ApiError(400, "invalid_json", "the body is not UTF-8 text") from None
-    except RecursionError:
-        raise ApiError(400, "invalid_json", "the body nests too deeply to be a request") from None
-    except _DuplicateKey as exc:
-        raise _invalid(exc.key, "given more than once") from None
-    except ValueError:
-        raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, "invalid_json", "the body must be a JSON object")
-    for key in sorted(data):
-        if key not in allowed:
-            expected = ", ".join(sorted(allowed)) or "no fields"
-            raise _invalid(key, f"unknown field (expected {expected})")
-    return data
+        return request_object(await request.read(), allowed)
+    except RequestBodyError as exc:
+        if exc.field is not None:
+            raise _invalid(exc.field, exc.problem) from None
+        raise ApiError(400, exc.code, exc.problem) from None
 
 
 def _query(request: web.Request, allowed: frozenset[str]) -> dict[str, str]:

@@ -31,6 +31,7 @@ def reader_card_data(
     monkeypatch: pytest.MonkeyPatch, change: dict[int, bytes], add: list[Tlv]
 ) -> None:
     """The simulated reader's chip CARD_DATA with tags replaced and others added."""
+
     def changed(*args: object, **kwargs: object) -> srl.CardData:
         message = card_data(*args, **kwargs)  # type: ignore[arg-type]
         items = [Tlv(t.tag, change.get(t.tag, t.value)) for t in decode_tlv(message.tlv)]

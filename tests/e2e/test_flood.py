@@ -145,15 +145,25 @@ async def test_a_flood_of_hostile_local_clients_costs_no_payment_and_no_log_floo
                 socket = load_config(config_path).api.socket
                 with log_path.open("ab") as log_file:
                     process = await asyncio.create_subprocess_exec(
-                        sys.executable, "-m", "posd", "run", "-c", str(config_path),
-                        cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=log_file,
-                        stderr=subprocess.STDOUT, preexec_fn=limited_open_files,
+                        sys.executable,
+                        "-m",
+                        "posd",
+                        "run",
+                        "-c",
+                        str(config_path),
+                        cwd=REPO_ROOT,
+                        stdin=subprocess.DEVNULL,
+                        stdout=log_file,
+                        stderr=subprocess.STDOUT,
+                        preexec_fn=limited_open_files,
                     )
                 client = PosClient(socket)
                 try:
                     await client.wait_status(
-                        lambda s: s["ledger"]["link"] == "up"
-                        and s["devices"]["qr_scanner"]["state"] == "ready",
+                        lambda s: (
+                            s["ledger"]["link"] == "up"
+                            and s["devices"]["qr_scanner"]["state"] == "ready"
+                        ),
                         timeout_s=20,
                     )
                     before = log_path.stat().st_size

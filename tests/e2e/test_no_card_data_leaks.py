@@ -51,8 +51,7 @@ async def read_until(
 
     def told() -> bool:
         return any(
-            e.get("payment", {}).get("payment_id") == payment_id
-            and e["payment"]["state"] == state
+            e.get("payment", {}).get("payment_id") == payment_id and e["payment"]["state"] == state
             for e in sse_lines(bytes(body))
         )
 

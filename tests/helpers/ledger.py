@@ -61,5 +61,3 @@ def purchase(pan: str = GOOD_CARD, amount: int = 10_000, stan: int | None = None
         merchant_id=MERCHANT,
         payer=CardPayer("chip", pan, "3012", None, b"\x9f\x02\x06\x00\x00\x00\x01\x00\x00"),
     )
-
-

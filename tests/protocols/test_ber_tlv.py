@@ -25,8 +25,9 @@ CHIP = bytes.fromhex(
     "5F2A020410"
     "82021980"
     "8407D4100000014601"
-    "700A" "DF810103010203" "9F0100"
-    .replace(" ", "")
+    "700A"
+    "DF810103010203"
+    "9F0100".replace(" ", "")
 )
 
 
@@ -137,7 +138,7 @@ def test_find_tag_searches_depth_first_in_document_order() -> None:
 
 
 def test_malformed_nested_template_reports_the_absolute_offset() -> None:
-    data = bytes.fromhex("5A0112" "7004" "9F26" "05" "01")
+    data = bytes.fromhex("5A011270049F260501")
     items = decode_tlv(data)
     with pytest.raises(TlvError) as info:
         items[1].children()

@@ -61,6 +61,8 @@ GOOD = sign_command("saf_flush", "c-2", NOW, {}, OPERATOR)
         ("saf_flush", b"{", "malformed"),
         ("saf_flush", b"[]", "malformed"),
         ("saf_flush", b"x" * 20000, "malformed"),
+        # A signed field given twice: the verifier and the doer could read different values.
+        ("saf_flush", GOOD[:-1] + b', "id": "other"}', "malformed"),
         ("saf_flush", _tamper(GOOD, id=""), "malformed"),
         ("saf_flush", _tamper(GOOD, id=5), "malformed"),
         ("saf_flush", _tamper(GOOD, id="x" * 129), "malformed"),

@@ -230,5 +230,13 @@ def test_reset_drops_queue_keeps_seq_and_duplicate_memory() -> None:
 
 def test_stats_dict_has_every_counter() -> None:
     stats = SrlLink("host").stats.as_dict()
-    assert {"frames_in", "frames_out", "retransmits", "naks_sent", "naks_received",
-            "bad_crc", "resyncs", "noise_bytes"} <= stats.keys()
+    assert {
+        "frames_in",
+        "frames_out",
+        "retransmits",
+        "naks_sent",
+        "naks_received",
+        "bad_crc",
+        "resyncs",
+        "noise_bytes",
+    } <= stats.keys()

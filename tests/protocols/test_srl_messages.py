@@ -82,7 +82,7 @@ def test_text_without_a_utf8_form_is_a_clear_error(msg: Message) -> None:
 def test_start_read_wire_layout() -> None:
     cmd, data = encode_message(StartRead(amount=12000, currency=410, modes=0b111, timeout_s=30))
     assert cmd == Cmd.START_READ and int(cmd) == 0x10
-    assert data == bytes.fromhex("00002ee0" "019a" "07" "1e")
+    assert data == bytes.fromhex("00002ee0019a071e")
 
 
 def test_pong_is_semicolon_separated_utf8() -> None:

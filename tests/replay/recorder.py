@@ -73,9 +73,7 @@ class Host:
     async def quiet(self) -> None:
         """Until both sides have every frame acknowledged."""
         session = self.reader._session
-        await until(
-            lambda: self.sim.link.idle and (session is None or session.link.idle)
-        )
+        await until(lambda: self.sim.link.idle and (session is None or session.link.idle))
 
 
 async def chip_approved(h: Host) -> None:
@@ -186,21 +184,31 @@ RECORDINGS: dict[str, tuple[str, Callable[[Host], Awaitable[None]]]] = {
     ),
     "contactless": ("contactless card: no COMPLETE", contactless),
     "magstripe": ("magstripe swipe: track 2 only", magstripe),
-    "cancel_while_waiting": ("the POS cancels while the reader waits for a card",
-                             cancel_while_waiting),
+    "cancel_while_waiting": (
+        "the POS cancels while the reader waits for a card",
+        cancel_while_waiting,
+    ),
     "reader_timeout": ("no card within the read's 1 s timeout", reader_timeout),
     "card_removed": ("chip card pulled out mid-read", card_removed),
-    "host_frame_naked": ("START_READ arrives damaged: the reader NAKs, posd repeats it",
-                         host_frame_naked),
-    "reader_frame_corrupted": ("READ_STARTED arrives with a bad CRC: posd NAKs, the reader "
-                               "repeats it", reader_frame_corrupted),
-    "duplicate_frame": ("posd's ACK of READ_STARTED is lost: the reader repeats the frame, "
-                        "posd ACKs it again and delivers it once", duplicate_frame),
+    "host_frame_naked": (
+        "START_READ arrives damaged: the reader NAKs, posd repeats it",
+        host_frame_naked,
+    ),
+    "reader_frame_corrupted": (
+        "READ_STARTED arrives with a bad CRC: posd NAKs, the reader repeats it",
+        reader_frame_corrupted,
+    ),
+    "duplicate_frame": (
+        "posd's ACK of READ_STARTED is lost: the reader repeats the frame, "
+        "posd ACKs it again and delivers it once",
+        duplicate_frame,
+    ),
     "noise_between_frames": ("line noise while idle", noise_between_frames),
-    "silent_reader_link_down": ("the reader hangs: 3 retransmissions, link down, reopen, "
-                                "PING until it is back", silent_reader_link_down),
-    "unplug_mid_read": ("the cable is pulled during a read and put back",
-                        unplug_mid_read),
+    "silent_reader_link_down": (
+        "the reader hangs: 3 retransmissions, link down, reopen, PING until it is back",
+        silent_reader_link_down,
+    ),
+    "unplug_mid_read": ("the cable is pulled during a read and put back", unplug_mid_read),
 }
 
 
@@ -211,9 +219,7 @@ async def record(name: str, workdir: Path) -> str:
         workdir / "reader", today=lambda: datetime.date(2026, 11, 25), record=True
     )
     await sim.start()
-    reader = CardReader(
-        sim.port, initial_seq=0, reconnect_initial_s=0.05, reconnect_max_s=0.2
-    )
+    reader = CardReader(sim.port, initial_seq=0, reconnect_initial_s=0.05, reconnect_max_s=0.2)
     running = asyncio.create_task(reader.run(lambda: None))
     try:
         host = Host(sim, reader)

@@ -102,8 +102,16 @@ def assert_json_error(answer: bytes, status: int, code: str) -> None:
         (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 400, "bad_request"),
         (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 501, "unknown_method"),
     ],
-    ids=["long-line", "long-header", "unknown-method", "garbage-method", "cl-and-chunked",
-         "bad-chunk", "http2", "tls"],
+    ids=[
+        "long-line",
+        "long-header",
+        "unknown-method",
+        "garbage-method",
+        "cl-and-chunked",
+        "bad-chunk",
+        "http2",
+        "tls",
+    ],
 )
 async def test_requests_the_parser_refuses_get_a_json_error_and_no_traceback(
     served: RunningApi, api_log: pytest.LogCaptureFixture, data: bytes, status: int, code: str
@@ -145,7 +153,7 @@ async def test_a_client_that_drops_mid_body_costs_no_500_and_no_traceback(
     _, writer = await asyncio.open_unix_connection(str(served.socket_path))
     writer.write(
         b"POST /v1/payments HTTP/1.1\r\nHost: posd\r\nContent-Type: application/json\r\n"
-        b"Content-Length: 500\r\n\r\n{\"amount\": 10"
+        b'Content-Length: 500\r\n\r\n{"amount": 10'
     )
     await writer.drain()
     await asyncio.sleep(0.05)

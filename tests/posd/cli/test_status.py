@@ -248,9 +248,9 @@ def test_status_lines_show_what_the_operations_centre_would_call_about() -> None
     lines = status_cli.render_status(state).splitlines()
     assert lines[0].endswith("up 1h 01m, as of 2026-12-02T09:00:00Z")
     assert "  ledger       up (rtt 4.0 ms), clock skew -2.0 s" in lines
-    assert any(
-        line.startswith("  saf queue    2 pending") and "ALARM" in line for line in lines
-    ), lines
+    assert any(line.startswith("  saf queue    2 pending") and "ALARM" in line for line in lines), (
+        lines
+    )
     assert (
         "  orders       0 alerting, 1 missed today, link down; DEAF: the orders link is down"
     ) in lines

@@ -45,9 +45,7 @@ def test_needles_are_found_when_present(tmp_path: Path) -> None:
 
 async def test_key_created_private_and_reused(tmp_path: Path) -> None:
     j = await Journal.open(tmp_path)
-    await j.create_payment(
-        amount=1, charged=1, method="any", idempotency_key="k", now=NOW
-    )
+    await j.create_payment(amount=1, charged=1, method="any", idempotency_key="k", now=NOW)
     key = tmp_path / "journal.key"
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     assert key.stat().st_size == 32

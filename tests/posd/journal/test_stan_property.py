@@ -79,7 +79,8 @@ def run(core: JournalCore, state_dir: Path, ops: list[tuple[str, int]], start: i
     for serial, (op, arg) in enumerate(ops):
         if op == "begin":
             record, _ = core.create_payment(
-                amount=100, charged=100,
+                amount=100,
+                charged=100,
                 method="any",
                 idempotency_key=f"k{serial}",
                 now=now,

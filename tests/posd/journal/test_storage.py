@@ -66,7 +66,8 @@ def test_sqlite_full_from_a_page_limit_is_a_storage_failure(tmp_path: Path) -> N
         with pytest.raises(sqlite3.OperationalError) as raised:
             for n in range(10_000):
                 core.create_payment(
-                    amount=1_000, charged=1_000,
+                    amount=1_000,
+                    charged=1_000,
                     method="qr",
                     idempotency_key=f"k{n}",
                     now=NOW,

@@ -243,9 +243,7 @@ async def test_ledger_with_a_certificate_from_another_ca_is_refused(pki: Pki, ro
         assert sim.seen == []
 
 
-async def test_terminal_with_a_certificate_from_another_ca_is_refused(
-    pki: Pki, rogue: Pki
-) -> None:
+async def test_terminal_with_a_certificate_from_another_ca_is_refused(pki: Pki, rogue: Pki) -> None:
     async with ledger(pki) as sim:
         async with client_for(sim, tls_of(pki, client=rogue), wait_up=False) as client:
             await wait_until(lambda: client.last_error is not None)
@@ -431,6 +429,7 @@ async def test_forced_answer_code_is_passed_on_and_nothing_moves(pki: Pki, code:
 
 async def test_a_rules_failure_is_answered_96(pki: Pki) -> None:
     async with linked(pki) as (sim, client):
+
         def broken(request: LedgerRequest, mac_valid: bool) -> LedgerResponse:
             raise RuntimeError("rules bug")
 

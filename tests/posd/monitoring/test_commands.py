@@ -279,8 +279,10 @@ async def test_reload_config_that_rebuilds_the_monitoring_link_still_answers(
         # The command ids seen before the reload are still remembered: a replay is refused.
         await ops.request("diagnostics", command_id=seen_id)
         replayed = await ops.wait_for(
-            lambda m: m.topic == f"{BASE}/response/diagnostics"
-            and m.json() == {"id": seen_id, "ok": False, "error": "unauthorized"},
+            lambda m: (
+                m.topic == f"{BASE}/response/diagnostics"
+                and m.json() == {"id": seen_id, "ok": False, "error": "unauthorized"}
+            ),
             "the replay refused",
             since=mark,
         )
