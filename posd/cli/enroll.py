@@ -150,6 +150,8 @@ def enroll(args: argparse.Namespace) -> int:
         return os.EX_CANTCREAT
     print(f"private key: {key_path} (mode 0600, never leaves this box)")
     print(f"certificate request: {csr_path} (CN={terminal_id}, OU={merchant_id})")
-    print("next: send the request to 서로e음 operations; put the certificate they return at "
-          "ledger.cert_file and their CA at ledger.ca_file, then `posd config check`.")
+    print(
+        "next: send the request to 서로e음 operations; put the certificate they return at "
+        "ledger.cert_file and their CA at ledger.ca_file, then `posd config check`."
+    )
     return os.EX_OK

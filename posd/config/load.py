@@ -154,5 +154,3 @@ def _deepest_line(text: str) -> int:
         elif ch == "\n":
             line += 1
     return where
-
-

@@ -447,9 +447,7 @@ def _mqtt(t: Table, *, broker_used: bool) -> MqttConfig:
         base_topic=t.string("base_topic", "posd", topic(frozenset())),
         operator_keys=_operator_keys(t),
         homeassistant_discovery=t.boolean("homeassistant_discovery", False),
-        homeassistant_prefix=t.string(
-            "homeassistant_prefix", "homeassistant", topic(frozenset())
-        ),
+        homeassistant_prefix=t.string("homeassistant_prefix", "homeassistant", topic(frozenset())),
     )
     if not (config.enabled or broker_used) or not t.valid("tls"):
         return config

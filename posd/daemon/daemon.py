@@ -477,9 +477,7 @@ class Daemon:
                         return None
                     await changed.wait()
         except TimeoutError:
-            return (
-                f"{', '.join(waiting)} not serving after {self._reload_start_timeout_s:g} s"
-            )
+            return f"{', '.join(waiting)} not serving after {self._reload_start_timeout_s:g} s"
         finally:
             self.supervisor.remove_listener(changed.set)
 

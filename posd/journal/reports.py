@@ -67,6 +67,7 @@ def totals(db: sqlite3.Connection, start_ms: int, end_ms: int) -> dict[str, obje
         }
     return {"purchases": groups["purchase"], "refunds": groups["refund"]}
 
+
 def payments_today(db: sqlite3.Connection, start_ms: int, end_ms: int) -> dict[str, int]:
     """The status counters: successful purchases, failed ones, and the won charged."""
     row = db.execute(
@@ -91,8 +92,7 @@ def payments_today(db: sqlite3.Connection, start_ms: int, end_ms: int) -> dict[s
 def offline_exposure(db: sqlite3.Connection, payment_id: str, now_ms: int) -> OfflineExposure:
     """Offline approvals not yet forwarded, and those for this payment's card or account."""
     row = db.execute(
-        "SELECT count(*), coalesce(sum(charged), 0), min(updated_at) FROM payments"
-        " WHERE state = ?",
+        "SELECT count(*), coalesce(sum(charged), 0), min(updated_at) FROM payments WHERE state = ?",
         (APPROVED_OFFLINE,),
     ).fetchone()
     for_account = db.execute(

@@ -78,11 +78,13 @@ def find_payment(db: sqlite3.Connection, payment_id: str) -> PaymentRecord | Non
     ).fetchone()
     return None if row is None else payment_record(row)
 
+
 def get_payment(db: sqlite3.Connection, payment_id: str) -> PaymentRecord:
     payment = find_payment(db, payment_id)
     if payment is None:
         raise PaymentNotFound(payment_id)
     return payment
+
 
 def payment_by_key(db: sqlite3.Connection, kind: str, key: str) -> PaymentRecord | None:
     row = db.execute(
@@ -108,6 +110,7 @@ def check_transition(payment: PaymentRecord, state: str) -> None:
     if state not in TRANSITIONS[payment.state]:
         raise IllegalTransition(payment.payment_id, payment.state, state)
 
+
 def add_event(
     db: sqlite3.Connection, payment_id: str, from_state: str | None, state: str, now_ms: int
 ) -> None:
@@ -116,15 +119,15 @@ def add_event(
         (payment_id, from_state, state, now_ms),
     )
 
+
 def drop_card_data(db: sqlite3.Connection, payment_id: str) -> None:
     db.execute(
         "UPDATE payments SET card_data = NULL WHERE id = ? AND card_data IS NOT NULL",
         (payment_id,),
     )
 
-def count_attempt(
-    db: sqlite3.Connection, entry_id: int, now_ms: int, error: str | None
-) -> None:
+
+def count_attempt(db: sqlite3.Connection, entry_id: int, now_ms: int, error: str | None) -> None:
     db.execute(
         "UPDATE saf SET attempts = attempts + 1, last_attempt_at = ?,"
         " last_error = coalesce(?, last_error) WHERE id = ?",

@@ -53,9 +53,7 @@ def allocate_stan(db: sqlite3.Connection, now_ms: int) -> int:
 
 def use_qr_nonce(db: sqlite3.Connection, nonce: bytes, now_ms: int) -> bool:
     """Marks a QR nonce used; False if it was already used within QR_NONCE_WINDOW_S."""
-    db.execute(
-        "DELETE FROM qr_nonces WHERE used_at <= ?", (now_ms - QR_NONCE_WINDOW_S * 1000,)
-    )
+    db.execute("DELETE FROM qr_nonces WHERE used_at <= ?", (now_ms - QR_NONCE_WINDOW_S * 1000,))
     inserted = db.execute(
         "INSERT INTO qr_nonces (nonce, used_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
         (nonce, now_ms),

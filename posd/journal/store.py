@@ -693,5 +693,3 @@ class JournalCore:
         row = db.execute("SELECT fields FROM saf WHERE id = ?", (entry.entry_id,)).fetchone()
         plain = self._cipher.open(row[0], _saf_aad(entry.payment_id, entry.kind))
         return SafMessage(entry, entry.mti, decode_fields(plain))
-
-

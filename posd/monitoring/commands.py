@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from posd.mqtt import InboundMessage, Throttle
+from posd.mqtt import InboundMessage, Throttle, TokenBucket
 from posd.payments import PaymentError
 from posd.runtime import Decided, EventHub, ReloadOutcome
 from protocols.command_payload import (
@@ -80,28 +80,6 @@ class CommandHandlers:
     request_reload: Callable[[Decided | None], None] | None = None
 
 
-class _Bucket:
-    """A token bucket: `burst` at once, then one per `every_s`."""
-
-    def __init__(self, burst: int, every_s: float, clock: Callable[[], float]) -> None:
-        self._burst = burst
-        self._every_s = every_s
-        self._clock = clock
-        self._tokens = float(burst)
-        self._at = clock()
-        self.held = 0
-
-    def take(self) -> bool:
-        now = self._clock()
-        self._tokens = min(self._burst, self._tokens + (now - self._at) / self._every_s)
-        self._at = now
-        if self._tokens >= 1:
-            self._tokens -= 1
-            return True
-        self.held += 1
-        return False
-
-
 class _Reply:
     def __init__(self, publish: Publish, topic: str, command_id: str | None) -> None:
         self._publish = publish
@@ -147,8 +125,8 @@ class CommandDesk:
         self._publish = publish
         self._clock = clock
         self._replay = replay if replay is not None else ReplayWindow()
-        self._security = _Bucket(SECURITY_BURST, SECURITY_EVERY_S, monotonic)
-        self._refusals = _Bucket(REFUSAL_BURST, REFUSAL_EVERY_S, monotonic)
+        self._security = TokenBucket(SECURITY_BURST, SECURITY_EVERY_S, monotonic)
+        self._refusals = TokenBucket(REFUSAL_BURST, REFUSAL_EVERY_S, monotonic)
         self._log_lines = Throttle(60.0)
         self._monotonic = monotonic
         self._running: dict[str, asyncio.Task[None]] = {}

@@ -11,7 +11,8 @@ Modules:
 - model: the values it hands out: `Subscription`, `InboundMessage`, `Connection`, `LinkState`.
 - errors: `LinkError`, `LinkDown`, `MaybeSent`, `SessionFailed`, and `describe` (a failure in
   words safe to log).
-- pacing: `Backoff` (capped exponential, full jitter) and `Throttle` (rate-limited log lines).
+- pacing: `Backoff` (capped exponential, full jitter), `Throttle` (rate-limited log lines)
+  and `TokenBucket` (how much of a peer's traffic is answered).
 - reach: the one module that knows aiomqtt's and paho's insides (manual ack, re-entering a
   Client, the CONNACK session flag, MQTT 5 properties).
 """
@@ -19,7 +20,7 @@ Modules:
 from posd.mqtt.errors import LinkDown, LinkError, MaybeSent, SessionFailed, describe
 from posd.mqtt.link import Handler, MqttLink, OnConnect, OnStop, StateListener
 from posd.mqtt.model import Connection, InboundMessage, LinkState, LinkStatus, Subscription
-from posd.mqtt.pacing import Backoff, Throttle
+from posd.mqtt.pacing import Backoff, Throttle, TokenBucket
 from posd.mqtt.settings import (
     ORDERS_SESSION_EXPIRY_S,
     LinkSettings,
@@ -49,6 +50,7 @@ __all__ = [
     "StateListener",
     "Subscription",
     "Throttle",
+    "TokenBucket",
     "Will",
     "describe",
     "monitoring_link_settings",

@@ -1,4 +1,5 @@
-"""How often the link retries and how often it says so: `Backoff` and `Throttle`.
+"""How often the link retries and how often it says so: `Backoff` and `Throttle`; how much
+of a peer's traffic is answered: `TokenBucket`.
 
 Both are pure (the caller passes the time and the random source), so tests check them exactly.
 """
@@ -52,3 +53,28 @@ class Throttle:
 
     def reset(self) -> None:
         self._last, self._held = None, 0
+
+
+class TokenBucket:
+    """`burst` at once, then one more every `every_s`; counts in `held` what it refused.
+
+    What a peer on the broker can make posd do (answer refused commands, report bad orders)
+    is bounded by one of these, so a flood costs a few lines and events, not a log full."""
+
+    def __init__(self, burst: int, every_s: float, clock: Callable[[], float]) -> None:
+        self._burst = burst
+        self._every_s = every_s
+        self._clock = clock
+        self._tokens = float(burst)
+        self._at = clock()
+        self.held = 0
+
+    def take(self) -> bool:
+        now = self._clock()
+        self._tokens = min(self._burst, self._tokens + (now - self._at) / self._every_s)
+        self._at = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return True
+        self.held += 1
+        return False

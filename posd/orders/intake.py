@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from posd.journal import ORDER_KEEP_DAYS
-from posd.mqtt import InboundMessage
+from posd.mqtt import InboundMessage, TokenBucket
 from protocols.order_payload import Order, OrderPayloadError, parse_order
 
 log = logging.getLogger(__package__)
@@ -36,28 +36,6 @@ class BadInput:
     detail: str
 
 
-class _Budget:
-    """`burst` reports at once, then one more every `refill_s`; counts the ones held back."""
-
-    def __init__(self, burst: int, refill_s: float, clock: Callable[[], float]) -> None:
-        self._burst = burst
-        self._refill_s = refill_s
-        self._clock = clock
-        self._tokens = float(burst)
-        self._at = clock()
-        self.held = 0
-
-    def take(self) -> bool:
-        now = self._clock()
-        self._tokens = min(self._burst, self._tokens + (now - self._at) / self._refill_s)
-        self._at = now
-        if self._tokens >= 1:
-            self._tokens -= 1
-            return True
-        self.held += 1
-        return False
-
-
 class OrderIntake:
     def __init__(
         self,
@@ -68,7 +46,7 @@ class OrderIntake:
     ) -> None:
         self._topic = topic
         self._report = report
-        self._budget = _Budget(BURST, REFILL_S, clock)
+        self._budget = TokenBucket(BURST, REFILL_S, clock)
 
     def parse(self, message: InboundMessage, now: float) -> Order | None:
         """The order in `message`, or None when it was refused (and reported)."""

@@ -43,8 +43,11 @@ __all__ = ["SimulatedCardReader", "format_transcript"]
 
 log = logging.getLogger("posd.sim.card_reader")
 
-_MODE_BITS = {"chip": srl.Modes.CHIP, "contactless": srl.Modes.CONTACTLESS,
-              "magstripe": srl.Modes.MAGSTRIPE}
+_MODE_BITS = {
+    "chip": srl.Modes.CHIP,
+    "contactless": srl.Modes.CONTACTLESS,
+    "magstripe": srl.Modes.MAGSTRIPE,
+}
 _REASONS = {reason.name.lower(): reason for reason in srl.ReadFailReason}
 
 
@@ -338,9 +341,7 @@ class SimulatedCardReader:
                 self._card = None
                 self._send(srl.ReadStarted())
                 assert self._loop is not None
-                self._read_timers.append(
-                    self._loop.call_later(msg.timeout_s, self._read_timed_out)
-                )
+                self._read_timers.append(self._loop.call_later(msg.timeout_s, self._read_timed_out))
                 self._maybe_present()
             case srl.Cancel():
                 self._end_read()
