@@ -53,6 +53,7 @@ __all__ = [
     "NetworkResponse",
     "OriginalData",
     "QrPayer",
+    "ReversalTarget",
     "build_advice",
     "build_purchase",
     "build_refund",
@@ -381,8 +382,39 @@ def build_advice(
     return replace(purchase, mti="0220", auth_code=auth_code, icc=icc)
 
 
+@dataclass(frozen=True)
+class ReversalTarget:
+    """What a 0400 says of the request it undoes: field 90's reference to it and the facts the
+    ledger checks the reversal against (amount, terminal, merchant, entry mode, its RRN). A
+    terminal that kept only these (no card data) can still reverse."""
+
+    original: OriginalData
+    kind: Kind
+    amount: int
+    terminal_id: str
+    merchant_id: str
+    entry_mode: EntryMode | None = None
+    rrn: str | None = None
+    pan: str | None = None
+    expiry: str | None = None
+
+    @classmethod
+    def of(cls, request: LedgerRequest) -> ReversalTarget:
+        return cls(
+            original=OriginalData.of(request),
+            kind=request.kind,
+            amount=request.amount,
+            terminal_id=request.terminal_id,
+            merchant_id=request.merchant_id,
+            entry_mode=request.entry_mode,
+            rrn=request.rrn,
+            pan=request.pan,
+            expiry=request.expiry,
+        )
+
+
 def build_reversal(
-    original: LedgerRequest,
+    original: LedgerRequest | ReversalTarget,
     *,
     stan: int,
     transmitted_at: dt.datetime,
@@ -390,23 +422,25 @@ def build_reversal(
     rrn: str | None = None,
     auth_code: str | None = None,
 ) -> LedgerRequest:
-    """The 0400 reversing `original` (a 0200 or 0220): same amount, field 90 naming it.
+    """The 0400 reversing `original` (a 0200 or 0220, or what a terminal kept of one): same
+    amount, field 90 naming it.
 
-    It names the account but carries no track 2 or ICC data: the ledger finds the payment
-    by field 90 and needs no card data to undo it.
+    It carries no track 2 or ICC data: the ledger finds the payment by field 90 and needs no
+    card data to undo it.
     """
+    target = ReversalTarget.of(original) if isinstance(original, LedgerRequest) else original
     return LedgerRequest(
         mti="0400",
-        kind=original.kind,
-        amount=original.amount,
-        terminal_id=original.terminal_id,
-        merchant_id=original.merchant_id,
-        pan=original.pan,
-        entry_mode=original.entry_mode,
-        expiry=original.expiry,
-        rrn=rrn if rrn is not None else original.rrn,
+        kind=target.kind,
+        amount=target.amount,
+        terminal_id=target.terminal_id,
+        merchant_id=target.merchant_id,
+        pan=target.pan,
+        entry_mode=target.entry_mode,
+        expiry=target.expiry,
+        rrn=rrn if rrn is not None else target.rrn,
         auth_code=auth_code,
-        original=OriginalData.of(original),
+        original=target.original,
         **_sent(stan, transmitted_at, local_now),
     )
 

@@ -19,10 +19,10 @@ from protocols.ledger_messages import (
     LedgerRequest,
     OriginalData,
     QrPayer,
+    ReversalTarget,
     build_purchase,
     build_refund,
-    field7,
-    local_fields,
+    build_reversal,
 )
 
 
@@ -76,22 +76,18 @@ def reversal(
     QR held can then stand in the way of a reversal."""
     if rec.stan is None or rec.field7 is None:
         raise ValueError(f"payment {rec.payment_id} never had a 0200 to reverse")
-    local_time, local_date = local_fields(local(now))
     entry_mode = rec.entry_mode if rec.entry_mode in ENTRY_MODE_CODES else None
-    return LedgerRequest(
-        mti="0400",
+    target = ReversalTarget(
+        original=OriginalData("0200", rec.stan, rec.field7),
         kind="refund" if rec.kind == "refund" else "purchase",
-        stan=stan,
-        transmission=field7(utc(now)),
-        local_time=local_time,
-        local_date=local_date,
         amount=rec.charged,
         terminal_id=terminal.id,
         merchant_id=terminal.merchant_id,
         entry_mode=entry_mode,  # type: ignore[arg-type]
         rrn=rec.rrn,
-        auth_code=rec.auth_code,
-        original=OriginalData("0200", rec.stan, rec.field7),
+    )
+    return build_reversal(
+        target, stan=stan, transmitted_at=utc(now), local_now=local(now), auth_code=rec.auth_code
     )
 
 
