@@ -235,8 +235,8 @@ class Journal:
             self._core.transition, payment_id, state, now, decline_reason=decline_reason
         )
 
-    async def drop_card_data(self, payment_id: str) -> None:
-        await self._run(self._core.drop_card_data, payment_id)
+    async def drop_card_data(self, payment_id: str) -> PaymentRecord:
+        return await self._run(self._core.drop_card_data, payment_id)
 
     async def start_reversal(
         self,

@@ -236,6 +236,14 @@ class PaymentRecord:
     def final(self) -> bool:
         return not TRANSITIONS[self.state]
 
+    @property
+    def card_undecided(self) -> bool:
+        """A chip approval whose card has not answered COMPLETE: the ledger's approval is
+        journaled with the sealed card data kept (record_answer keep_card_data), and the
+        card's TC drops it. This is the COMPLETE window on disk: not final for the POS
+        (shown authorizing), and a posd that restarts in it reverses the approval."""
+        return self.state == APPROVED and self.has_card_data
+
     def to_api(self) -> dict[str, object]:
         """The payment object of local-api.md."""
         doc: dict[str, object] = {

@@ -99,15 +99,10 @@ class JournalCore:
         self._conn = connect(self.path)
         self._conn.row_factory = sqlite3.Row
         try:
+            # Card data kept past the ledger's answer stays: it marks a chip approval whose
+            # card never answered COMPLETE (PaymentRecord.card_undecided), which recovery
+            # reverses, dropping it then.
             self._cipher = self._open_cipher(state_dir)
-            with self._tx() as db:
-                # Card data kept past the ledger's answer (a chip approval awaiting the card's
-                # decision) is useless once the process that held the reader has gone.
-                db.execute(
-                    "UPDATE payments SET card_data = NULL"
-                    " WHERE card_data IS NOT NULL AND state != ?",
-                    (AUTHORIZING,),
-                )
         except BaseException:
             self._conn.close()
             raise
@@ -448,10 +443,12 @@ class JournalCore:
             add_event(db, payment_id, payment.state, state, now_ms)
             return get_payment(db, payment_id)
 
-    def drop_card_data(self, payment_id: str) -> None:
+    def drop_card_data(self, payment_id: str) -> PaymentRecord:
+        """Drops the sealed card data; for a chip approval, this records the card's TC."""
         with self._tx() as db:
             get_payment(db, payment_id)
             drop_card_data(db, payment_id)
+            return get_payment(db, payment_id)
 
     def start_reversal(
         self,
@@ -518,13 +515,14 @@ class JournalCore:
             return get_payment(db, payment_id)
 
     def in_flight(self) -> list[PaymentRecord]:
-        """Payments not yet final, oldest first: what start-up recovery looks at. A payment
+        """Payments not yet final, oldest first: what start-up recovery looks at, chip
+        approvals whose card never answered COMPLETE (card_undecided) included. A payment
         in reversing or approved_offline already has its SAF entry."""
         marks = ",".join("?" * len(IN_FLIGHT_STATES))
         rows = self._conn.execute(
             f"SELECT {PAYMENT_COLUMNS} FROM payments WHERE state IN ({marks})"
-            " ORDER BY created_at, id",
-            tuple(sorted(IN_FLIGHT_STATES)),
+            " OR (state = ? AND card_data IS NOT NULL) ORDER BY created_at, id",
+            (*sorted(IN_FLIGHT_STATES), APPROVED),
         ).fetchall()
         return [payment_record(row) for row in rows]
 

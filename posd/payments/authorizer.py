@@ -59,12 +59,10 @@ class Authorizer:
         self._counter = counter
         self._publish = publish
         self._clock = clock
-        # Chip payments the ledger approved whose card has not answered COMPLETE yet: the
-        # journal says approved (the ledger's answer is durable), the POS sees authorizing.
-        self.card_deciding: set[str] = set()
-        # Chip payments the ledger approved and the card did not, whose reversal the journal
-        # has not taken yet (disk full): payment id -> decline reason. The journal says
-        # approved, so this is what makes `recover` reverse them and the POS see authorizing.
+        # Chip approvals the card refused (or the reader lost) whose reversal the journal has
+        # not taken yet (disk full): payment id -> decline reason, for the reversal that
+        # `reverse_undecided` retries. Only the reason is kept here: that the card never
+        # took the approval is on disk (PaymentRecord.card_undecided).
         self.owed: dict[str, str] = {}
 
     def journal(self) -> Journal:
@@ -82,8 +80,7 @@ class Authorizer:
     def view(self, rec: PaymentRecord) -> PaymentView:
         """The payment as the POS sees it: a ledger approval the card has not confirmed (or
         has refused, the reversal still owed) is still authorizing."""
-        undecided = rec.payment_id in self.card_deciding or rec.payment_id in self.owed
-        if undecided and rec.state == APPROVED:
+        if rec.card_undecided:
             return PaymentView(rec, shown_state=AUTHORIZING)
         return PaymentView(rec)
 
@@ -115,20 +112,18 @@ class Authorizer:
             if chip:
                 await self._counter.tell_card(response.response_code)
             return rec
-        self.card_deciding.add(rec.payment_id)
+        # Kept card data journals the COMPLETE window (card_undecided) before COMPLETE goes
+        # out: a posd that stops in it reverses the approval when it starts again.
+        rec = await self._record_answer(rec, response, keep_card_data=True)
         try:
-            rec = await self._record_answer(rec, response, keep_card_data=True)
-            try:
-                result = await self._counter.complete(response.response_code)
-            except self._counter.reader_errors:
-                self.owed[rec.payment_id] = "reader_error"
-                return await self.reverse_owed(rec, publish=True)
-            if not result.approved:
-                self.owed[rec.payment_id] = "card_declined"
-                return await self.reverse_owed(rec, publish=True)
-            await self.journal().drop_card_data(rec.payment_id)
-        finally:
-            self.card_deciding.discard(rec.payment_id)
+            result = await self._counter.complete(response.response_code)
+        except self._counter.reader_errors:
+            self.owed[rec.payment_id] = "reader_error"
+            return await self.reverse_undecided(rec, publish=True)
+        if not result.approved:
+            self.owed[rec.payment_id] = "card_declined"
+            return await self.reverse_undecided(rec, publish=True)
+        rec = await self.journal().drop_card_data(rec.payment_id)
         self._publish(rec)
         return rec
 
@@ -222,17 +217,18 @@ class Authorizer:
         self._forwarder.wake()
         return rec
 
-    async def reverse_owed(self, rec: PaymentRecord, *, publish: bool) -> PaymentRecord:
-        """Reverses an approval the card refused (see `_owed`), unless already reversing."""
-        reason = self.owed[rec.payment_id]
-        if rec.state == APPROVED:
-            rec = await self.reverse(rec, reason, publish=publish)
-            log.warning(
-                "payment %s: approved by the ledger, not by the card (%s): reversal queued",
-                rec.payment_id,
-                reason,
-            )
-        del self.owed[rec.payment_id]
+    async def reverse_undecided(self, rec: PaymentRecord, *, publish: bool) -> PaymentRecord:
+        """Reverses a ledger approval the card did not take (card_undecided): refused (AAC),
+        or no COMPLETE_RESULT (reader lost, or posd stopped before it came: reader_error,
+        the same outcome with or without a crash)."""
+        reason = self.owed.get(rec.payment_id, "reader_error")
+        rec = await self.reverse(rec, reason, publish=publish)
+        log.warning(
+            "payment %s: approved by the ledger, not by the card (%s): reversal queued",
+            rec.payment_id,
+            reason,
+        )
+        self.owed.pop(rec.payment_id, None)
         return rec
 
     async def decline_here(

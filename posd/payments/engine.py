@@ -11,7 +11,10 @@ Decisions taken here where the specs are silent:
   reversed) with decline_reason `ledger_security`, since the ledger may have approved it.
 - A chip payment the ledger approved is shown to the POS only after the card's
   COMPLETE_RESULT; a card that then declines (AAC), or a reader lost before it answers,
-  reverses the approval (`card_declined`, `reader_error`).
+  reverses the approval (`card_declined`, `reader_error`). The window is on disk (the
+  approval journaled with its card data kept, PaymentRecord.card_undecided, before COMPLETE
+  goes out): a posd that crashed in it reverses the approval `reader_error` at restart, so
+  the outcome does not depend on the crash.
 - While the ledger is unreachable the offline limits are checked first: a payment beyond them
   is declined `ledger_unavailable` (the limit that stood in the way is logged) and a chip card
   is then told `Z3` only to end its transaction. Within them a chip card is told `Z3` and only
@@ -165,14 +168,14 @@ class PaymentEngine:
         raise PaymentsHeld(self._held or "a payment could not be settled")
 
     async def recover(self) -> None:
-        """What a crash left: waiting → cancelled; authorizing → reversal queued. Each payment
-        on its own, so one that cannot be settled does not hold back the others; then, if any
-        could not be, PaymentsHeld: no payment is taken until a later call settles them all
-        (the supervisor's restarts make that call)."""
+        """What a crash left: waiting → cancelled; authorizing, or a chip approval whose card
+        never answered COMPLETE → reversal queued. Each payment on its own, so one that
+        cannot be settled does not hold back the others; then, if any could not be,
+        PaymentsHeld: no payment is taken until a later call settles them all (the
+        supervisor's restarts make that call)."""
         unsettled: list[str] = []
         try:
-            owed = [await self._jn().get(payment_id) for payment_id in list(self._auth.owed)]
-            in_flight = [r for r in owed if r is not None] + await self._jn().in_flight()
+            in_flight = await self._jn().in_flight()
         except JournalStorageError as exc:
             self._note_storage(exc)
             self._hold(f"the payments in flight ({exc})")
@@ -204,8 +207,8 @@ class PaymentEngine:
             log.warning(
                 "payment %s had no ledger answer at restart: reversal queued", rec.payment_id
             )
-        elif rec.payment_id in self._auth.owed:
-            rec = await self._auth.reverse_owed(rec, publish=False)
+        elif rec.card_undecided:
+            rec = await self._auth.reverse_undecided(rec, publish=False)
         else:
             return
         self._publish(rec)
@@ -418,8 +421,10 @@ class PaymentEngine:
                 await self._auth.decline_now(rec, "internal_error")
             elif rec.state == AUTHORIZING:
                 await self._auth.reverse(rec, "internal_error", publish=True)
-            elif rec.payment_id in self._auth.owed:
-                await self._auth.reverse_owed(rec, publish=True)
+            elif rec.card_undecided:
+                # The card's answer, whatever it was, could not be recorded.
+                self._auth.owed.setdefault(rec.payment_id, "internal_error")
+                await self._auth.reverse_undecided(rec, publish=True)
         except Exception as exc:
             _log_failure(exc, f"payment {rec.payment_id} could not be settled")
             self._note_storage(exc)

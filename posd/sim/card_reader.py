@@ -88,6 +88,9 @@ class SimulatedCardReader:
         self.silent = False
         self.received: list[srl.Message] = []
         """Every command posd sent, in order (tests look at amounts and ARCs here)."""
+        self.on_command: list[Callable[[srl.Message], None]] = []
+        """Called with each command as it arrives, before the reader acts on it or ACKs it
+        (a test kills posd at that instant); one that calls go_silent() leaves it unanswered."""
         self.record = record
         self.transcript: list[tuple[str, float, bytes]] = []
         self._t0: float | None = None
@@ -286,6 +289,10 @@ class SimulatedCardReader:
             match event:
                 case MessageReceived(msg):
                     self.received.append(msg)
+                    for listener in list(self.on_command):
+                        listener(msg)
+                    if self.silent:
+                        return  # hung as the command arrived: not even its ACK goes out
                     self._handle(msg)
                 case MessageRejected(cmd, reason):
                     log.info("simulated reader: rejected CMD 0x%02X: %s", cmd, reason)

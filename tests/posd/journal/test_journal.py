@@ -516,18 +516,32 @@ async def test_garbage_database_file_is_refused_clearly(tmp_path: Path) -> None:
         await Journal.open(tmp_path)
 
 
-async def test_card_data_kept_past_the_answer_is_dropped_at_next_start(tmp_path: Path) -> None:
+async def test_a_chip_approval_the_card_never_answered_is_in_flight_after_restart(
+    tmp_path: Path,
+) -> None:
     j = await Journal.open(tmp_path)
     kept = await purchase(j, "kept")
     await j.begin_authorization(kept, CHIP, NOW)
     await j.record_answer(kept, response_code="00", now=NOW, keep_card_data=True)
+    decided = await purchase(j, "decided")
+    await j.begin_authorization(decided, CHIP, NOW)
+    await j.record_answer(decided, response_code="00", now=NOW, keep_card_data=True)
+    assert not (await j.drop_card_data(decided)).card_undecided  # the card's TC
     waiting = await purchase(j, "waiting")
     await j.begin_authorization(waiting, CHIP, NOW)
     await j.close()
     j = await Journal.open(tmp_path)
     try:
-        assert await j.card_data(kept) is None
+        # The COMPLETE window survives the restart, for recovery to reverse.
+        in_flight = {rec.payment_id: rec for rec in await j.in_flight()}
+        assert set(in_flight) == {kept, waiting}
+        assert in_flight[kept].state == "approved" and in_flight[kept].card_undecided
+        assert not in_flight[waiting].card_undecided
         assert await j.card_data(waiting) == CHIP  # still owed a reversal by recovery
+        rec, _ = await j.start_reversal(
+            kept, fields={"4": "000000001000"}, stan=900, now=NOW, decline_reason="reader_error"
+        )
+        assert rec.state == "reversing" and await j.card_data(kept) is None
     finally:
         await j.close()
 
