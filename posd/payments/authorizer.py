@@ -14,7 +14,6 @@ from collections.abc import Callable
 
 from posd.config import Config
 from posd.journal import (
-    APPROVED,
     AUTHORIZING,
     DECLINED,
     Journal,
