@@ -14,11 +14,16 @@ from pathlib import Path
 import pytest
 
 from posd.config import load_config
-from posd.sim import LedgerSimulator, SimulatedCardReader
+from posd.sim import SimulatedCardReader
 from posd.sim.ledger_accounts import GOOD_CARD
 from protocols import srl_messages as srl
-from tests.helpers.configs import MAC_KEY_HEX, write_config
-from tests.helpers.daemon import PosClient, daemon_process, running_daemon
+from tests.helpers.daemon import (
+    PosClient,
+    daemon_process,
+    ledger_and_reader,
+    on_reader_command,
+    running_daemon,
+)
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -28,17 +33,13 @@ def hang_at_complete(
 ) -> asyncio.Event:
     """The reader hangs the moment a COMPLETE arrives (no ACK, no COMPLETE_RESULT); `also`
     runs right then (a kill). The event is set once it happened."""
-    held = asyncio.Event()
 
-    def listener(msg: srl.Message) -> None:
-        if isinstance(msg, srl.Complete) and not held.is_set():
-            reader.go_silent()
-            if also is not None:
-                also()
-            held.set()
+    def hang() -> None:
+        reader.go_silent()
+        if also is not None:
+            also()
 
-    reader.on_command.append(listener)
-    return held
+    return on_reader_command(reader, srl.Complete, hang)
 
 
 def journal_row(state_dir: Path, payment_id: str) -> tuple[str, bool]:
@@ -50,26 +51,10 @@ def journal_row(state_dir: Path, payment_id: str) -> tuple[str, bool]:
     return str(state), bool(kept)
 
 
-async def reader_and_ledger_ready(client: PosClient) -> None:
-    await client.wait_status(
-        lambda s: s["devices"]["card_reader"]["state"] == "ready" and s["ledger"]["link"] == "up",
-        timeout_s=20,
-    )
-
-
 async def test_killed_while_the_card_holds_complete_is_reversed_at_restart(
     tmp_path: Path,
 ) -> None:
-    async with (
-        LedgerSimulator(mac_key=bytes.fromhex(MAC_KEY_HEX)) as ledger,
-        SimulatedCardReader(link=tmp_path / "posd-reader") as reader,
-    ):
-        config_path = write_config(
-            tmp_path,
-            ledger={"port": ledger.port},
-            card_reader={"port": reader.port},
-            logging={"level": "info"},
-        )
+    async with ledger_and_reader(tmp_path) as (ledger, reader, config_path):
         config = load_config(config_path)
         socket, state_dir = config.api.socket, config.storage.state_dir
         before = ledger.rules.balance(GOOD_CARD)
@@ -78,7 +63,7 @@ async def test_killed_while_the_card_holds_complete_is_reversed_at_restart(
             held = hang_at_complete(reader, also=process.kill)
             client = PosClient(socket)
             try:
-                await reader_and_ledger_ready(client)
+                await client.wait_reader_and_ledger()
                 created = await client.create(4_000, "card")
                 reader.present("seoroeum")
                 async with asyncio.timeout(20):
@@ -98,7 +83,7 @@ async def test_killed_while_the_card_holds_complete_is_reversed_at_restart(
         async with daemon_process(config_path) as process:
             client = PosClient(socket)
             try:
-                await reader_and_ledger_ready(client)
+                await client.wait_reader_and_ledger()
                 done = await client.wait_state(payment_id, {"reversed"}, timeout_s=20)
                 assert done["decline_reason"] == "reader_error", done
                 assert ledger.rules.balance(GOOD_CARD) == before

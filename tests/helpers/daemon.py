@@ -21,7 +21,7 @@ import json
 import os
 import sys
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ from posd.sim import (
     SimulatedSerialScanner,
     server_ssl_context,
 )
+from protocols import srl_messages as srl
 from tests.helpers.configs import (
     MAC_KEY_HEX,
     PLATFORM_KEY_ID,
@@ -129,6 +130,15 @@ class PosClient:
                     await asyncio.sleep(0.02)
         except TimeoutError:
             raise AssertionError(f"GET /v1/orders never matched; last: {body}") from None
+
+    async def wait_reader_and_ledger(self) -> None:
+        """Until the status shows the card reader ready and the ledger link up."""
+        await self.wait_status(
+            lambda s: (
+                s["devices"]["card_reader"]["state"] == "ready" and s["ledger"]["link"] == "up"
+            ),
+            timeout_s=20,
+        )
 
     async def wait_status(self, predicate: Any, timeout_s: float = WAIT_S) -> dict[str, Any]:
         """The status once `predicate` holds; waits for the API socket to answer too."""
@@ -344,6 +354,41 @@ async def daemon_process(
             process.kill()
         async with asyncio.timeout(10):
             await process.wait()
+
+
+@contextlib.asynccontextmanager
+async def ledger_and_reader(
+    tmp_path: Path,
+) -> AsyncIterator[tuple[LedgerSimulator, SimulatedCardReader, Path]]:
+    """The reference ledger and a simulated reader, and a config for `posd run` using both."""
+    async with (
+        LedgerSimulator(mac_key=bytes.fromhex(MAC_KEY_HEX)) as ledger,
+        SimulatedCardReader(link=tmp_path / "posd-reader") as reader,
+    ):
+        config_path = write_config(
+            tmp_path,
+            ledger={"port": ledger.port},
+            card_reader={"port": reader.port},
+            logging={"level": "info"},
+        )
+        yield ledger, reader, config_path
+
+
+def on_reader_command(
+    reader: SimulatedCardReader, kind: type[srl.Message], then: Callable[[], None] | None = None
+) -> asyncio.Event:
+    """An event set when the first `kind` command reaches the reader; `then` runs at that
+    instant, before the reader acts on it (a kill, or `reader.go_silent` to hang it)."""
+    arrived = asyncio.Event()
+
+    def listener(msg: srl.Message) -> None:
+        if isinstance(msg, kind) and not arrived.is_set():
+            if then is not None:
+                then()
+            arrived.set()
+
+    reader.on_command.append(listener)
+    return arrived
 
 
 def financial(d: RunningDaemon) -> list[str]:
