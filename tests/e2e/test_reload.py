@@ -70,6 +70,9 @@ async def test_reload_whose_new_api_cannot_listen_is_undone_and_payments_go_on(
             assert not await d.daemon.reload()
             assert d.daemon.runtime.config is before
             assert d.daemon.cannot_serve() is None
+            # The undo starts the running configuration's devices again; on a loaded machine
+            # the scanner takes a moment to report ready, and a payment asked before is 503.
+            await d.wait_status(lambda s: s["devices"]["qr_scanner"]["state"] == "ready")
             done = await pay_qr(d)
             assert done["state"] == "approved", done
             assert d.daemon.supervisor.statuses()["api"].state == "running"
