@@ -400,11 +400,17 @@ class OfflineExposure:
     oldest_age_s: int | None
 
 
+# An offline approval refused for a limit is declined OFFLINE_LIMIT (local-api-guide.md);
+# the refusal's own reason, which names the limit, goes to the log.
+OFFLINE_LIMIT: Final = "offline_limit"
+OFFLINE_DISABLED: Final = "offline_disabled"
+
+
 @dataclass(frozen=True)
 class OfflineRefused:
-    """Why an offline approval was refused; `reason` becomes the payment's decline_reason:
-    offline_disabled, offline_limit_payment, offline_limit_total, offline_limit_count,
-    offline_limit_account or offline_limit_age."""
+    """Why an offline approval was refused: offline_disabled, or the limit in the way:
+    offline_limit_payment, offline_limit_total, offline_limit_count, offline_limit_account
+    or offline_limit_age."""
 
     reason: str
     exposure: OfflineExposure
@@ -414,7 +420,7 @@ def offline_refusal(limits: OfflineLimits, charged: int, exposure: OfflineExposu
     """Why an offline approval of `charged` won is refused (the first limit it would break),
     or None when every limit allows it."""
     if not limits.enabled:
-        return "offline_disabled"
+        return OFFLINE_DISABLED
     if charged > limits.max_payment:
         return "offline_limit_payment"
     if exposure.count + 1 > limits.max_count:

@@ -16,6 +16,8 @@ from posd.config import Config
 from posd.journal import (
     AUTHORIZING,
     DECLINED,
+    OFFLINE_DISABLED,
+    OFFLINE_LIMIT,
     Journal,
     JournalHolder,
     JournalNotOpen,
@@ -31,9 +33,32 @@ from posd.payments.rules import ARC_LEDGER_NOT_REACHED
 from posd.payments.saf import SafForwarder, request_fields
 from posd.payments.service import DeviceNotReady
 from posd.payments.view import PaymentView
+from protocols.ber_tlv import TlvError, decode_tlv, find_tag
 from protocols.ledger_messages import LedgerRequest, LedgerResponse, build_advice, offline_auth_code
 
 log = logging.getLogger(__package__)
+
+LEDGER_UNAVAILABLE = "ledger_unavailable"
+# Where the offline rules leave the ICC's cryptogram (contactless needs both to go offline).
+_CRYPTOGRAM_TAGS = (0x9F26, 0x9F27)
+
+
+def offline_unfit(request: LedgerRequest) -> str | None:
+    """Why a payer can never be approved offline, whatever the limits, or None. Magstripe:
+    never (nothing on a stripe proves the card). Contactless: only with the card's
+    cryptogram (9F26 and 9F27 in its ICC data). Chip: the card decides offline itself (Z3).
+    QR: the token was fully verified offline at the counter (signature, key, times, nonce)
+    before it got here, or it would not have."""
+    if request.entry_mode == "magstripe":
+        return "magstripe is never approved offline"
+    if request.entry_mode == "contactless":
+        try:
+            items = decode_tlv(request.icc or b"")
+        except TlvError:
+            items = []
+        if not all((tag := find_tag(items, t)) is not None and tag.value for t in _CRYPTOGRAM_TAGS):
+            return "a contactless card without its cryptogram (9F26, 9F27) is not approved offline"
+    return None
 
 
 class Authorizer:
@@ -143,7 +168,11 @@ class Authorizer:
         self, rec: PaymentRecord, request: LedgerRequest, *, chip: bool
     ) -> PaymentRecord:
         if rec.kind == "refund":
-            return await self.decline_now(rec, "ledger_unavailable")
+            return await self.decline_now(rec, LEDGER_UNAVAILABLE)
+        unfit = offline_unfit(request)
+        if unfit is not None:
+            log.info("payment %s: ledger unreachable, and %s", rec.payment_id, unfit)
+            return await self.decline_now(rec, LEDGER_UNAVAILABLE)
         # The limits are checked, and approve_offline applies them, at one `now`: with one
         # payment at a time nothing between can make them disagree.
         now = self.now()
@@ -188,7 +217,10 @@ class Authorizer:
             rec.payment_id,
             reason,
         )
-        return await self.decline_here(rec, "ledger_unavailable", chip=chip)
+        # Any limit is `offline_limit` for the POS (the log above names which one); with
+        # offline approval switched off, the ledger simply was not reached.
+        shown = LEDGER_UNAVAILABLE if reason == OFFLINE_DISABLED else OFFLINE_LIMIT
+        return await self.decline_here(rec, shown, chip=chip)
 
     async def _fail_unanswered(
         self, rec: PaymentRecord, reason: str, *, chip: bool

@@ -15,10 +15,11 @@ Decisions taken here where the specs are silent:
   approval journaled with its card data kept, PaymentRecord.card_undecided, before COMPLETE
   goes out): a posd that crashed in it reverses the approval `reader_error` at restart, so
   the outcome does not depend on the crash.
-- While the ledger is unreachable the offline limits are checked first: a payment beyond them
-  is declined `ledger_unavailable` (the limit that stood in the way is logged) and a chip card
-  is then told `Z3` only to end its transaction. Within them a chip card is told `Z3` and only
-  a card that accepts offline (TC) is approved offline.
+- While the ledger is unreachable, magstripe and contactless without a cryptogram (9F26,
+  9F27) are declined `ledger_unavailable` (authorizer.offline_unfit). Then the offline limits
+  are checked: a payment beyond them is declined `offline_limit` (the limit that stood in the
+  way is logged) and a chip card is then told `Z3` only to end its transaction. Within them a
+  chip card is told `Z3` and only a card that accepts offline (TC) is approved offline.
 - Expired cards (5F24) are declined `card_expired` at the counter without asking the ledger.
 - The 0200 is built, and so checked, before the journal records `authorizing`: card or QR data
   that cannot make one (field 55 over 255 bytes, ...) is declined at the counter (`card_error`,

@@ -56,6 +56,9 @@ class TestCard:
     approves_offline: bool = False
     """The card answers COMPLETE with TC when the ledger was not reached (ARC Z3): within its
     own offline limits it approves the payment itself."""
+    cryptogram: bool = True
+    """False: a contactless card in mag-stripe mode, read with no 9F26/9F27 (below
+    reader-link.md's minimum, as such cards are), which posd must not approve offline."""
 
     @property
     def service_code(self) -> str:
@@ -72,6 +75,7 @@ CARDS: dict[str, TestCard] = {
         TestCard("seoroeum", GOOD_CARD, "3012", "chip"),
         TestCard("seoroeum-contactless", GOOD_CARD, "3012", "contactless"),
         TestCard("seoroeum-magstripe", GOOD_CARD, "3012", "magstripe"),
+        TestCard("contactless-no-cryptogram", GOOD_CARD, "3012", "contactless", cryptogram=False),
         TestCard("insufficient-funds", POOR_CARD, "3012", "chip"),
         TestCard("expired", EXPIRED_CARD, "2001", "chip"),
         TestCard("foreign", FOREIGN_CARD, "3012", "chip"),
@@ -131,6 +135,8 @@ def card_data(
         Tlv(0x84, aid),
         Tlv(0x9F1A, bytes.fromhex("0410")),
     ]
+    if not card.cryptogram:
+        items = [item for item in items if item.tag not in (0x9F26, 0x9F27)]
     return CardData(_ENTRY_CODES[how], encode_tlv(items))
 
 

@@ -31,9 +31,9 @@ async def test_ledger_down_offline_approval_then_forwarded(tmp_path: Path) -> No
         assert done["auth_code"].startswith("Y1") and len(done["auth_code"]) == 6
         queued = await d.wait_status(lambda s: s["saf"]["pending"] == 1)
         assert queued["saf"]["pending_amount"] == 10_000
-        # Beyond the offline limit: declined, the ledger being unreachable.
+        # Beyond the offline limit: declined for it.
         big = await start_qr(d, 60_000)
-        assert (await d.wait_final(big))["decline_reason"] == "ledger_unavailable"
+        assert (await d.wait_final(big))["decline_reason"] == "offline_limit"
         await d.ledger.refuse_connections(False)
         forwarded = await d.wait_state(pid, {"forwarded"})
         assert forwarded["offline"] is True

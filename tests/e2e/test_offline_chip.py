@@ -52,7 +52,7 @@ async def test_beyond_the_limits_declined_before_the_card_is_asked(
         assert d.reader is not None
         states_when_asked = states_when_the_card_is_asked(monkeypatch, d)
         done = await pay_card(d, 60_000)  # the offline max_payment is 50 000
-        assert (done["state"], done["decline_reason"]) == ("declined", "ledger_unavailable")
+        assert (done["state"], done["decline_reason"]) == ("declined", "offline_limit")
         # The card is still told Z3, to end its transaction, but only once posd has declined.
         await d.wait_status(lambda s: s["devices"]["card_reader"]["state"] == "ready")
         assert srl.Complete("Z3") in d.reader.received
@@ -65,7 +65,7 @@ async def test_a_card_that_refuses_offline_is_declined_for_the_limit_not_the_car
 ) -> None:
     async with running_daemon(tmp_path, card_reader=True, ledger_up=False) as d:
         done = await pay_card(d, 60_000, card="seoroeum")
-        assert (done["state"], done["decline_reason"]) == ("declined", "ledger_unavailable")
+        assert (done["state"], done["decline_reason"]) == ("declined", "offline_limit")
 
 
 async def test_within_the_limits_a_card_that_accepts_offline_is_approved_offline(
