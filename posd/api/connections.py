@@ -24,7 +24,6 @@ seen, so nothing here trusts a client:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
 from http import HTTPStatus
@@ -252,8 +251,7 @@ class BoundedSite(web.BaseSite):
     async def stop(self) -> None:
         if self._accepting is not None:
             self._accepting.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._accepting
+            await asyncio.wait({self._accepting})  # keeps a cancellation of our own
             self._accepting = None
         self._listen.close()
         await super().stop()

@@ -121,8 +121,7 @@ class Console:
                 yield console
             finally:
                 background.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await background
+                await asyncio.wait({background})  # keeps a cancellation of our own
         finally:
             await store.close()
 

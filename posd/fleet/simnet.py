@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import logging
 import socket
 import threading
@@ -65,8 +64,7 @@ class Network:
     async def aclose(self) -> None:
         if self._ticker is not None:
             self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
+            await asyncio.wait({self._ticker})  # keeps a cancellation of our own
         for connection in list(self.live):
             connection.drop()
         self.executor.shutdown(wait=False, cancel_futures=True)

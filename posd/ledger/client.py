@@ -20,7 +20,6 @@ Log lines name messages by MTI and STAN only: no card data passes through a log 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 import random
@@ -309,8 +308,9 @@ class LedgerClient:
                 raise
         finally:
             reader_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader_task
+            # Not `await reader_task` under suppress(CancelledError): that also swallows this
+            # task's own cancellation when it lands meanwhile, and the client never stops.
+            await asyncio.wait({reader_task})
 
     async def _sign_on(self, session: _Session, reader_task: asyncio.Task[str]) -> None:
         timeout = self._timings.sign_on_timeout_s

@@ -165,8 +165,7 @@ class Monitoring:
             done, _ = await asyncio.wait({link}, timeout=self._settings.stop_timeout_s + 1)
             if not done:
                 link.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await link
+                await asyncio.wait({link})  # keeps a cancellation of our own
             runtime.supervisor.remove_listener(watch)
             root.removeHandler(self._problems)
             await events.aclose()

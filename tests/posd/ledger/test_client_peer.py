@@ -38,6 +38,7 @@ class ScriptedLedger:
         self.answer = answer
         self.network_code = network_code
         self.connections = 0
+        self.connected = asyncio.Event()
         self._server: asyncio.Server | None = None
         self._writers: list[asyncio.StreamWriter] = []
 
@@ -60,6 +61,7 @@ class ScriptedLedger:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        self.connected.set()
         self._writers.append(writer)
         decoder = LengthPrefixDecoder()
         while data := await reader.read(4096):
@@ -201,3 +203,29 @@ async def test_from_config_over_tls(tmp_path: Path) -> None:
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
+
+
+@pytest.mark.parametrize("turns", range(12))
+async def test_a_stop_during_a_refused_sign_on_is_never_lost(turns: int) -> None:
+    # The client's stop is a cancellation; one landing while a refused session is torn down
+    # was swallowed once, and the client reconnected forever. The sweep of loop turns after
+    # the connect puts the cancellation at each step of that teardown.
+    async with ScriptedLedger(good, network_code="91") as peer:
+        for _ in range(10):
+            client = LedgerClient(
+                host="127.0.0.1",
+                port=peer.port,
+                terminal_id=TERMINAL,
+                mac_key=MAC_KEY,
+                stan_source=Stans(),
+                timings=FAST,
+            )
+            peer.connected.clear()
+            task = asyncio.create_task(client.run(lambda: None))
+            async with asyncio.timeout(WAIT_S):
+                await peer.connected.wait()
+            for _ in range(turns):
+                await asyncio.sleep(0)
+            task.cancel()
+            done, _ = await asyncio.wait({task}, timeout=WAIT_S)
+            assert done, f"the client did not stop when cancelled {turns} turns after connecting"
