@@ -11,6 +11,7 @@ Modules:
 - `holder`: `JournalHolder`, the journal as a component (opened in `run`, closed last);
   calling it gives the open journal or raises `JournalNotOpen`.
 - `store`: `JournalCore`, the synchronous core: one method, one transaction.
+- `refunds`: a refund checked against its original and recorded, to send or declined unsent.
 - `rows`: the row mappers, lookups and single-row steps the store's transactions are made of.
 - `reports`: the read-only queries: totals, status counters, the SAF queue, offline exposure;
   `saf_listing`, the queue read without the key or the daemon (`posd saf`).

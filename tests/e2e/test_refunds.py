@@ -1,0 +1,113 @@
+"""Refund rules, through the local API of the real daemon (`posd run`) against the reference
+ledger and the simulated reader: a refund goes to the ledger at once or is declined, never
+queued (ledger-iso8583.md, local-api.md)."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from posd.config import load_config
+from posd.sim import LedgerSimulator, SimulatedCardReader
+from posd.sim.ledger_accounts import GOOD_CARD
+from tests.helpers.daemon import PosClient, daemon_process, ledger_and_reader
+
+pytestmark = pytest.mark.timeout(120)
+
+# Generous: `posd run` reconnects with its real backoff (1 s doubling), on a loaded machine.
+LINK_S = 30.0
+
+
+@dataclass
+class Shop:
+    ledger: LedgerSimulator
+    reader: SimulatedCardReader
+    pos: PosClient
+    state_dir: Path
+
+    def balance(self) -> int:
+        balance = self.ledger.rules.balance(GOOD_CARD)
+        assert balance is not None
+        return balance
+
+    def financial(self) -> list[str]:
+        """The MTIs of what reached the ledger, network messages left out."""
+        return [s.mti for s in self.ledger.seen if s.mti != "0800"]
+
+    def journal(self, query: str, *args: object) -> list[tuple[Any, ...]]:
+        """Rows of the journal file as it is on disk, read from outside posd."""
+        with sqlite3.connect(f"file:{self.state_dir / 'journal.db'}?mode=ro", uri=True) as db:
+            return db.execute(query, args).fetchall()
+
+    async def pay(self, amount: int, card: str = "seoroeum") -> dict[str, Any]:
+        created = await self.pos.create(amount, "card")
+        self.reader.present(card)
+        return await self.pos.wait_final(created["payment_id"], timeout_s=20)
+
+    async def refund(
+        self, payment_id: str, amount: int, key: str | None = None
+    ) -> tuple[int, dict[str, Any]]:
+        body: dict[str, object] = {"amount": amount}
+        if key is not None:
+            body["idempotency_key"] = key
+        status, answer = await self.pos.request("POST", f"/v1/payments/{payment_id}/refund", body)
+        return status, dict(answer)
+
+    async def ledger_down(self) -> None:
+        await self.ledger.refuse_connections(True)
+        await self.pos.wait_status(lambda s: s["ledger"]["link"] != "up", timeout_s=LINK_S)
+
+    async def ledger_up(self) -> None:
+        await self.ledger.refuse_connections(False)
+        await self.pos.wait_status(lambda s: s["ledger"]["link"] == "up", timeout_s=LINK_S)
+
+
+@contextlib.asynccontextmanager
+async def posd_run(tmp_path: Path) -> AsyncIterator[Shop]:
+    """`posd run` with the reference ledger up and the simulated reader, both ready."""
+    async with ledger_and_reader(tmp_path) as (ledger, reader, config_path):
+        config = load_config(config_path)
+        async with daemon_process(config_path):
+            pos = PosClient(config.api.socket)
+            try:
+                await pos.wait_reader_and_ledger()
+                yield Shop(ledger, reader, pos, config.storage.state_dir)
+            finally:
+                await pos.session.close()
+
+
+async def test_with_the_ledger_down_a_refund_is_declined_ledger_unavailable_nothing_queued(
+    tmp_path: Path,
+) -> None:
+    async with posd_run(tmp_path) as shop:
+        before = shop.balance()
+        paid = await shop.pay(5_000)
+        assert paid["state"] == "approved", paid
+        await shop.ledger_down()
+
+        status, refund = await shop.refund(paid["payment_id"], 5_000, "refund-1")
+        assert status == 202, refund
+        assert (refund["state"], refund["decline_reason"]) == ("declined", "ledger_unavailable")
+        assert refund["original_payment_id"] == paid["payment_id"]
+        assert refund["stan"] is None and refund["response_code"] is None
+        assert (await shop.pos.payment(refund["payment_id"]))["state"] == "declined"
+        # Nothing queued, in the API or on disk, and no STAN spent on it.
+        assert await shop.pos.request("GET", "/v1/saf") == (200, {"queue": []})
+        assert shop.journal("SELECT count(*) FROM saf") == [(0,)]
+        assert shop.journal(
+            "SELECT state, stan, decline_reason FROM payments WHERE id = ?", refund["payment_id"]
+        ) == [("declined", None, "ledger_unavailable")]
+
+        # Once the ledger is back nothing of that refund reaches it, and the declined one
+        # holds nothing back: the whole amount can be refunded, once.
+        await shop.ledger_up()
+        status, again = await shop.refund(paid["payment_id"], 5_000, "refund-2")
+        assert (status, again["state"]) == (202, "approved"), again
+        assert shop.financial() == ["0200", "0200"]  # the purchase and refund-2
+        assert shop.balance() == before
