@@ -3,18 +3,21 @@
 A refund goes to the ledger as a 0200 (3=200000) or not at all: it is never approved offline
 and never queued. So it is recorded either in authorizing, with its STAN and field 7, ready
 for that 0200; or, when it cannot be sent, already declined, with no STAN and nothing in the
-store-and-forward queue: `unsent_reason` (the caller's: `ledger_unavailable` while the link is
+store-and-forward queue: `advice_pending` when the original is an offline approval whose
+advice the ledger has not taken yet (ledger-iso8583.md: such a refund is sent only after it),
+whatever the link; else `unsent_reason`, the caller's (`ledger_unavailable` while the link is
 down). Either way it is bound to its idempotency key, so a repeat gets the first answer.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from posd.journal import stans
 from posd.journal.checks import check_amount, check_idempotency_key, to_ms
 from posd.journal.model import (
     APPROVED,
+    APPROVED_OFFLINE,
     AUTHORIZING,
     DECLINED,
     FORWARDED,
@@ -28,7 +31,9 @@ from posd.journal.rows import find_payment, get_payment, payment_by_key
 if TYPE_CHECKING:
     from posd.journal.store import JournalCore
 
-__all__ = ["create_refund"]
+__all__ = ["ADVICE_PENDING", "create_refund"]
+
+ADVICE_PENDING: Final = "advice_pending"
 
 
 def create_refund(
@@ -44,7 +49,8 @@ def create_refund(
     (then the bool is False; the key reused for another original or amount is an
     IdempotencyConflict). Its `method`, `entry_mode` and masked card come from the original.
     Raises RefundRefused: not_found, not_a_purchase, not_refundable (the original's charge does
-    not stand), exceeds_original (with the refunds not declined or reversed)."""
+    not stand, or is not yet the ledger's), exceeds_original (with the refunds not declined or
+    reversed)."""
     check_amount(amount)
     if idempotency_key is not None:
         check_idempotency_key(idempotency_key)
@@ -63,7 +69,7 @@ def create_refund(
             raise RefundRefused("not_found", f"no payment {original_payment_id!r}")
         if original.kind != "purchase":
             raise RefundRefused("not_a_purchase", "a refund cannot itself be refunded")
-        if original.state not in (APPROVED, FORWARDED):
+        if original.state not in (APPROVED, FORWARDED, APPROVED_OFFLINE):
             raise RefundRefused(
                 "not_refundable",
                 f"payment {original.payment_id} is {original.state}; only approved or "
@@ -80,6 +86,8 @@ def create_refund(
                 f"refunds would total {already + amount} won, more than the "
                 f"{original.charged} won charged",
             )
+        if original.state == APPROVED_OFFLINE:
+            unsent_reason = ADVICE_PENDING
         sent = unsent_reason is None
         payment_id = core.insert_payment(
             db,

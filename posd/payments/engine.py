@@ -34,7 +34,9 @@ Decisions taken here where the specs are silent:
   a payment whose card or QR was taken.
 - A refund is sent at once or declined, never queued nor approved offline: with the ledger
   link down it is declined `ledger_unavailable`, answered like any refund (202, the refund's
-  payment object), and its idempotency key is bound to that answer.
+  payment object), and its idempotency key is bound to that answer. A refund of an offline
+  approval whose advice is still queued is declined `advice_pending` (the journal decides
+  that with the refund, link up or down).
 - A journal that cannot write (disk full, I/O error) refuses new payments with
   DeviceNotReady naming the journal's storage, and the status object's `storage` (not in
   mqtt.md) shows the error. A payment it leaves unsettled (a 0200 out and no reversal
@@ -54,8 +56,10 @@ from collections.abc import AsyncIterator, Callable
 
 from posd.config import Config
 from posd.journal import (
+    APPROVED,
     AUTHORIZING,
     CANCELLED,
+    FORWARDED,
     WAITING_FOR_CARD,
     CardSecrets,
     IdempotencyConflict,
@@ -294,7 +298,7 @@ class PaymentEngine:
                 return PaymentView(known)
         if self._held is not None:
             raise DeviceNotReady(self._held_message())
-        if original.rrn is None and original.kind == "purchase" and original.stan is not None:
+        if original.state in (APPROVED, FORWARDED) and original.rrn is None:
             # Field 37 names the original at the ledger; a payment without one cannot be.
             raise WrongState(f"payment {payment_id} has no ledger reference (RRN) to refund")
         # Refunds are online only: with the link down one is declined, nothing queued.

@@ -4,9 +4,10 @@ queued (ledger-iso8583.md, local-api.md)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 
 from posd.config import load_config
 from posd.sim import LedgerSimulator, SimulatedCardReader
+from posd.sim.ledger import LedgerEvent
 from posd.sim.ledger_accounts import GOOD_CARD
 from tests.helpers.daemon import PosClient, daemon_process, ledger_and_reader
 
@@ -110,4 +112,62 @@ async def test_with_the_ledger_down_a_refund_is_declined_ledger_unavailable_noth
         status, again = await shop.refund(paid["payment_id"], 5_000, "refund-2")
         assert (status, again["state"]) == (202, "approved"), again
         assert shop.financial() == ["0200", "0200"]  # the purchase and refund-2
+        assert shop.balance() == before
+
+
+def hold_advices(ledger: LedgerSimulator) -> tuple[asyncio.Event, asyncio.Event]:
+    """(arrived, release): the ledger holds every advice (0220, 0221) as it arrives, before
+    acting on it, until `release` is set; `arrived` is set at the first."""
+    arrived, release = asyncio.Event(), asyncio.Event()
+
+    async def hold() -> None:
+        await release.wait()
+
+    def listener(event: LedgerEvent) -> Awaitable[None] | None:
+        if event.kind == "received" and event.mti in ("0220", "0221"):
+            arrived.set()
+            return hold()
+        return None
+
+    ledger.add_listener(listener)
+    return arrived, release
+
+
+async def test_a_refund_of_an_offline_payment_whose_advice_is_queued_is_declined_advice_pending(
+    tmp_path: Path,
+) -> None:
+    async with posd_run(tmp_path) as shop:
+        before = shop.balance()
+        await shop.ledger_down()
+        paid = await shop.pay(10_000, card="approves-offline")
+        assert (paid["state"], paid["offline"]) == ("approved_offline", True), paid
+        pid = paid["payment_id"]
+
+        # The ledger down too: still advice_pending, the reason that outlasts the outage.
+        status, down = await shop.refund(pid, 10_000, "refund-0")
+        assert (status, down["state"], down["decline_reason"]) == (
+            202,
+            "declined",
+            "advice_pending",
+        ), down
+
+        arrived, release = hold_advices(shop.ledger)
+        await shop.ledger_up()
+        async with asyncio.timeout(LINK_S):
+            await arrived.wait()
+        # The link is up and the advice is at the ledger, not yet taken.
+        status, refund = await shop.refund(pid, 4_000, "refund-1")
+        assert status == 202, refund
+        assert (refund["state"], refund["decline_reason"]) == ("declined", "advice_pending")
+        assert refund["stan"] is None and refund["original_payment_id"] == pid
+        assert (await shop.pos.payment(pid))["state"] == "approved_offline"
+        assert shop.journal("SELECT kind FROM saf WHERE completed_at IS NULL") == [("advice",)]
+        assert "0200" not in shop.financial()
+
+        # Once the ledger took the advice, the same payment is refunded like any other.
+        release.set()
+        await shop.pos.wait_state(pid, {"forwarded"}, timeout_s=LINK_S)
+        status, again = await shop.refund(pid, 10_000, "refund-2")
+        assert (status, again["state"]) == (202, "approved"), again
+        assert shop.financial().count("0200") == 1
         assert shop.balance() == before
