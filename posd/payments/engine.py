@@ -292,11 +292,12 @@ class PaymentEngine:
         original = await self._jn().get(payment_id)
         if original is None:
             raise UnknownPayment(f"no payment {payment_id}")
+        # A known key is the journal's to answer (the first refund, or 409 if the request
+        # differs), whatever holds new refunds back.
+        known = None
         if idempotency_key is not None:
             known = await self._jn().by_idempotency_key(idempotency_key, kind="refund")
-            if known is not None and known.original_payment_id == payment_id:
-                return PaymentView(known)
-        if self._held is not None:
+        if self._held is not None and known is None:
             raise DeviceNotReady(self._held_message())
         if original.state in (APPROVED, FORWARDED) and original.rrn is None:
             # Field 37 names the original at the ledger; a payment without one cannot be.

@@ -46,7 +46,8 @@ class PaymentConflict(PaymentError):
 
 class IdempotencyKeyReused(PaymentError):
     """The idempotency key is known but was sent with a different amount, method or
-    benefit_plus (HTTP 409): answering with the old payment would hide a POS bug."""
+    benefit_plus (a refund's: amount or original payment) (HTTP 409): answering with the old
+    payment would hide a POS bug."""
 
     code = "idempotency_key_reused"
 

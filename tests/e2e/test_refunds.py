@@ -171,3 +171,31 @@ async def test_a_refund_of_an_offline_payment_whose_advice_is_queued_is_declined
         assert (status, again["state"]) == (202, "approved"), again
         assert shop.financial().count("0200") == 1
         assert shop.balance() == before
+
+
+async def test_a_refund_key_reused_for_another_refund_is_409_and_repeated_gets_the_first(
+    tmp_path: Path,
+) -> None:
+    async with posd_run(tmp_path) as shop:
+        before = shop.balance()
+        first = await shop.pay(10_000)
+        second = await shop.pay(3_000)
+        assert (first["state"], second["state"]) == ("approved", "approved")
+        status, refund = await shop.refund(first["payment_id"], 4_000, "refund-1")
+        assert (status, refund["state"]) == (202, "approved"), refund
+
+        for original, amount in ((first, 5_000), (second, 4_000), (second, 1_000)):
+            status, body = await shop.refund(original["payment_id"], amount, "refund-1")
+            assert (status, body["error"]["code"]) == (409, "idempotency_key_reused"), body
+        status, again = await shop.refund(first["payment_id"], 4_000, "refund-1")
+        assert (status, again) == (202, refund)
+        # With the ledger down too: the first answer, not a new decline; a differing one, 409.
+        await shop.ledger_down()
+        status, again = await shop.refund(first["payment_id"], 4_000, "refund-1")
+        assert (status, again) == (202, refund)
+        status, body = await shop.refund(first["payment_id"], 4_001, "refund-1")
+        assert (status, body["error"]["code"]) == (409, "idempotency_key_reused"), body
+
+        assert shop.financial() == ["0200", "0200", "0200"]  # two purchases, one refund
+        assert shop.balance() == before - 10_000 - 3_000 + 4_000
+        assert shop.journal("SELECT count(*) FROM payments WHERE kind = 'refund'") == [(1,)]
