@@ -48,9 +48,10 @@ def create_refund(
     """A refund of `original_payment_id`, or the one already made under this idempotency key
     (then the bool is False; the key reused for another original or amount is an
     IdempotencyConflict). Its `method`, `entry_mode` and masked card come from the original.
-    Raises RefundRefused: not_found, not_a_purchase, not_refundable (the original's charge does
-    not stand, or is not yet the ledger's), exceeds_original (with the refunds not declined or
-    reversed)."""
+    Raises RefundRefused: not_found, not_a_purchase, not_refundable (the original is not
+    approved, forwarded or approved offline), card_undecided (a chip approval whose card has
+    not answered COMPLETE: shown authorizing, and reversed if it never does), exceeds_original
+    (with the refunds not declined or reversed)."""
     check_amount(amount)
     if idempotency_key is not None:
         check_idempotency_key(idempotency_key)
@@ -74,6 +75,14 @@ def create_refund(
                 "not_refundable",
                 f"payment {original.payment_id} is {original.state}; only approved or "
                 "forwarded payments can be refunded",
+            )
+        if original.card_undecided:
+            # The ledger approved it but the card has not (COMPLETE): it may yet be reversed,
+            # and a refund beside that reversal would give the money back twice.
+            raise RefundRefused(
+                "card_undecided",
+                f"payment {original.payment_id} is authorizing: its card has not confirmed the "
+                "ledger's approval",
             )
         already = db.execute(
             "SELECT coalesce(sum(charged), 0) FROM payments WHERE original_payment_id = ? "

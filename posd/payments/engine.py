@@ -36,7 +36,9 @@ Decisions taken here where the specs are silent:
   link down it is declined `ledger_unavailable`, answered like any refund (202, the refund's
   payment object), and its idempotency key is bound to that answer. A refund of an offline
   approval whose advice is still queued is declined `advice_pending` (the journal decides
-  that with the refund, link up or down).
+  that with the refund, link up or down). A refund of a chip approval whose card has not
+  answered COMPLETE (card_undecided, shown authorizing) is 409 wrong_state, as for any
+  payment not approved: it may yet be reversed, and the reversal already gives the money back.
 - A journal that cannot write (disk full, I/O error) refuses new payments with
   DeviceNotReady naming the journal's storage, and the status object's `storage` (not in
   mqtt.md) shows the error. A payment it leaves unsettled (a 0200 out and no reversal

@@ -18,7 +18,8 @@ from posd.config import load_config
 from posd.sim import LedgerSimulator, SimulatedCardReader
 from posd.sim.ledger import LedgerEvent
 from posd.sim.ledger_accounts import GOOD_CARD
-from tests.helpers.daemon import PosClient, daemon_process, ledger_and_reader
+from protocols import srl_messages as srl
+from tests.helpers.daemon import PosClient, daemon_process, ledger_and_reader, on_reader_command
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -199,3 +200,48 @@ async def test_a_refund_key_reused_for_another_refund_is_409_and_repeated_gets_t
         assert shop.financial() == ["0200", "0200", "0200"]  # two purchases, one refund
         assert shop.balance() == before - 10_000 - 3_000 + 4_000
         assert shop.journal("SELECT count(*) FROM payments WHERE kind = 'refund'") == [(1,)]
+
+
+def hang_after_taking_complete(reader: SimulatedCardReader) -> asyncio.Event:
+    """The reader takes the first COMPLETE (ACKs it) and hangs before its COMPLETE_RESULT gets
+    through (that frame goes out damaged and is never repeated): posd waits out its whole
+    COMPLETE_RESULT timeout with the approval journaled and the card undecided. The event is
+    set when the COMPLETE arrived."""
+
+    def hang() -> None:
+        reader.corrupt_next_frame()
+        # After this round of the reader's: its ACK and the damaged frame go out first.
+        asyncio.get_running_loop().call_soon(reader.go_silent)
+
+    return on_reader_command(reader, srl.Complete, hang)
+
+
+async def test_a_refund_of_a_chip_payment_whose_card_has_not_answered_complete_is_409(
+    tmp_path: Path,
+) -> None:
+    async with posd_run(tmp_path) as shop:
+        before = shop.balance()
+        arrived = hang_after_taking_complete(shop.reader)
+        created = await shop.pos.create(4_000, "card")
+        pid = created["payment_id"]
+        shop.reader.present("seoroeum")
+        async with asyncio.timeout(20):
+            await arrived.wait()
+        undecided = "SELECT state, card_data IS NOT NULL FROM payments WHERE id = ?"
+        assert shop.journal(undecided, pid) == [("approved", 1)]
+
+        status, body = await shop.refund(pid, 4_000, "refund-1")
+        assert (status, body["error"]["code"]) == (409, "wrong_state"), body
+        # Answered in the window: the card still undecided, the POS still shown authorizing.
+        assert shop.journal(undecided, pid) == [("approved", 1)]
+        assert (await shop.pos.payment(pid))["state"] == "authorizing"
+        assert shop.journal("SELECT count(*) FROM payments WHERE kind = 'refund'") == [(0,)]
+
+        # The card never answers: the approval is reversed, and only the reversal gives the
+        # money back; a refund of the reversed payment is refused too.
+        done = await shop.pos.wait_state(pid, {"reversed"}, timeout_s=LINK_S)
+        assert done["decline_reason"] == "reader_error", done
+        status, body = await shop.refund(pid, 4_000, "refund-2")
+        assert (status, body["error"]["code"]) == (409, "wrong_state"), body
+        assert shop.financial() == ["0200", "0400"]
+        assert shop.balance() == before

@@ -451,6 +451,24 @@ async def test_refund_refusals(journal: Journal) -> None:
         )
 
 
+async def test_a_chip_approval_the_card_has_not_answered_is_not_refunded(journal: Journal) -> None:
+    pid = await purchase(journal, "chip")
+    await journal.begin_authorization(pid, CHIP, NOW)
+    await journal.record_answer(
+        pid, response_code="00", rrn="000000000001", now=NOW, keep_card_data=True
+    )
+    with pytest.raises(RefundRefused) as err:
+        await journal.create_refund(
+            original_payment_id=pid, amount=1, idempotency_key=None, now=NOW
+        )
+    assert err.value.reason == "card_undecided"
+    await journal.drop_card_data(pid)  # the card's TC
+    refund, _ = await journal.create_refund(
+        original_payment_id=pid, amount=1, idempotency_key=None, now=NOW
+    )
+    assert refund.state == "authorizing"
+
+
 async def test_a_refund_that_cannot_be_sent_is_declined_with_nothing_queued(
     journal: Journal,
 ) -> None:
