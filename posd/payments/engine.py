@@ -32,6 +32,13 @@ Decisions taken here where the specs are silent:
   told CANCEL meanwhile, again if the first went unheeded, and the next payment waits for it.
   A cancel of a cancelled payment (a retry, several at once) answers 200 with it; 409 is for
   a payment whose card or QR was taken.
+- A refund is sent at once or declined, never queued nor approved offline: with the ledger
+  link down it is declined `ledger_unavailable`, answered like any refund (202, the refund's
+  payment object), and its idempotency key is bound to that answer. A refund of an offline
+  approval whose advice is still queued is declined `advice_pending` (the journal decides
+  that with the refund, link up or down). A refund of a chip approval whose card has not
+  answered COMPLETE (card_undecided, shown authorizing) is 409 wrong_state, as for any
+  payment not approved: it may yet be reversed, and the reversal already gives the money back.
 - A journal that cannot write (disk full, I/O error) refuses new payments with
   DeviceNotReady naming the journal's storage, and the status object's `storage` (not in
   mqtt.md) shows the error. A payment it leaves unsettled (a 0200 out and no reversal
@@ -51,8 +58,10 @@ from collections.abc import AsyncIterator, Callable
 
 from posd.config import Config
 from posd.journal import (
+    APPROVED,
     AUTHORIZING,
     CANCELLED,
+    FORWARDED,
     WAITING_FOR_CARD,
     CardSecrets,
     IdempotencyConflict,
@@ -65,7 +74,7 @@ from posd.journal import (
     SafSummary,
 )
 from posd.payments import reports, requests
-from posd.payments.authorizer import Authorizer
+from posd.payments.authorizer import LEDGER_UNAVAILABLE, Authorizer
 from posd.payments.counter import Cancelled, CardFailed, Counter, Waiting
 from posd.payments.ports import (
     CardData,
@@ -285,23 +294,25 @@ class PaymentEngine:
         original = await self._jn().get(payment_id)
         if original is None:
             raise UnknownPayment(f"no payment {payment_id}")
+        # A known key is the journal's to answer (the first refund, or 409 if the request
+        # differs), whatever holds new refunds back.
+        known = None
         if idempotency_key is not None:
             known = await self._jn().by_idempotency_key(idempotency_key, kind="refund")
-            if known is not None and known.original_payment_id == payment_id:
-                return PaymentView(known)
-        if self._held is not None:
+        if self._held is not None and known is None:
             raise DeviceNotReady(self._held_message())
-        if not self._ledger.is_up():
-            raise DeviceNotReady("the ledger link is down; refunds are made online only")
-        if original.rrn is None and original.kind == "purchase" and original.stan is not None:
+        if original.state in (APPROVED, FORWARDED) and original.rrn is None:
             # Field 37 names the original at the ledger; a payment without one cannot be.
             raise WrongState(f"payment {payment_id} has no ledger reference (RRN) to refund")
+        # Refunds are online only: with the link down one is declined, nothing queued.
+        unsent = None if self._ledger.is_up() else LEDGER_UNAVAILABLE
         try:
             rec, created = await self._jn().create_refund(
                 original_payment_id=payment_id,
                 amount=amount,
                 idempotency_key=idempotency_key,
                 now=self._now(),
+                unsent_reason=unsent,
             )
         except IdempotencyConflict as exc:
             raise IdempotencyKeyReused(str(exc)) from None
@@ -314,6 +325,10 @@ class PaymentEngine:
         if not created:
             return PaymentView(rec)
         self._publish(rec)
+        if rec.state != AUTHORIZING:
+            why = rec.decline_reason
+            log.info("refund %s of %s declined unsent: %s", rec.payment_id, payment_id, why)
+            return PaymentView(rec)
         try:
             request = await self._refund_request(rec)
             return PaymentView(await self._auth.authorize(rec, request, card=None))
