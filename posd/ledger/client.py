@@ -8,7 +8,9 @@
   framing error takes the link down, and it is rebuilt with capped, jittered exponential
   backoff. Sign-off (0800/002) on an orderly stop.
 - `send` MACs a request, writes it, and waits for the answer with the same MTI class and STAN
-  (answers may come out of order). What went wrong decides what the caller must do:
+  (answers may come out of order). An answer echoes its request: one that contradicts it on
+  41, or on 4 where it carries 4, is malformed (protocols.ledger_answers). What went wrong
+  decides what the caller must do:
   LedgerUnavailable (nothing went out), LedgerTimeout and its subclasses (it went out and no
   valid answer came: reverse it), LedgerSecurityError (the answer's MAC is wrong: treat it as
   no answer; the payment must be reversed too). A malformed answer fails its request as soon
@@ -30,6 +32,7 @@ from pathlib import Path
 from typing import Literal
 
 from posd.config import Config, read_mac_key
+from protocols.ledger_answers import AnswerMismatch, check_answer
 from protocols.ledger_messages import (
     ECHO,
     SIGN_OFF,
@@ -38,6 +41,7 @@ from protocols.ledger_messages import (
     LedgerRequest,
     LedgerResponse,
     NetworkCode,
+    NetworkRequest,
     NetworkResponse,
     decode_response,
     encode,
@@ -50,6 +54,7 @@ log = logging.getLogger(__package__)
 Link = Literal["up", "down", "connecting"]
 StanSource = Callable[[], Awaitable[int]]
 _Answer = LedgerResponse | NetworkResponse
+_Request = LedgerRequest | NetworkRequest
 
 
 class LedgerError(Exception):
@@ -123,11 +128,19 @@ class _LinkDown(Exception):
 
 
 @dataclass(eq=False)
+class _Waiting:
+    """A request that went out, and the future its answer is delivered to."""
+
+    request: _Request
+    future: asyncio.Future[_Answer]
+
+
+@dataclass(eq=False)
 class _Session:
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
     last_traffic: float  # when the ledger last sent a byte (or the connection was made)
-    pending: dict[tuple[str, int], asyncio.Future[_Answer]] = field(default_factory=dict)
+    pending: dict[tuple[str, int], _Waiting] = field(default_factory=dict)
     drain_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     probe: asyncio.Event = field(default_factory=asyncio.Event)  # echo now, don't wait for idle
     signed_on: bool = False
@@ -135,9 +148,9 @@ class _Session:
     dead: bool = False
 
     def fail_pending(self, reason: str) -> None:
-        for future in self.pending.values():
-            if not future.done():
-                future.set_exception(LedgerLinkLost(reason))
+        for waiting in self.pending.values():
+            if not waiting.future.done():
+                waiting.future.set_exception(LedgerLinkLost(reason))
 
 
 def _utc_now() -> dt.datetime:
@@ -220,11 +233,7 @@ class LedgerClient:
         if session is None or not self.is_up() or session.dead or session.writer.is_closing():
             raise LedgerUnavailable(f"ledger link is {self._link}")
         answer = await self._exchange(
-            session,
-            message.match_key,
-            encode(message, self._mac_key),
-            timeout_s,
-            f"{message.mti} stan {message.stan:06d}",
+            session, message, timeout_s, f"{message.mti} stan {message.stan:06d}"
         )
         if not isinstance(answer, LedgerResponse):
             raise LedgerBadResponse("a network answer came for a financial request")
@@ -387,9 +396,7 @@ class LedgerClient:
         )
         what = f"0800/{code} stan {stan:06d}"
         try:
-            answer = await self._exchange(
-                session, request.match_key, encode(request, self._mac_key), timeout_s, what
-            )
+            answer = await self._exchange(session, request, timeout_s, what)
         except LedgerTimeout as exc:
             if reader_task is not None and reader_task.done() and not reader_task.cancelled():
                 raise _LinkDown(reader_task.result()) from None
@@ -401,18 +408,16 @@ class LedgerClient:
         return answer
 
     async def _exchange(
-        self,
-        session: _Session,
-        key: tuple[str, int],
-        message: bytes,
-        timeout_s: float,
-        what: str,
+        self, session: _Session, request: _Request, timeout_s: float, what: str
     ) -> _Answer:
+        key = request.match_key
         if key in session.pending:
             raise ValueError(f"{what}: a request with this STAN is already waiting")
+        message = encode(request, self._mac_key)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[_Answer] = loop.create_future()
-        session.pending[key] = future
+        waiting = _Waiting(request, future)
+        session.pending[key] = waiting
         try:
             # No await between this check and the write: what passes it goes out.
             if session.dead or session.writer.is_closing():
@@ -433,7 +438,7 @@ class LedgerClient:
             self.last_rtt_ms = (loop.time() - started) * 1000.0
             return answer
         finally:
-            if session.pending.get(key) is future:
+            if session.pending.get(key) is waiting:
                 del session.pending[key]
 
     async def _read_loop(self, session: _Session) -> str:
@@ -463,27 +468,38 @@ class LedgerClient:
         except LedgerFormatError as exc:
             stan = "unreadable" if exc.stan is None else f"{exc.stan:06d}"
             log.warning("ledger: malformed answer (%s stan %s): %s", exc.mti, stan, exc)
-            future = None
+            broken = None
             if exc.mti is not None and exc.stan is not None:
-                future = session.pending.get((exc.mti, exc.stan))
-            if future is not None and not future.done():
-                future.set_exception(LedgerBadResponse(f"malformed answer: {exc}"))
+                broken = session.pending.get((exc.mti, exc.stan))
+            if broken is not None and not broken.future.done():
+                broken.future.set_exception(LedgerBadResponse(f"malformed answer: {exc}"))
             return
         answer = inbound.message
-        future = session.pending.get(answer.match_key)
-        if future is None or future.done():
+        waiting = session.pending.get(answer.match_key)
+        if waiting is None or waiting.future.done():
             # Typically an answer that came after its request timed out (and is being reversed).
             log.warning(
                 "ledger: answer %s stan %06d matches no waiting request", answer.mti, answer.stan
             )
             return
+        future = waiting.future
         if not inbound.mac_valid:
             log.error("ledger: answer %s stan %06d has a wrong MAC", answer.mti, answer.stan)
             self.last_error = f"wrong MAC on {answer.mti} stan {answer.stan:06d}"
             future.set_exception(LedgerSecurityError(self.last_error))
             return
-        if answer.terminal_id != self._terminal_id:
-            future.set_exception(LedgerBadResponse("answer names another terminal"))
+        try:
+            # The echoes posd relies on: 41, and 4 where the answer carries it. The error
+            # names the field, never its content (an echo may be card data).
+            check_answer(waiting.request, answer)
+        except AnswerMismatch as exc:
+            log.warning(
+                "ledger: answer %s stan %06d contradicts its request (%s): no answer",
+                answer.mti,
+                answer.stan,
+                exc,
+            )
+            future.set_exception(LedgerBadResponse(f"answer contradicts its request: {exc}"))
             return
         future.set_result(answer)
 

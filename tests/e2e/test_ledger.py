@@ -70,6 +70,21 @@ async def test_wrong_mac_on_the_answer_is_declined_ledger_security_and_reversed(
         await d.wait_state(pid, {"reversed"})
 
 
+async def test_an_answer_for_another_amount_is_no_answer_and_the_payment_is_reversed(
+    tmp_path: Path,
+) -> None:
+    async with running_daemon(tmp_path) as d:
+        before = d.ledger.rules.balance(GOOD_QR_ACCOUNT)
+        d.ledger.faults.tamper = {4: f"{1:012d}"}  # approved, for 1 won
+        pid = await start_qr(d, 5_000)
+        failed = await d.wait_state(pid, {"reversing", "reversed"})
+        assert (failed["state"], failed["decline_reason"]) == ("reversing", "ledger_timeout")
+        assert failed["rrn"] is None and failed["auth_code"] is None  # nothing of it is kept
+        d.ledger.faults.tamper = {}
+        await d.wait_state(pid, {"reversed"})
+        assert d.ledger.rules.balance(GOOD_QR_ACCOUNT) == before
+
+
 async def test_crash_recovery_reverses_unanswered_and_cancels_waiting(tmp_path: Path) -> None:
     state_dir = tmp_path / "state"
     state_dir.mkdir(mode=0o700)
