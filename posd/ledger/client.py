@@ -16,6 +16,10 @@
   no answer; the payment must be reversed too). A malformed answer fails its request as soon
   as it arrives (LedgerBadResponse) whenever its MTI and STAN can be read, which the profile
   layer does from their fixed places even when the rest of the message is broken.
+- Every 0810 carries the ledger's clock in field 7: `clock_skew_s` is how far it is ahead of
+  posd's (negative: behind), measured against the middle of the exchange; beyond
+  CLOCK_MAX_SKEW_S (QR expiry checks depend on posd's clock) it is a warning in the log as
+  it crosses the bound, then at most hourly while it lasts.
 Log lines name messages by MTI and STAN only: no card data passes through a log call here.
 """
 
@@ -32,7 +36,9 @@ from pathlib import Path
 from typing import Literal
 
 from posd.config import Config, read_mac_key
+from posd.logs import Throttle
 from protocols.ledger_answers import AnswerMismatch, check_answer
+from protocols.ledger_fields import clock_skew_s
 from protocols.ledger_messages import (
     ECHO,
     SIGN_OFF,
@@ -55,6 +61,11 @@ Link = Literal["up", "down", "connecting"]
 StanSource = Callable[[], Awaitable[int]]
 _Answer = LedgerResponse | NetworkResponse
 _Request = LedgerRequest | NetworkRequest
+
+CLOCK_MAX_SKEW_S = 30.0
+"""How far posd's clock may be from the ledger's (ledger-iso8583.md) before it is a warning."""
+CLOCK_WARNING_INTERVAL_S = 3600.0
+"""While the clocks stay too far apart, the warning is repeated this often, not per echo."""
 
 
 class LedgerError(Exception):
@@ -189,6 +200,9 @@ class LedgerClient:
         self._up = asyncio.Event()
         self.last_rtt_ms: float | None = None
         self.last_error: str | None = None
+        self.clock_skew_s: float | None = None
+        """Seconds the ledger's clock is ahead of posd's (its last 0810); None before one."""
+        self._skew_warnings: Throttle | None = None  # while the skew is beyond the bound
         self.on_link: Callable[[Link], None] | None = None
         """Called after every change of `link` (monitoring's ledger events); must not raise."""
 
@@ -391,8 +405,9 @@ class LedgerClient:
     ) -> NetworkResponse:
         if stan is None:
             stan = await self._stan_source()
+        sent_at = self._clock()
         request = network_request(
-            code, stan=stan, transmitted_at=self._clock(), terminal_id=self._terminal_id
+            code, stan=stan, transmitted_at=sent_at, terminal_id=self._terminal_id
         )
         what = f"0800/{code} stan {stan:06d}"
         try:
@@ -405,7 +420,37 @@ class LedgerClient:
             raise _LinkDown(str(exc)) from None
         if not isinstance(answer, NetworkResponse):
             raise _LinkDown("a financial answer came for a network request")
+        # The ledger read its clock between the two: the middle is the best guess of when.
+        received_at = self._clock()
+        self._note_ledger_clock(answer, sent_at + (received_at - sent_at) / 2)
         return answer
+
+    def _note_ledger_clock(self, answer: NetworkResponse, local: dt.datetime) -> None:
+        try:
+            skew = round(clock_skew_s(answer.transmission, local), 1)
+        except LedgerFormatError:
+            log.warning(
+                "ledger: the clock in 0810 stan %06d (field 7) is not within a year of posd's",
+                answer.stan,
+            )
+            return
+        self.clock_skew_s = skew
+        if abs(skew) <= CLOCK_MAX_SKEW_S:
+            if self._skew_warnings is not None:
+                log.info("ledger: posd's clock is within %.1f s of the ledger's again", abs(skew))
+            self._skew_warnings = None
+            return
+        if self._skew_warnings is None:  # just crossed the bound: say it now
+            self._skew_warnings = Throttle(
+                CLOCK_WARNING_INTERVAL_S, clock=lambda: self._clock().timestamp()
+            )
+        if self._skew_warnings.allow() is not None:
+            log.warning(
+                "ledger: the ledger's clock is %+.0f s from posd's (more than %.0f s): QR codes "
+                "are checked against posd's clock; check its time synchronisation",
+                skew,
+                CLOCK_MAX_SKEW_S,
+            )
 
     async def _exchange(
         self, session: _Session, request: _Request, timeout_s: float, what: str
