@@ -5,8 +5,9 @@
 - Sign-on (0800/001) after every connect; `link` is "up" only after its 0810 39=00, so no
   financial message goes out before. An echo (0800/301) follows 60 s without traffic from the
   ledger, and comes at once after a request timed out; no answer in 10 s, a closed socket or a
-  framing error takes the link down, and it is rebuilt with capped, jittered exponential
-  backoff. Sign-off (0800/002) on an orderly stop.
+  framing error takes the link down, and it is rebuilt with capped exponential backoff
+  (1 s doubling to 60 s), each wait drawn over its whole interval; a refused sign-on counts
+  as a failure like a refused connect. Sign-off (0800/002) on an orderly stop.
 - `send` MACs a request, writes it, and waits for the answer with the same MTI class and STAN
   (answers may come out of order). An answer echoes its request: one that contradicts it on
   41, or on 4 where it carries 4, is malformed (protocols.ledger_answers). What went wrong
@@ -128,10 +129,16 @@ class LedgerTimings:
             raise ValueError("ledger timing backoff_initial_s must not exceed backoff_max_s")
 
     def backoff(self, failures: int) -> float:
-        """Delay before reconnect attempt after `failures` consecutive failures, jittered so a
-        fleet of terminals does not reconnect in step after a ledger outage."""
+        """Delay before reconnect attempt after `failures` consecutive failures: anywhere in
+        the whole interval up to the doubling ceiling ("full jitter"), so thousands of
+        terminals coming back after a ledger outage spread over it instead of arriving in
+        step. The floor (a tenth of the first interval) keeps a client from spinning."""
         ceiling = min(self.backoff_max_s, self.backoff_initial_s * 2.0 ** min(failures - 1, 30))
-        return ceiling * random.uniform(0.5, 1.0)
+        return random.uniform(self.backoff_floor_s, ceiling)
+
+    @property
+    def backoff_floor_s(self) -> float:
+        return self.backoff_initial_s / 10
 
 
 class _LinkDown(Exception):
