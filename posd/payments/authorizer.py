@@ -29,7 +29,7 @@ from posd.ledger import LedgerSecurityError, LedgerTimeout, LedgerUnavailable
 from posd.payments import requests
 from posd.payments.counter import Counter
 from posd.payments.ports import CardData, LedgerPort
-from posd.payments.rules import ARC_LEDGER_NOT_REACHED
+from posd.payments.rules import ARC_HOST_DECLINED, ARC_LEDGER_NOT_REACHED
 from posd.payments.saf import SafForwarder, request_fields
 from posd.payments.service import DeviceNotReady
 from posd.payments.view import PaymentView
@@ -134,13 +134,13 @@ class Authorizer:
             rec = await self._record_answer(rec, response, keep_card_data=False)
             self._publish(rec)
             if chip:
-                await self._counter.tell_card(response.response_code)
+                await self._counter.tell_card(response.response_code, response.issuer_data)
             return rec
         # Kept card data journals the COMPLETE window (card_undecided) before COMPLETE goes
         # out: a posd that stops in it reverses the approval when it starts again.
         rec = await self._record_answer(rec, response, keep_card_data=True)
         try:
-            result = await self._counter.complete(response.response_code)
+            result = await self._counter.complete(response.response_code, response.issuer_data)
         except self._counter.reader_errors:
             self.owed[rec.payment_id] = "reader_error"
             return await self.reverse_undecided(rec, publish=True)
@@ -227,7 +227,8 @@ class Authorizer:
     ) -> PaymentRecord:
         rec = await self.reverse(rec, reason, publish=True)
         if chip:
-            await self._counter.tell_card(ARC_LEDGER_NOT_REACHED)
+            # Not Z3: posd never approves offline a 0200 that went out, so the card must not.
+            await self._counter.tell_card(ARC_HOST_DECLINED)
         return rec
 
     async def reverse(
@@ -265,11 +266,11 @@ class Authorizer:
     async def decline_here(
         self, rec: PaymentRecord, reason: str, *, chip: bool = False
     ) -> PaymentRecord:
-        """Declined at the counter, before the ledger was asked; a chip card is then told Z3
-        so that its transaction ends."""
+        """Declined at the counter, before the ledger was asked; a chip card is then told Z1
+        (declined by the host), so that its transaction ends with an AAC."""
         rec = await self.decline_now(rec, reason)
         if chip:
-            await self._counter.tell_card(ARC_LEDGER_NOT_REACHED)
+            await self._counter.tell_card(ARC_HOST_DECLINED)
         return rec
 
     async def decline_now(self, rec: PaymentRecord, reason: str) -> PaymentRecord:

@@ -53,9 +53,9 @@ async def test_beyond_the_limits_declined_before_the_card_is_asked(
         states_when_asked = states_when_the_card_is_asked(monkeypatch, d)
         done = await pay_card(d, 60_000)  # the offline max_payment is 50 000
         assert (done["state"], done["decline_reason"]) == ("declined", "offline_limit")
-        # The card is still told Z3, to end its transaction, but only once posd has declined.
+        # The card is told Z1 (declined by posd, not by the ledger), once posd has declined.
         await d.wait_status(lambda s: s["devices"]["card_reader"]["state"] == "ready")
-        assert srl.Complete("Z3") in d.reader.received
+        assert srl.Complete("Z1") in d.reader.received
         assert states_when_asked == ["declined"]
         assert (await d.wait_status(lambda s: True))["saf"]["pending"] == 0
 
@@ -76,5 +76,10 @@ async def test_within_the_limits_a_card_that_accepts_offline_is_approved_offline
         done = await pay_card(d, 10_000)
         assert (done["state"], done["offline"]) == ("approved_offline", True), done
         assert states_when_asked == ["authorizing"]
+        # The one COMPLETE posd decides Z3: the ledger not reached, within the limits.
+        assert d.reader is not None
+        assert [m for m in d.reader.received if isinstance(m, srl.Complete)] == [
+            srl.Complete("Z3", b"")
+        ]
         await d.ledger.refuse_connections(False)
         await d.wait_state(str(done["payment_id"]), {"forwarded"})
