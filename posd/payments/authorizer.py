@@ -34,7 +34,13 @@ from posd.payments.saf import SafForwarder, request_fields
 from posd.payments.service import DeviceNotReady
 from posd.payments.view import PaymentView
 from protocols.ber_tlv import TlvError, decode_tlv, find_tag
-from protocols.ledger_messages import LedgerRequest, LedgerResponse, build_advice, offline_auth_code
+from protocols.ledger_messages import (
+    LedgerFormatError,
+    LedgerRequest,
+    LedgerResponse,
+    build_advice,
+    offline_auth_code,
+)
 
 log = logging.getLogger(__package__)
 
@@ -176,6 +182,8 @@ class Authorizer:
         # The limits are checked, and approve_offline applies them, at one `now`: with one
         # payment at a time nothing between can make them disagree.
         now = self.now()
+        auth_code = offline_auth_code(rec.stan or 0)
+        tc: bytes | None = None
         if chip:
             # Before the card is asked: a card told Z3 may approve offline (TC), and posd must
             # not then decline what the card approved.
@@ -189,11 +197,22 @@ class Authorizer:
                 return await self.decline_now(rec, "reader_error")
             if not result.approved:
                 return await self.decline_now(rec, "card_declined")
-        auth_code = offline_auth_code(rec.stan or 0)
+            tc = result.tlv
+        try:
+            # A chip card's advice carries its TC (COMPLETE_RESULT) where the 0200 had the
+            # ARQC; journaled (sealed, in the queue) only now that the card has answered.
+            advice = build_advice(request, auth_code, tc=tc)
+        except LedgerFormatError as exc:
+            # The card approved offline, but what it gave proves nothing to the ledger (no
+            # TC, or 55 no longer fits): no advice can be made, so no offline approval.
+            log.warning(
+                "payment %s: no advice can carry the card's answer: %s", rec.payment_id, exc
+            )
+            return await self.decline_now(rec, "card_error")
         outcome = await self.journal().approve_offline(
             rec.payment_id,
             auth_code=auth_code,
-            fields=request_fields(build_advice(request, auth_code)),
+            fields=request_fields(advice),
             limits=self._config.offline,
             now=now,
         )

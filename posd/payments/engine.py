@@ -19,7 +19,10 @@ Decisions taken here where the specs are silent:
   9F27) are declined `ledger_unavailable` (authorizer.offline_unfit). Then the offline limits
   are checked: a payment beyond them is declined `offline_limit` (the limit that stood in the
   way is logged) and a chip card is then told `Z1` (declined by the host). Within them a
-  chip card is told `Z3` and only a card that accepts offline (TC) is approved offline.
+  chip card is told `Z3` and only a card that accepts offline (TC) is approved offline; its
+  advice, queued once the card has answered, carries the TC (with its 9F27, 95, 9B) in 55
+  in place of the ARQC's. A card that says it approved but gives no TC is declined
+  `card_error`: no advice could prove that payment to the ledger.
 - COMPLETE's ARC (reader-link.md): the 0210's 39 with the issuer data of its 55 (91, 71, 72)
   after a ledger answer; `Z3` only where posd would take the card's offline approval (the
   link down before the 0200, within the limits); `Z1` for every other decline without a
