@@ -18,8 +18,15 @@ Decisions taken here where the specs are silent:
 - While the ledger is unreachable, magstripe and contactless without a cryptogram (9F26,
   9F27) are declined `ledger_unavailable` (authorizer.offline_unfit). Then the offline limits
   are checked: a payment beyond them is declined `offline_limit` (the limit that stood in the
-  way is logged) and a chip card is then told `Z3` only to end its transaction. Within them a
-  chip card is told `Z3` and only a card that accepts offline (TC) is approved offline.
+  way is logged) and a chip card is then told `Z1` (declined by the host). Within them a
+  chip card is told `Z3` and only a card that accepts offline (TC) is approved offline; its
+  advice, queued once the card has answered, carries the TC (with its 9F27, 95, 9B) in 55
+  in place of the ARQC's. A card that says it approved but gives no TC is declined
+  `card_error`: no advice could prove that payment to the ledger.
+- COMPLETE's ARC (reader-link.md): the 0210's 39 with the issuer data of its 55 (91, 71, 72)
+  after a ledger answer; `Z3` only where posd would take the card's offline approval (the
+  link down before the 0200, within the limits); `Z1` for every other decline without a
+  ledger answer (at the counter, over a limit, a cancel, a 0200 unanswered or failed).
 - Expired cards (5F24) are declined `card_expired` at the counter without asking the ledger.
 - The 0200 is built, and so checked, before the journal records `authorizing`: card or QR data
   that cannot make one (field 55 over 255 bytes, ...) is declined at the counter (`card_error`,
@@ -81,7 +88,7 @@ from posd.payments.ports import (
     LedgerPort,
 )
 from posd.payments.rules import (
-    ARC_LEDGER_NOT_REACHED,
+    ARC_HOST_DECLINED,
     benefit_for,
     card_expired,
     icc_for_authorization,
@@ -394,7 +401,7 @@ class PaymentEngine:
             self.counter.card_open = isinstance(got, CardData) and got.entry_mode == "chip"
             if waiting.read is not None and not card_taken:
                 # Stopped at once, so the reader is not still reading while a QR pays; the
-                # rest of the stop (and a Z3 for a chip card it read) is in `finally`.
+                # rest of the stop (and a Z1 for a chip card it read) is in `finally`.
                 waiting.read.cancel()
             if isinstance(got, Cancelled):
                 rec = await self._jn().transition(rec.payment_id, CANCELLED, self._now())
@@ -418,7 +425,7 @@ class PaymentEngine:
                 await self._settle_failed(rec)
             finally:
                 if self.counter.card_open:
-                    await self.counter.tell_card(ARC_LEDGER_NOT_REACHED)
+                    await self.counter.tell_card(ARC_HOST_DECLINED)
         finally:
             waiting.decided.set()
             try:

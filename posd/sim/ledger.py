@@ -48,7 +48,7 @@ from typing import Final, Literal, TypeVar
 from posd.sim.ledger_accounts import Account, AccountBook
 from protocols.ber_tlv import Tlv, TlvError, decode_tlv, encode_tlv, find_tag
 from protocols.emv import mask_pan
-from protocols.iso8583_profile import MAC_FIELDS
+from protocols.iso8583_profile import MAC_FIELDS, FieldValue, encode_message
 from protocols.ledger_layout import response_mti_for
 from protocols.ledger_messages import (
     LedgerFormatError,
@@ -302,6 +302,9 @@ class Faults:
     reverse_order: int = 0  # hold this many financial answers, then send them last first
     respond_with: str | None = None  # answer every financial request with this code, not acting
     duplicate: bool = False  # every financial answer is sent twice
+    # Financial answers carry these field values in place of their own (or beside them),
+    # MACed as sent: an echo that contradicts its request, e.g. {4: "000000000001"}.
+    tamper: dict[int, FieldValue] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -585,7 +588,11 @@ class LedgerSimulator:
             return
         key = self._wrong_key if self.faults.wrong_mac else self._mac_key
         event = LedgerEvent("answered", response.mti, response.stan, None, response.response_code)
-        outgoing = _Outgoing(encode(response, key), event, 0.0)
+        if self.faults.tamper:
+            data = encode_message(response.mti, response.fields() | self.faults.tamper, key)
+        else:
+            data = encode(response, key)
+        outgoing = _Outgoing(data, event, 0.0)
         if self.faults.reverse_order > 0:
             connection.held.append(outgoing)
             if len(connection.held) < self.faults.reverse_order:
