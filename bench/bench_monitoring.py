@@ -31,6 +31,7 @@ IDLE_S = 125.0
 ROUNDS = 30
 GOAL_RSS_MB = 60.0
 
+
 async def footprint(directory: Path, broker: Mosquitto) -> tuple[float, float]:
     with SimulatedSerialScanner() as scanner:
         async with (
@@ -152,6 +153,5 @@ def main() -> None:
     print(f"QR scan -> approved event ({ROUNDS} payments each, median / p90):")
     for name, samples in figures.items():
         print(
-            f"  {name:<16} {statistics.median(samples) * 1000:8.2f} ms / "
-            f"{_ms(samples, 90):8.2f} ms"
+            f"  {name:<16} {statistics.median(samples) * 1000:8.2f} ms / {_ms(samples, 90):8.2f} ms"
         )

@@ -76,7 +76,7 @@ from posd.journal.rows import (
 from posd.journal.schema import DB_FILE_NAME, connect
 from posd.logs import register_secret
 from protocols.emv import PAN_MAX_DIGITS, PAN_MIN_DIGITS, mask_pan
-from protocols.ledger_messages import field7
+from protocols.ledger_fields import field7
 
 
 def _field7(now_ms: int) -> str:

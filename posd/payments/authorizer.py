@@ -34,13 +34,8 @@ from posd.payments.saf import SafForwarder, request_fields
 from posd.payments.service import DeviceNotReady
 from posd.payments.view import PaymentView
 from protocols.ber_tlv import TlvError, decode_tlv, find_tag
-from protocols.ledger_messages import (
-    LedgerFormatError,
-    LedgerRequest,
-    LedgerResponse,
-    build_advice,
-    offline_auth_code,
-)
+from protocols.ledger_fields import offline_auth_code
+from protocols.ledger_messages import LedgerFormatError, LedgerRequest, LedgerResponse, build_advice
 
 log = logging.getLogger(__package__)
 

@@ -107,13 +107,8 @@ from posd.payments.view import PaymentView
 from posd.runtime import EventHub
 from protocols.ber_tlv import TlvError
 from protocols.emv import mask_pan
-from protocols.ledger_messages import (
-    STAN_MIN,
-    CardPayer,
-    LedgerFormatError,
-    LedgerRequest,
-    QrPayer,
-)
+from protocols.ledger_fields import STAN_MIN
+from protocols.ledger_messages import CardPayer, LedgerFormatError, LedgerRequest, QrPayer
 from protocols.qr_token import QrRejected, verify_qr
 
 log = logging.getLogger(__package__)

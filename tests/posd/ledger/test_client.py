@@ -28,6 +28,7 @@ from posd.sim.ledger_accounts import (
     GOOD_QR_ACCOUNT,
     POOR_CARD,
 )
+from protocols.ledger_fields import offline_auth_code
 from protocols.ledger_messages import (
     LedgerRequest,
     LedgerResponse,
@@ -37,7 +38,6 @@ from protocols.ledger_messages import (
     build_purchase,
     build_refund,
     build_reversal,
-    offline_auth_code,
     repeat_of,
 )
 from tests.helpers.ledger import (
