@@ -11,7 +11,14 @@ import time
 from bench.bench_srl import chip_card_data
 from protocols.ber_tlv import decode_tlv, find_tag
 from protocols.emv import expiry_from_5f24, pan_from_5a
-from protocols.ledger_messages import CardPayer, build_purchase, decode_response, encode, respond
+from protocols.ledger_messages import (
+    CardPayer,
+    LedgerRequest,
+    build_purchase,
+    decode_response,
+    encode,
+    respond,
+)
 from protocols.srl_frame import Frame, FrameDecoder, encode_frame
 from protocols.srl_messages import CardData, decode_message, encode_message
 
@@ -19,6 +26,20 @@ KEY = bytes(range(32))
 NOW = dt.datetime(2026, 11, 25, 3, 4, 5, tzinfo=dt.UTC)
 TARGET_US = 500.0
 ROUNDS = 2000
+
+
+def _purchase(payer: CardPayer) -> LedgerRequest:
+    return build_purchase(
+        stan=1,
+        transmitted_at=NOW,
+        local_now=NOW,
+        amount=12000,
+        terminal_id="T0000001",
+        merchant_id="M00000000000001",
+        payer=payer,
+        benefit_rate_bps=500,
+        discount=600,
+    )
 
 
 def _one_payment(frame: bytes, decoder: FrameDecoder, answer: bytes) -> None:
@@ -32,17 +53,7 @@ def _one_payment(frame: bytes, decoder: FrameDecoder, answer: bytes) -> None:
     payer = CardPayer(
         "chip", pan_from_5a(pan_tlv.value), expiry_from_5f24(expiry_tlv.value)[:4], None, icc
     )
-    request = build_purchase(
-        stan=1,
-        transmitted_at=NOW,
-        local_now=NOW,
-        amount=12000,
-        terminal_id="T0000001",
-        merchant_id="M00000000000001",
-        payer=payer,
-        benefit_rate_bps=500,
-        discount=600,
-    )
+    request = _purchase(payer)
     encode(request, KEY)
     assert decode_response(answer, KEY).mac_valid
 
@@ -52,17 +63,7 @@ def main() -> None:
     frame = encode_frame(7, cmd, data)
     decoder = FrameDecoder()
     payer = CardPayer("chip", "9410123456789012", "2812", None, data[1:])
-    request = build_purchase(
-        stan=1,
-        transmitted_at=NOW,
-        local_now=NOW,
-        amount=12000,
-        terminal_id="T0000001",
-        merchant_id="M00000000000001",
-        payer=payer,
-        benefit_rate_bps=500,
-        discount=600,
-    )
+    request = _purchase(payer)
     answer = encode(respond(request, "00", rrn="000000000001", auth_code="A12345"), KEY)
     for _ in range(200):
         _one_payment(frame, decoder, answer)

@@ -6,9 +6,12 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import itertools
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
-from posd.ledger import LedgerTimings
+import pytest
+
+from posd.ledger import LedgerClient, LedgerTimings
 from posd.sim.ledger_accounts import GOOD_CARD
 from protocols.ledger_messages import CardPayer, LedgerRequest, build_purchase
 
@@ -35,6 +38,24 @@ class Stans:
 
     async def __call__(self) -> int:
         return next(self._next)
+
+
+@asynccontextmanager
+async def running(client: LedgerClient, wait_up: bool = True) -> AsyncIterator[LedgerClient]:
+    """`client` run as the daemon runs it (started, then up unless `wait_up` is False), and
+    stopped after as the daemon stops it: a cancellation it must not swallow."""
+    started = asyncio.Event()
+    task = asyncio.create_task(client.run(started.set))
+    try:
+        async with asyncio.timeout(WAIT_S):
+            await started.wait()
+            if wait_up:
+                await client.wait_up()
+        yield client
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
 
 
 async def wait_until(predicate: Callable[[], bool], timeout_s: float = WAIT_S) -> None:

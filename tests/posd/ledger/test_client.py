@@ -50,6 +50,7 @@ from tests.helpers.ledger import (
     Stans,
     now,
     purchase,
+    running,
     wait_until,
 )
 from tests.helpers.tls import Pki, make_pki
@@ -92,18 +93,8 @@ async def client_for(
         tls=tls,
         timings=timings,
     )
-    started = asyncio.Event()
-    task = asyncio.create_task(client.run(started.set))
-    try:
-        async with asyncio.timeout(WAIT_S):
-            await started.wait()
-            if wait_up:
-                await client.wait_up()
+    async with running(client, wait_up):
         yield client
-    finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
 
 
 def tls_of(pki: Pki, client: Pki | None = None) -> LedgerTls:

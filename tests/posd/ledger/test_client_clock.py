@@ -3,7 +3,6 @@ reference ledger with its clock set off (`clock_offset_s`), over real sockets.""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 import time
@@ -15,7 +14,7 @@ import pytest
 
 from posd.ledger import CLOCK_MAX_SKEW_S, LedgerClient
 from posd.sim.ledger import LedgerSimulator
-from tests.helpers.ledger import FAST, MAC_KEY, TERMINAL, WAIT_S, Stans, wait_until
+from tests.helpers.ledger import FAST, MAC_KEY, TERMINAL, Stans, running, wait_until
 
 ECHOING = replace(FAST, echo_idle_s=0.05)
 UTC = dt.UTC
@@ -36,15 +35,8 @@ async def linked(
         host="127.0.0.1", port=sim.port, terminal_id=TERMINAL, mac_key=MAC_KEY,
         stan_source=Stans(), timings=ECHOING, **({} if clock is None else {"clock": clock}),
     )  # fmt: skip
-    task = asyncio.create_task(client.run(lambda: None))
-    try:
-        async with asyncio.timeout(WAIT_S):
-            await client.wait_up()
+    async with running(client):
         yield client
-    finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
 
 
 def echoes(sim: LedgerSimulator) -> int:

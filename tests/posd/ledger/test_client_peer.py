@@ -25,7 +25,16 @@ from protocols.ledger_messages import (
 )
 from protocols.length_prefix import LengthPrefixDecoder, frame
 from tests.helpers.configs import MAC_KEY_HEX, write_config
-from tests.helpers.ledger import FAST, MAC_KEY, TERMINAL, WAIT_S, Stans, purchase, wait_until
+from tests.helpers.ledger import (
+    FAST,
+    MAC_KEY,
+    TERMINAL,
+    WAIT_S,
+    Stans,
+    purchase,
+    running,
+    wait_until,
+)
 from tests.helpers.tls import make_pki
 
 Answer = Callable[[LedgerRequest], bytes]
@@ -85,16 +94,8 @@ async def client_of(port: int, wait_up: bool = True) -> AsyncIterator[LedgerClie
         stan_source=Stans(),
         timings=FAST,
     )
-    task = asyncio.create_task(client.run(lambda: None))
-    try:
-        if wait_up:
-            async with asyncio.timeout(WAIT_S):
-                await client.wait_up()
+    async with running(client, wait_up):
         yield client
-    finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
 
 
 def good(request: LedgerRequest) -> bytes:
