@@ -11,6 +11,8 @@ Modules:
 - `holder`: `JournalHolder`, the journal as a component (opened in `run`, closed last);
   calling it gives the open journal or raises `JournalNotOpen`.
 - `store`: `JournalCore`, the synchronous core: one method, one transaction.
+- `queue`: `SafQueue` (`JournalCore.saf`), the store-and-forward queue's table: entries
+  queued, due (each on its own next attempt time), counted, settled.
 - `rows`: the row mappers, lookups and single-row steps the store's transactions are made of.
 - `reports`: the read-only queries: totals, status counters, the SAF queue, offline exposure;
   `saf_listing`, the queue read without the key or the daemon (`posd saf`).

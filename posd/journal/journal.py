@@ -17,7 +17,7 @@ import asyncio
 import datetime
 import functools
 import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
@@ -297,39 +297,58 @@ class Journal:
     # -- store and forward ----------------------------------------------------------------
 
     async def saf_pending(self, limit: int = 1000) -> list[SafEntry]:
-        return await self._run(self._core.saf_pending, limit)
+        return await self._run(self._core.saf.pending, limit)
 
-    async def saf_due(self, now: float, hold_s: float, after_id: int = 0) -> SafMessage | None:
-        """The oldest pending entry past `after_id` due for a transmission, with its fields;
-        one the ledger refused is held `hold_s` after its last transmission."""
-        return await self._run(self._core.saf_due, now, hold_s, after_id)
+    async def saf_due(
+        self,
+        now: float,
+        *,
+        force: bool = False,
+        after_id: int = 0,
+        exclude: Collection[int] = (),
+    ) -> SafMessage | None:
+        """The oldest pending entry past `after_id` and not in `exclude` whose next attempt
+        time has come (any, with `force`), with its fields."""
+        return await self._run(
+            self._core.saf.due, now, force=force, after_id=after_id, exclude=exclude
+        )
 
-    async def saf_held_until(self, hold_s: float) -> float | None:
-        """When the first refused entry is due again (Unix seconds), or None."""
-        return await self._run(self._core.saf_held_until, hold_s)
+    async def saf_next_due(self, exclude: Collection[int] = ()) -> float | None:
+        """When the first pending entry not in `exclude` is due (Unix seconds, 0.0: at once);
+        None if there is none."""
+        return await self._run(self._core.saf.next_due, exclude)
 
-    async def saf_attempt_failed(self, entry_id: int, error: str, now: float) -> SafEntry:
-        """A transmission went out and got no usable answer (`error` holds no card data)."""
-        return await self._run(self._core.saf_attempt_failed, entry_id, error, now)
+    async def saf_attempt_failed(
+        self, entry_id: int, error: str, now: float, next_attempt: float
+    ) -> SafEntry:
+        """A transmission went out and got no usable answer (`error` holds no card data); the
+        entry is due again at `next_attempt`."""
+        return await self._run(self._core.saf.attempt_failed, entry_id, error, now, next_attempt)
 
     async def saf_refused(
-        self, entry_id: int, *, response_code: str, error: str, now: float
+        self, entry_id: int, *, response_code: str, error: str, now: float, next_attempt: float
     ) -> SafEntry:
-        """The ledger answered without settling the entry: it stays queued, needing attention."""
+        """The ledger answered without settling the entry: it stays queued, needing attention,
+        due again at `next_attempt`."""
         return await self._run(
-            self._core.saf_refused, entry_id, response_code=response_code, error=error, now=now
+            self._core.saf.refused,
+            entry_id,
+            response_code=response_code,
+            error=error,
+            now=now,
+            next_attempt=next_attempt,
         )
 
     async def saf_complete(
         self, entry_id: int, *, response_code: str, now: float, rrn: str | None = None
     ) -> PaymentRecord:
-        """The ledger's answer settled the entry (00, or an advice's refusal): see JournalCore."""
+        """The ledger's answer settled the entry (00, or an advice's refusal): see SafQueue."""
         return await self._run(
-            self._core.saf_complete, entry_id, response_code=response_code, now=now, rrn=rrn
+            self._core.saf.complete, entry_id, response_code=response_code, now=now, rrn=rrn
         )
 
     async def saf_summary(self, now: float) -> SafSummary:
-        return await self._run(self._core.saf_summary, now)
+        return await self._run(self._core.saf.summary, now)
 
     # -- totals ---------------------------------------------------------------------------
 

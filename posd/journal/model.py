@@ -296,7 +296,8 @@ class SafEntry:
     `attempts` counts transmissions that went out. `refused_code` is the ledger's answer
     when it answered without settling the entry (a reversal answered other than 00, an
     advice answered with a code that is not a decision): such an entry needs attention,
-    and stays queued and retried until it is settled.
+    and stays queued and retried until it is settled. `next_attempt_at` is when it is due
+    again (None: at once).
     """
 
     entry_id: int
@@ -311,6 +312,7 @@ class SafEntry:
     last_attempt_at: int | None
     last_error: str | None
     refused_code: str | None = None
+    next_attempt_at: int | None = None
 
     @property
     def needs_attention(self) -> bool:
@@ -339,6 +341,9 @@ class SafEntry:
             "last_error": self.last_error,
             "refused_code": self.refused_code,
             "needs_attention": self.needs_attention,
+            "next_attempt_at": (
+                iso_time(self.next_attempt_at) if self.next_attempt_at is not None else None
+            ),
         }
         if now_ms is not None:
             doc["age_s"] = max(0, (now_ms - self.created_at) // 1000)

@@ -67,6 +67,7 @@ def saf_queue(entries: list[SafEntry]) -> list[dict[str, object]]:
                 "last_error": entry.last_error,
                 "needs_attention": entry.needs_attention,
                 "refused_code": entry.refused_code,
+                "next_attempt_at": full["next_attempt_at"],
             }
         )
     return queue
