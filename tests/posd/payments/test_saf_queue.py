@@ -204,3 +204,41 @@ async def test_a_restarted_sender_keeps_each_entry_s_next_attempt_time(tmp_path:
             assert stans_received(sim, stan) == ["0400"]
     finally:
         await journal.close()
+
+
+async def test_after_the_ledger_comes_back_the_queue_waits_for_the_sign_on_answer(
+    tmp_path: Path,
+) -> None:
+    journal = await Journal.open(tmp_path)
+    try:
+        queue = Queue(journal)
+        queued = {(await queue.reversal()).payment_id for _ in range(3)}
+        async with LedgerSimulator(mac_key=MAC_KEY) as sim:
+            await sim.refuse_connections(True)  # the ledger is away
+            async with (
+                link(sim) as client,
+                sending(journal, client, timeout_s=5, retry_interval_s=600) as sender,
+            ):
+                # It comes back, and at first takes connections without answering sign-ons
+                # (FAST gives each 2 s): the queue must not go out on a connection alone.
+                sim.faults.no_network_answer = True
+                await sim.refuse_connections(False)
+
+                def sign_ons() -> int:
+                    return sum(1 for s in sim.seen if s.network_code == "001")
+
+                await sim.wait_seen(lambda s: sign_ons() >= 2, timeout_s=10)
+                assert [s.mti for s in sim.seen if s.network_code is None] == []
+                # Answered with latency, the sign-on's answer comes 0.3 s after the request.
+                sim.latency_s = 0.3
+                sim.faults.no_network_answer = False
+                assert await settled_ids(sender.settled, 3) == queued
+        signed_on = max(
+            i for i, e in enumerate(sim.events) if e.kind == "answered" and e.network_code == "001"
+        )
+        first_sent = min(
+            i for i, e in enumerate(sim.events) if e.kind == "received" and e.mti == "0400"
+        )
+        assert signed_on < first_sent
+    finally:
+        await journal.close()
