@@ -377,6 +377,11 @@ class SafSummary:
             "needs_attention": self.needs_attention,
         }
 
+    def alarm(self, max_age_h: float) -> bool:
+        """Whether the oldest pending entry is older than offline.max_age_h: the `saf.alarm`
+        of the status object and of the `saf` event."""
+        return self.oldest_age_s is not None and self.oldest_age_s > max_age_h * 3600
+
 
 class OfflineLimits(Protocol):
     """The [offline] config section (posd.config's OfflineConfig fits as is)."""

@@ -16,7 +16,7 @@ from posd.payments.ports import LedgerPort
 
 Sums = dict[str, dict[str, dict[str, int]]]
 
-_SAF_KEYS = ("pending", "pending_amount", "oldest_age_s", "needs_attention")
+_SAF_KEYS = ("pending", "pending_amount", "oldest_age_s", "alarm", "needs_attention")
 _TODAY_KEYS = ("approved", "declined", "amount")
 
 
@@ -106,7 +106,11 @@ def payment_sections(
                 "kind": config.qr_scanner.kind,
             },
         },
-        "saf": saf.to_json() if saf is not None else dict.fromkeys(_SAF_KEYS),
+        "saf": (
+            {**saf.to_json(), "alarm": saf.alarm(config.offline.max_age_h)}
+            if saf is not None
+            else dict.fromkeys(_SAF_KEYS)
+        ),
         "storage": {
             "state": "error" if storage_error else "ready",
             "last_error": storage_error,

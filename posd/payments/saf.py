@@ -39,6 +39,10 @@ answer leaves that transmission uncounted, so the next is sent with the same MTI
 ledger answers a resent request with its first answer, so that is safe.
 
 Nothing is sent before the ledger link is up, which it is only once its sign-on is answered.
+
+The age alarm: while an entry is older than `max_age_h` (offline.max_age_h), `alarm` is true,
+an ERROR is logged at most once an hour (ALARM_LOG_S), and `on_alarm` is told each change
+(the `saf` event); the entry keeps being sent as any other.
 """
 
 from __future__ import annotations
@@ -72,6 +76,7 @@ RETRY_INTERVAL_S = 30.0
 WINDOW: Final = 4
 """Entries in flight at once: a stuck one holds one place; few enough that the queue's journal
 writes never make a payment's wait behind them noticeable."""
+ALARM_LOG_S: Final = 3600.0
 TRY_AGAIN_CODES: Final = frozenset({"63", "91", "96"})
 ADVICE_DECISIONS: Final = frozenset({"05", "12", "13", "14", "51", "54", "57", "58", "61"})
 # The backoff doubles this many times up to the retry interval.
@@ -103,7 +108,7 @@ def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
 
 class SafForwarder:
     """A component; `on_settled` is told each payment whose state the ledger's answer moved
-    (for the event stream)."""
+    (for the event stream), `on_alarm` the `saf` event body at each change of the age alarm."""
 
     name = "saf"
 
@@ -114,27 +119,37 @@ class SafForwarder:
         *,
         timeout_s: float,
         retry_interval_s: float = RETRY_INTERVAL_S,
+        max_age_h: float | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._journal = journal
         self._ledger = ledger
         self._timeout_s = timeout_s
         self._retry_interval_s = retry_interval_s
+        self._max_age_h = max_age_h
         self._clock = clock
         self._wake = asyncio.Event()  # something to send may be due: look again
+        self._changed = asyncio.Event()  # the queue's oldest entry may have changed
         self._slots = asyncio.Semaphore(WINDOW)
         self._in_flight: dict[int, asyncio.Task[_Step]] = {}
         self._link_lost = False
+        self._alarm_logged_at: float | None = None
+        self.alarm = False
+        """Whether an entry is older than offline.max_age_h, as last seen."""
         self.on_settled: Callable[[PaymentRecord], None] = lambda rec: None
+        self.on_alarm: Callable[[dict[str, object]], None] = lambda body: None
 
     def wake(self) -> None:
         """Something was queued, or the caller wants a try now."""
         self._wake.set()
+        self._changed.set()
 
     async def run(self, started: Callable[[], None]) -> None:
         await self._journal.wait()
         started()
         async with asyncio.TaskGroup() as tasks:
+            if self._max_age_h is not None:
+                tasks.create_task(self._watch_age(self._max_age_h), name="saf-age")
             while True:
                 self._wake.clear()
                 if await self._start_due(tasks, force=False) or self._link_lost:
@@ -208,6 +223,8 @@ class SafForwarder:
             self._wake.set()
         if step == "link_down":
             self._link_lost = True
+        else:
+            self._changed.set()
         return step
 
     async def _sleep_or_wake(self, seconds: float) -> None:
@@ -332,3 +349,45 @@ class SafForwarder:
             wait_s,
         )
 
+    # ---- the age alarm --------------------------------------------------------------------
+
+    async def _watch_age(self, max_age_h: float) -> None:
+        """Looks at the oldest entry whenever the queue changed, and when the oldest would
+        cross max_age_h or the hourly ERROR is due."""
+        max_age_s = max_age_h * 3600
+        while True:
+            self._changed.clear()
+            now = self._clock()
+            summary = await self._journal().saf_summary(now)
+            alarm = summary.alarm(max_age_h)
+            if alarm != self.alarm:
+                self.alarm = alarm
+                if not alarm:
+                    self._alarm_logged_at = None
+                    log.warning(
+                        "store-and-forward: no entry is older than offline.max_age_h any more"
+                    )
+                self.on_alarm({**summary.to_json(), "alarm": alarm})
+            if alarm and (
+                self._alarm_logged_at is None or now - self._alarm_logged_at >= ALARM_LOG_S
+            ):
+                self._alarm_logged_at = now
+                log.error(
+                    "store-and-forward: the oldest of %d queued entries is %d s old, more than "
+                    "offline.max_age_h (%g h); they are still sent, check the ledger link "
+                    "(posd saf)",
+                    summary.pending,
+                    summary.oldest_age_s,
+                    max_age_h,
+                )
+            wait: float | None = None
+            if self._alarm_logged_at is not None:
+                wait = self._alarm_logged_at + ALARM_LOG_S - now
+            elif summary.oldest_age_s is not None:
+                # Ages are whole seconds: the alarm is on from max_age_s + 1.
+                wait = max_age_s + 1 - summary.oldest_age_s
+            try:
+                async with asyncio.timeout(None if wait is None else max(_MIN_WAIT_S, wait)):
+                    await self._changed.wait()
+            except TimeoutError:
+                pass

@@ -14,70 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from posd.journal import CardSecrets, Journal, JournalHolder, PaymentRecord
+from posd.journal import Journal, JournalHolder, PaymentRecord
 from posd.ledger import LedgerClient
-from posd.payments import SafForwarder, request_fields
+from posd.payments import SafForwarder
 from posd.payments.saf import retry_delay
 from posd.sim import LedgerSimulator
 from posd.sim.ledger import LedgerEvent
-from posd.sim.ledger_accounts import GOOD_CARD
-from protocols.ledger_messages import build_reversal
-from tests.helpers.ledger import FAST, MAC_KEY, TERMINAL, WAIT_S, Stans, now, purchase, wait_until
+from tests.helpers.ledger import MAC_KEY, WAIT_S, wait_until
+from tests.helpers.saf import Queue, link, stans_received
 
 pytestmark = pytest.mark.timeout(60)
-T0 = 1e9
-
-
-class Queue:
-    """A real journal, and reversals queued in it: of card payments whose 0200 never went
-    out, so the ledger answers each 00 (it never saw the payment)."""
-
-    def __init__(self, journal: Journal) -> None:
-        self.journal = journal
-        self.count = 0
-
-    async def reversal(self) -> PaymentRecord:
-        self.count += 1
-        record, _ = await self.journal.create_payment(
-            amount=7_000, charged=7_000, method="card", idempotency_key=f"k{self.count}", now=T0
-        )
-        record = await self.journal.begin_authorization(
-            record.payment_id, CardSecrets("chip", GOOD_CARD), T0
-        )
-        assert record.stan is not None
-        original = purchase(GOOD_CARD, 7_000, stan=record.stan)
-        stan = await self.journal.allocate_stan(T0)
-        reversal = build_reversal(original, stan=stan, transmitted_at=now(), local_now=now())
-        record, _ = await self.journal.start_reversal(
-            record.payment_id,
-            fields=request_fields(reversal),
-            stan=stan,
-            now=T0,
-            decline_reason="ledger_timeout",
-        )
-        return record
-
-    async def stan_of(self, payment_id: str) -> int:
-        [entry] = [e for e in await self.journal.saf_pending() if e.payment_id == payment_id]
-        return entry.stan
-
-
-@asynccontextmanager
-async def link(sim: LedgerSimulator) -> AsyncIterator[LedgerClient]:
-    client = LedgerClient(
-        host="127.0.0.1",
-        port=sim.port,
-        terminal_id=TERMINAL,
-        mac_key=MAC_KEY,
-        stan_source=Stans(),
-        timings=FAST,
-    )
-    task = asyncio.create_task(client.run(lambda: None))
-    try:
-        yield client
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 @dataclass
@@ -106,10 +52,6 @@ async def sending(
 async def settled_ids(settled: asyncio.Queue[PaymentRecord], n: int) -> set[str]:
     async with asyncio.timeout(WAIT_S):
         return {(await settled.get()).payment_id for _ in range(n)}
-
-
-def stans_received(sim: LedgerSimulator, stan: int) -> list[str]:
-    return [s.mti for s in sim.seen if s.network_code is None and s.stan == stan]
 
 
 async def test_an_entry_the_ledger_never_answers_holds_back_none_behind_it(
