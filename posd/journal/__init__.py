@@ -6,6 +6,7 @@ once settled; what the journal returns is masked.
 
 Modules:
 - `journal`: `Journal`, the asyncio face; one worker thread owns the SQLite connection.
+- `worker`: `JournalWorker`, that thread: one call at a time, a payment's before the queue's.
 - `orders`: `OrderStore` (`Journal.orders`), the 배달서구 orders table on that same thread;
   `OrderRecord`, `ORDER_STATES`.
 - `holder`: `JournalHolder`, the journal as a component (opened in `run`, closed last);
