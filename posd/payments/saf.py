@@ -9,8 +9,8 @@ for its timeout, never the entries behind it. A try that does not settle an entr
 next attempt time in the journal (a restart keeps it): `retry_interval_s` / 8 after the
 first such try, doubling to `retry_interval_s` (30 s, the spec's "0401 every 30 s") from the
 fourth on. A 0200 never waits for the queue: the ledger client multiplexes one connection,
-writing each message at once and matching answers by STAN, and the queue has no more than
-WINDOW messages (and journal writes) outstanding at a time.
+writing each message at once and matching answers by STAN; the queue has no more than WINDOW
+messages outstanding; and its journal calls go after any payment's (posd.journal.worker).
 
 What settles an entry, and what an answer that does not settle it does (the spec is silent
 on answers other than 00; this is posd's reading):
@@ -74,8 +74,8 @@ log = logging.getLogger(__package__)
 
 RETRY_INTERVAL_S = 30.0
 WINDOW: Final = 4
-"""Entries in flight at once: a stuck one holds one place; few enough that the queue's journal
-writes never make a payment's wait behind them noticeable."""
+"""Entries in flight at once: a stuck one holds one place, and a WAN round trip is paid once per
+WINDOW entries (bench_saf); few, so that a backlog never floods the ledger."""
 ALARM_LOG_S: Final = 3600.0
 TRY_AGAIN_CODES: Final = frozenset({"63", "91", "96"})
 ADVICE_DECISIONS: Final = frozenset({"05", "12", "13", "14", "51", "54", "57", "58", "61"})
