@@ -147,20 +147,28 @@ class SafForwarder:
     async def run(self, started: Callable[[], None]) -> None:
         await self._journal.wait()
         started()
-        async with asyncio.TaskGroup() as tasks:
-            if self._max_age_h is not None:
-                tasks.create_task(self._watch_age(self._max_age_h), name="saf-age")
-            while True:
-                self._wake.clear()
-                if await self._start_due(tasks, force=False) or self._link_lost:
-                    self._link_lost = False
-                    await self._link_up_or_wake()
-                    continue
-                due = await self._journal().saf_next_due(exclude=tuple(self._in_flight))
-                if due is None:
-                    await self._wake.wait()
-                else:
-                    await self._sleep_or_wake(max(_MIN_WAIT_S, due - self._clock()))
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                if self._max_age_h is not None:
+                    tasks.create_task(self._watch_age(self._max_age_h), name="saf-age")
+                await self._forward(tasks)
+        except BaseExceptionGroup as group:
+            # What failed (a full disk under the journal, ...), not "errors in a TaskGroup",
+            # is what the supervisor reports.
+            raise _first_error(group) from None
+
+    async def _forward(self, tasks: asyncio.TaskGroup) -> None:
+        while True:
+            self._wake.clear()
+            if await self._start_due(tasks, force=False) or self._link_lost:
+                self._link_lost = False
+                await self._link_up_or_wake()
+                continue
+            due = await self._journal().saf_next_due(exclude=tuple(self._in_flight))
+            if due is None:
+                await self._wake.wait()
+            else:
+                await self._sleep_or_wake(max(_MIN_WAIT_S, due - self._clock()))
 
     async def flush(self) -> dict[str, object]:
         """Every pending entry sent now, those waiting for their next attempt included, and
