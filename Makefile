@@ -33,6 +33,7 @@ bench: venv
 
 lint: venv
 	$(VENV)/bin/ruff check posd drivers protocols tests bench fuzz
+	$(VENV)/bin/ruff format --check posd drivers protocols tests bench fuzz
 	$(VENV)/bin/mypy --strict protocols drivers posd
 	$(VENV)/bin/lint-imports --no-cache
 

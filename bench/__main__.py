@@ -17,8 +17,10 @@ HERE = Path(__file__).resolve().parent
 
 def main(argv: list[str] | None = None) -> int:
     wanted = set(argv if argv is not None else sys.argv[1:])
-    print(f"# posd bench on {platform.node()}: {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} cpus, Python {platform.python_version()}")
+    print(
+        f"# posd bench on {platform.node()}: {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cpus, Python {platform.python_version()}"
+    )
     names = sorted(m.name for m in pkgutil.iter_modules([str(HERE)]) if m.name.startswith("bench_"))
     for name in names:
         if wanted and name not in wanted and name.removeprefix("bench_") not in wanted:

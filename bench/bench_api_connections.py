@@ -115,9 +115,11 @@ def main() -> None:
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     idle = figures["idle open"]
-    print(f"connection cap: {figures['cap']}; idle clients held open while measuring: {idle} "
-          f"(posd counted {figures['posd counted']} connections)"
-          f"{'' if figures['in window'] else '; NOT all within the request timeout'}")
+    print(
+        f"connection cap: {figures['cap']}; idle clients held open while measuring: {idle} "
+        f"(posd counted {figures['posd counted']} connections)"
+        f"{'' if figures['in window'] else '; NOT all within the request timeout'}"
+    )
     print(_line("GET /v1/status, no other client, keep-alive", figures["alone keep-alive"]))
     print(_line("GET /v1/status, no other client, new conn", figures["alone new"]))
     print(_line(f"GET /v1/status, {idle} idle clients, keep-alive", figures["idle keep-alive"]))
@@ -125,7 +127,9 @@ def main() -> None:
     alone = statistics.median(figures["alone keep-alive"])  # type: ignore[arg-type]
     crowded = statistics.median(figures["idle keep-alive"])  # type: ignore[arg-type]
     cost = (crowded - alone) * 1000
-    print(f"cost of the idle clients (median):         {cost:7.3f} ms   target < 1 ms "
-          f"({'met' if cost < 1 else 'NOT met'})")
+    print(
+        f"cost of the idle clients (median):         {cost:7.3f} ms   target < 1 ms "
+        f"({'met' if cost < 1 else 'NOT met'})"
+    )
     rss_alone, rss_idle = figures["rss"]  # type: ignore[misc]
     print(f"daemon RSS alone / with them:              {rss_alone:7.1f} MB / {rss_idle:.1f} MB")

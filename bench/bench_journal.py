@@ -51,7 +51,8 @@ async def journal_latencies(directory: Path, rounds: int = ROUNDS) -> dict[str, 
             now = time.time()
             t0 = time.perf_counter()
             record, _ = await journal.create_payment(
-                amount=10_000, charged=10_000,
+                amount=10_000,
+                charged=10_000,
                 method="any",
                 idempotency_key=f"b{n}",
                 now=now,

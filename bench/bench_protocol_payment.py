@@ -29,11 +29,19 @@ def _one_payment(frame: bytes, decoder: FrameDecoder, answer: bytes) -> None:
     items = decode_tlv(message.tlv)
     pan_tlv, expiry_tlv, icc = find_tag(items, 0x5A), find_tag(items, 0x5F24), message.tlv
     assert pan_tlv is not None and expiry_tlv is not None
-    payer = CardPayer("chip", pan_from_5a(pan_tlv.value), expiry_from_5f24(expiry_tlv.value)[:4],
-                      None, icc)
+    payer = CardPayer(
+        "chip", pan_from_5a(pan_tlv.value), expiry_from_5f24(expiry_tlv.value)[:4], None, icc
+    )
     request = build_purchase(
-        stan=1, transmitted_at=NOW, local_now=NOW, amount=12000, terminal_id="T0000001",
-        merchant_id="M00000000000001", payer=payer, benefit_rate_bps=500, discount=600,
+        stan=1,
+        transmitted_at=NOW,
+        local_now=NOW,
+        amount=12000,
+        terminal_id="T0000001",
+        merchant_id="M00000000000001",
+        payer=payer,
+        benefit_rate_bps=500,
+        discount=600,
     )
     encode(request, KEY)
     assert decode_response(answer, KEY).mac_valid
@@ -45,8 +53,15 @@ def main() -> None:
     decoder = FrameDecoder()
     payer = CardPayer("chip", "9410123456789012", "2812", None, data[1:])
     request = build_purchase(
-        stan=1, transmitted_at=NOW, local_now=NOW, amount=12000, terminal_id="T0000001",
-        merchant_id="M00000000000001", payer=payer, benefit_rate_bps=500, discount=600,
+        stan=1,
+        transmitted_at=NOW,
+        local_now=NOW,
+        amount=12000,
+        terminal_id="T0000001",
+        merchant_id="M00000000000001",
+        payer=payer,
+        benefit_rate_bps=500,
+        discount=600,
     )
     answer = encode(respond(request, "00", rrn="000000000001", auth_code="A12345"), KEY)
     for _ in range(200):
@@ -59,8 +74,10 @@ def main() -> None:
     median = statistics.median(samples)
     p99 = statistics.quantiles(samples, n=100)[98]
     verdict = "within" if median < TARGET_US else "OVER"
-    print(f"payment protocol work (CARD_DATA + 0200 encode+MAC + 0210 decode+verify): "
-          f"median {median:.0f} us, p99 {p99:.0f} us ({verdict} the {TARGET_US:.0f} us target)")
+    print(
+        f"payment protocol work (CARD_DATA + 0200 encode+MAC + 0210 decode+verify): "
+        f"median {median:.0f} us, p99 {p99:.0f} us ({verdict} the {TARGET_US:.0f} us target)"
+    )
 
 
 if __name__ == "__main__":

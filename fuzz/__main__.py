@@ -28,23 +28,27 @@ atheris.Fuzz()
 
 
 def target_names() -> list[str]:
-    return sorted(
-        m.name for m in pkgutil.iter_modules([str(HERE)]) if m.name.startswith("fuzz_")
-    )
+    return sorted(m.name for m in pkgutil.iter_modules([str(HERE)]) if m.name.startswith("fuzz_"))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fuzz", description=__doc__)
     parser.add_argument("targets", nargs="*", help=f"targets (default: all of {target_names()})")
     parser.add_argument("--seconds", type=int, default=60, help="time per target (default 60)")
-    parser.add_argument("--corpus", type=Path, default=HERE / "corpus",
-                        help="corpus directory root; one subdirectory per target")
+    parser.add_argument(
+        "--corpus",
+        type=Path,
+        default=HERE / "corpus",
+        help="corpus directory root; one subdirectory per target",
+    )
     args = parser.parse_args(argv)
     try:
         import atheris  # noqa: F401
     except ImportError:
-        print("atheris is not installed: run `make fuzz` (it installs the fuzz extra)",
-              file=sys.stderr)
+        print(
+            "atheris is not installed: run `make fuzz` (it installs the fuzz extra)",
+            file=sys.stderr,
+        )
         return 69
     names = args.targets or target_names()
     if not names:
@@ -52,8 +56,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     unknown = sorted(set(names) - set(target_names()))
     if unknown:
-        print(f"unknown fuzz targets: {', '.join(unknown)}; known: {', '.join(target_names())}",
-              file=sys.stderr)
+        print(
+            f"unknown fuzz targets: {', '.join(unknown)}; known: {', '.join(target_names())}",
+            file=sys.stderr,
+        )
         return 64
     failed = []
     for name in names:
@@ -61,8 +67,16 @@ def main(argv: list[str] | None = None) -> int:
         corpus.mkdir(parents=True, exist_ok=True)
         print(f"== {name}: {args.seconds} s, corpus {corpus}", flush=True)
         rc = subprocess.call(
-            [sys.executable, "-c", CHILD, name, f"-max_total_time={args.seconds}",
-             "-rss_limit_mb=1024", "-timeout=5", str(corpus)],
+            [
+                sys.executable,
+                "-c",
+                CHILD,
+                name,
+                f"-max_total_time={args.seconds}",
+                "-rss_limit_mb=1024",
+                "-timeout=5",
+                str(corpus),
+            ],
             cwd=HERE.parent,
         )
         if rc != 0:

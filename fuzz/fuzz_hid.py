@@ -17,4 +17,3 @@ def target(data: bytes) -> None:
         for code in decoder.feed(data[start : start + REPORT_SIZE]):
             assert 0 < len(code) <= CAP
     assert decoder.pending_chars <= CAP
-

@@ -28,4 +28,3 @@ def _check(text: str) -> None:
 def target(data: bytes) -> None:
     _check(data.decode("utf-8", errors="replace"))
     _check(base64.b64encode(data).decode("ascii"))
-

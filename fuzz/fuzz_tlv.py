@@ -23,4 +23,3 @@ def target(data: bytes) -> None:
                 helper(found.value)
         except (TlvError, EmvError):
             pass
-

@@ -1,6 +1,8 @@
 """Field values of the ledger profile that no one message owns (ledger-iso8583.md).
 
-Field 39: what a cashier is told of a ledger decline.
+Field 11: STANs (000001-999999, wrapping, never one still pending). Field 39: the profile's
+response codes and what a cashier is told of a ledger decline. Field 38 of an offline
+approval: posd's own `Y1` code.
 
 Dates and times (7 MMDDhhmmss UTC, 12 hhmmss, 13 MMDD, 14 YYMM) are checked as calendar
 values. Field 7 has no year, so reading it back as a moment takes a reference time: it is
@@ -14,7 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -24,6 +26,9 @@ __all__ = [
     "AMOUNT_MAX",
     "DECLINE_REASONS",
     "FIELD7_FORMAT",
+    "RESPONSE_CODES",
+    "STAN_MAX",
+    "STAN_MIN",
     "AdditionalData",
     "build_field48",
     "check_hhmmss",
@@ -32,11 +37,26 @@ __all__ = [
     "check_yymm",
     "clock_skew_s",
     "decline_reason",
+    "field7",
     "field7_moment",
+    "local_fields",
+    "next_stan",
+    "offline_auth_code",
     "parse_field48",
 ]
 
 AMOUNT_MAX: Final = 999_999_999_999
+STAN_MIN: Final = 1
+STAN_MAX: Final = 999_999
+
+RESPONSE_CODES: Final[Mapping[str, str]] = {
+    "00": "approved", "05": "do not honour", "12": "invalid transaction",
+    "13": "invalid amount", "14": "invalid card or account", "30": "format error",
+    "51": "insufficient funds", "54": "expired", "57": "not permitted to cardholder",
+    "58": "not permitted to terminal", "61": "exceeds amount limit",
+    "63": "security violation", "91": "ledger unavailable", "94": "duplicate transmission",
+    "96": "system malfunction",
+}  # fmt: skip
 FIELD7_FORMAT: Final = "%m%d%H%M%S"
 # The longest each month can be: MMDD carries no year, so 29 February is a date.
 _MONTH_DAYS: Final = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
@@ -216,3 +236,35 @@ def parse_field48(text: str) -> dict[str, str]:
             raise LedgerFormatError("48", f"key {key} repeated")
         pairs[key] = value
     return pairs
+
+
+# ---- STAN, field 7, local time ------------------------------------------------------------
+
+
+def next_stan(last: int | None, pending: Collection[int]) -> int:
+    """The STAN after `last` (000001-999999, 1 after 999999), skipping those still pending."""
+    if last is not None and not STAN_MIN <= last <= STAN_MAX:
+        raise ValueError(f"STAN must be {STAN_MIN} to {STAN_MAX}")
+    candidate = last
+    for _ in range(STAN_MAX):
+        candidate = STAN_MIN if candidate is None or candidate >= STAN_MAX else candidate + 1
+        if candidate not in pending:
+            return candidate
+    raise ValueError("every STAN is pending")
+
+
+def field7(at: dt.datetime) -> str:
+    """Transmission date and time, MMDDhhmmss in UTC, from an aware datetime."""
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise ValueError("field 7 needs an aware datetime")
+    return at.astimezone(dt.UTC).strftime(FIELD7_FORMAT)
+
+
+def local_fields(local: dt.datetime) -> tuple[str, str]:
+    """Fields 12 (hhmmss) and 13 (MMDD) from the shop's local time."""
+    return local.strftime("%H%M%S"), local.strftime("%m%d")
+
+
+def offline_auth_code(serial: int) -> str:
+    """posd's own approval code for an offline payment: `Y1` and 4 digits."""
+    return f"Y1{serial % 10_000:04d}"

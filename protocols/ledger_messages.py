@@ -29,21 +29,21 @@ from protocols.iso8583_profile import (
 from protocols.ledger_codec import Inbound, decode_inbound, with_ids
 from protocols.ledger_fields import (
     AMOUNT_MAX,
-    FIELD7_FORMAT,
+    STAN_MAX,
+    STAN_MIN,
     AdditionalData,
     check_mmddhhmmss,
     decline_reason,
+    field7,
+    local_fields,
 )
 from protocols.ledger_layout import Echoed
 
 __all__ = [
     "ECHO",
     "ENTRY_MODE_CODES",
-    "RESPONSE_CODES",
     "SIGN_OFF",
     "SIGN_ON",
-    "STAN_MAX",
-    "STAN_MIN",
     "CardPayer",
     "LedgerFormatError",
     "LedgerRequest",
@@ -61,11 +61,7 @@ __all__ = [
     "decode_request",
     "decode_response",
     "encode",
-    "field7",
-    "local_fields",
     "network_request",
-    "next_stan",
-    "offline_auth_code",
     "repeat_of",
     "request_from_fields",
     "respond",
@@ -84,48 +80,6 @@ SIGN_ON: Final = "001"
 SIGN_OFF: Final = "002"
 ECHO: Final = "301"
 NETWORK_CODES: Final = frozenset({SIGN_ON, SIGN_OFF, ECHO})
-STAN_MIN: Final = 1
-STAN_MAX: Final = 999_999
-
-RESPONSE_CODES: Final[Mapping[str, str]] = {
-    "00": "approved", "05": "do not honour", "12": "invalid transaction",
-    "13": "invalid amount", "14": "invalid card or account", "30": "format error",
-    "51": "insufficient funds", "54": "expired", "57": "not permitted to cardholder",
-    "58": "not permitted to terminal", "61": "exceeds amount limit",
-    "63": "security violation", "91": "ledger unavailable", "94": "duplicate transmission",
-    "96": "system malfunction",
-}  # fmt: skip
-
-# ---- STAN, field 7, local time ------------------------------------------------------------
-
-
-def next_stan(last: int | None, pending: Collection[int]) -> int:
-    """The STAN after `last` (000001-999999, 1 after 999999), skipping those still pending."""
-    if last is not None and not STAN_MIN <= last <= STAN_MAX:
-        raise ValueError(f"STAN must be {STAN_MIN} to {STAN_MAX}")
-    candidate = last
-    for _ in range(STAN_MAX):
-        candidate = STAN_MIN if candidate is None or candidate >= STAN_MAX else candidate + 1
-        if candidate not in pending:
-            return candidate
-    raise ValueError("every STAN is pending")
-
-
-def field7(at: dt.datetime) -> str:
-    """Transmission date and time, MMDDhhmmss in UTC, from an aware datetime."""
-    if at.tzinfo is None or at.utcoffset() is None:
-        raise ValueError("field 7 needs an aware datetime")
-    return at.astimezone(dt.UTC).strftime(FIELD7_FORMAT)
-
-
-def local_fields(local: dt.datetime) -> tuple[str, str]:
-    """Fields 12 (hhmmss) and 13 (MMDD) from the shop's local time."""
-    return local.strftime("%H%M%S"), local.strftime("%m%d")
-
-
-def offline_auth_code(serial: int) -> str:
-    """posd's own approval code for an offline payment: `Y1` and 4 digits."""
-    return f"Y1{serial % 10_000:04d}"
 
 
 def _sent(stan: int, transmitted_at: dt.datetime, local_now: dt.datetime) -> dict[str, Any]:

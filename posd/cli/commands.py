@@ -7,9 +7,10 @@ Commands whose implementation has not landed are absent, not stubbed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import NoReturn
 
 from posd import __version__
@@ -144,6 +145,32 @@ def fleet_command(action: str, argv: Sequence[str]) -> int:
     return fleet.run_sim(parser.parse_args(argv))
 
 
+@contextlib.contextmanager
+def _no_default_ca_store() -> Iterator[None]:
+    """OpenSSL's default CA file is empty while the daemon's modules load.
+
+    aiohttp builds two client SSL contexts when it is imported, each loading the system's CA
+    store (some 140 certificates: 2 MB of the daemon's RSS). The daemon makes no HTTPS
+    request and trusts only the CAs its config names (ledger.ca_file, mqtt.ca_file), so it
+    needs none of them. The variable is put back after: nothing else reads it at import."""
+    saved = os.environ.get("SSL_CERT_FILE")
+    os.environ["SSL_CERT_FILE"] = os.devnull
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ["SSL_CERT_FILE"]
+        else:
+            os.environ["SSL_CERT_FILE"] = saved
+
+
+def daemon_entry() -> Callable[[str], int]:
+    """`run_daemon`, its modules loaded as `posd run` loads them."""
+    with _no_default_ca_store():
+        from posd.daemon import run_daemon
+    return run_daemon
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     words = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(daemon_only=words[:1] == ["run"])
@@ -152,9 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return os.EX_USAGE
     if args.command == "run":
-        from posd.daemon import run_daemon
-
-        return run_daemon(config_path(args.config))
+        return daemon_entry()(config_path(args.config))
     if args.command == "config":
         from posd.cli import config as config_cli
 

@@ -36,6 +36,7 @@ from cryptography.x509.oid import NameOID
 from drivers.audio import AudioError, build_player
 from posd.cli.device_survey import DevicesReport, Host, survey
 from posd.config import Config
+from posd.ledger import CLOCK_MAX_SKEW_S
 
 __all__ = [
     "CERT_MIN_DAYS",
@@ -48,7 +49,6 @@ __all__ = [
 ]
 
 CERT_MIN_DAYS = 30
-CLOCK_MAX_SKEW_S = 30.0
 DISK_MIN_FREE = 256 * 1024 * 1024
 
 Mark = Literal["ok", "fail", "unknown"]

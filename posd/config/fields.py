@@ -8,7 +8,6 @@ on and report everything in one pass. A config with any problem is never handed 
 from __future__ import annotations
 
 import datetime
-import difflib
 import json
 import math
 from collections.abc import Callable, Mapping
@@ -263,6 +262,8 @@ class Table:
                 continue
             hint = self._unknown_hints.get(key)
             if hint is None:
+                import difflib  # only for a mistyped key: the daemon that starts never needs it
+
                 close = difflib.get_close_matches(key, known, n=1)
                 hint = f'did you mean "{close[0]}"? ' if close else ""
                 hint += "expected one of: " + ", ".join(known)

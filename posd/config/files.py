@@ -2,17 +2,19 @@
 
 Messages here describe a file by its path and shape only; a secret's content never appears in
 one, since these messages end up on screens, in logs and in MQTT events.
+
+Certificates and keys are checked with the `ssl` module, the OpenSSL loader the ledger and
+MQTT links use, so what passes here is what they load; not with cryptography's x509 and
+serialization packages, which would add 1.5 MB to the daemon's RSS for this check alone.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import ssl
 import stat
 from pathlib import Path
-
-from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
 
 MAX_FILE_BYTES = 1 << 20
 MAC_KEY_HEX_CHARS = 64
@@ -23,6 +25,20 @@ OTHERS_ACCESS = 0o007
 # pasted key, token or password rather than a file name.
 _MIN_SECRET_LOOKING_CHARS = 16
 _SECRET_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+=-_")
+# PEM blocks (RFC 7468), found wherever they are in a file: text around them (comments, a
+# bundle's "# Issuer:" lines in any encoding) is not theirs to judge.
+_PEM_CERTIFICATE = re.compile(
+    rb"-----BEGIN (?:X509 )?CERTIFICATE-----.*?-----END (?:X509 )?CERTIFICATE-----", re.DOTALL
+)
+_PEM_PRIVATE_KEY = re.compile(rb"-----BEGIN (RSA |EC |DSA |ENCRYPTED )?PRIVATE KEY-----")
+# PKCS #8 encrypted, or the traditional form's RFC 1421 header.
+_PEM_ENCRYPTED_KEY = re.compile(
+    rb"-----BEGIN ENCRYPTED PRIVATE KEY-----|-----BEGIN (RSA |EC |DSA )PRIVATE KEY-----"
+    rb"\r?\nProc-Type: *4, *ENCRYPTED"
+)
+
+
+_CERT_EXPECTED = "expected this terminal's certificate"
 
 
 class FileProblem(Exception):
@@ -147,49 +163,80 @@ def parse_password(path: Path, data: bytes) -> str:
     return _one_text(path, data, "utf-8", "is not UTF-8 text", expected)
 
 
-def check_ca_file(path: Path) -> None:
-    data = read_small_file(path)
+def holds_pem_certificates(data: bytes) -> bool:
+    """Whether data holds at least one PEM certificate and every one of them parses."""
+    blocks = [match.group(0) for match in _PEM_CERTIFICATE.finditer(data)]
+    if not blocks:
+        return False
     try:
-        x509.load_pem_x509_certificates(data)
-    except ValueError:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(
+            cadata=b"\n".join(blocks).decode("ascii")
+        )
+    except (ssl.SSLError, ValueError):
+        return False
+    return True
+
+
+def check_ca_file(path: Path) -> None:
+    if not holds_pem_certificates(read_small_file(path)):
         raise FileProblem(
             f"{path} holds no PEM certificate, expected the CA certificate(s) in PEM form"
-        ) from None
+        )
+
+
+class _Encrypted(Exception):
+    """OpenSSL asked for the key's password."""
+
+
+def _no_password() -> bytes:
+    raise _Encrypted
 
 
 def check_cert_and_key(cert_path: Path, key_path: Path) -> tuple[str | None, str | None]:
-    """What is wrong with the client certificate file and with its key file (None: fine)."""
+    """What is wrong with the client certificate file and with its key file (None: fine).
+
+    The key is parsed, and matched to the certificate, by loading the pair as the ledger link
+    does; while the certificate is wrong, only the key's PEM form and mode are checked."""
     cert_problem: str | None = None
-    key_problem: str | None = None
-    certificate: x509.Certificate | None = None
     try:
-        certificate = x509.load_pem_x509_certificates(read_small_file(cert_path))[0]
+        if not holds_pem_certificates(read_small_file(cert_path)):
+            cert_problem = f"{cert_path} holds no PEM certificate, {_CERT_EXPECTED}"
     except FileProblem as exc:
         cert_problem = str(exc)
-    except ValueError:
-        cert_problem = f"{cert_path} holds no PEM certificate, expected this terminal's certificate"
     try:
         key_data = read_small_file(key_path)
     except FileProblem as exc:
         return cert_problem, str(exc)
-    try:
-        private_key = serialization.load_pem_private_key(key_data, password=None)
-    except TypeError:
-        return cert_problem, f"{key_path} is encrypted, expected an unencrypted PEM private key"
-    except (ValueError, UnsupportedAlgorithm):
-        return cert_problem, f"{key_path} holds no PEM private key, expected one"
+    encrypted = f"{key_path} is encrypted, expected an unencrypted PEM private key"
+    if _PEM_ENCRYPTED_KEY.search(key_data):
+        return cert_problem, encrypted
+    no_key = f"{key_path} holds no PEM private key, expected one"
+    if not _PEM_PRIVATE_KEY.search(key_data):
+        return cert_problem, no_key
     # Checked once the file proved to hold a key: a wrong file needs another fix than chmod.
     try:
         check_closed_to_others(key_path)
     except FileProblem as exc:
         return cert_problem, str(exc)
-    if certificate is not None:
-        spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        if private_key.public_key().public_bytes(*spki) != certificate.public_key().public_bytes(
-            *spki
-        ):
-            key_problem = f"{key_path} is not the private key of the certificate in {cert_path}"
-    return cert_problem, key_problem
+    if cert_problem is not None:
+        return cert_problem, None
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(
+            cert_path, key_path, password=_no_password
+        )
+    except _Encrypted:
+        return None, encrypted
+    except ssl.SSLError as exc:
+        if exc.reason == "KEY_VALUES_MISMATCH":
+            return None, f"{key_path} is not the private key of the certificate in {cert_path}"
+        if exc.library in ("SSL", "PEM") and exc.reason in (None, "PEM_LIB"):
+            return None, no_key
+        # The pair parses but OpenSSL refuses it (a key too small, a weak signature): the
+        # link would refuse it too.
+        return f"{cert_path} is refused by OpenSSL ({exc.reason}), {_CERT_EXPECTED}", None
+    except OSError as exc:
+        return None, f"{key_path} cannot be read ({exc.strerror})"
+    return None, None
 
 
 def check_state_dir(path: Path) -> None:

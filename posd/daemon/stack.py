@@ -27,10 +27,10 @@ import dataclasses
 import functools
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from drivers.audio import AudioError
-from drivers.qr_scanner import SerialQrScanner, UsbQrScanner
+from drivers.qr_scanner import SerialQrScanner
 from posd.api import LocalApi
 from posd.config import Config, read_api_token, read_mqtt_password
 from posd.journal import JournalHolder
@@ -52,6 +52,9 @@ from posd.orders import OrderAlerts, OrdersLookup, Tuning
 from posd.payments import RETRY_INTERVAL_S, Counter, DeviceNotReady, PaymentEngine, SafForwarder
 from posd.runtime import Component, Runtime
 from protocols.command_payload import ReplayWindow
+
+if TYPE_CHECKING:
+    from drivers.qr_scanner import UsbQrScanner
 
 BuildComponents = Callable[[Config, Runtime], list[Component]]
 _C = TypeVar("_C")
@@ -109,6 +112,8 @@ def payment_components(
     qr = config.qr_scanner
     scanner: UsbQrScanner | SerialQrScanner | None = None
     if qr.kind == "usb-hid":
+        from drivers.qr_scanner import UsbQrScanner  # loads pyusb: only for this kind
+
         scanner = UsbQrScanner(
             counter.on_scan,
             vendor_id=qr.usb_vendor_id,

@@ -14,6 +14,8 @@ Modules:
 - `store`: `JournalCore`, the synchronous core: one method, one transaction.
 - `queue`: `SafQueue` (`JournalCore.saf`), the store-and-forward queue's table: entries
   queued, due (each on its own next attempt time), counted, settled.
+- `refunds`: a refund checked against its original and recorded, to send or declined unsent
+  (`ADVICE_PENDING`: its original's advice is still queued).
 - `rows`: the row mappers, lookups and single-row steps the store's transactions are made of.
 - `reports`: the read-only queries: totals, status counters, the SAF queue, offline exposure;
   `saf_listing`, the queue read without the key or the daemon (`posd saf`).
@@ -68,10 +70,12 @@ from posd.journal.model import (
     offline_refusal,
 )
 from posd.journal.orders import ORDER_KEEP_DAYS, ORDER_STATES, OrderRecord, OrderState, OrderStore
+from posd.journal.refunds import ADVICE_PENDING
 from posd.journal.reports import saf_listing
 from posd.journal.schema import DB_FILE_NAME, JournalSchemaError
 
 __all__ = [
+    "ADVICE_PENDING",
     "ADVICE_REFUSED",
     "APPROVED",
     "APPROVED_OFFLINE",

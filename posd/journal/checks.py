@@ -8,8 +8,7 @@ import math
 import re
 
 from posd.journal.model import MAX_IDEMPOTENCY_KEY, InvalidArgument
-from protocols.ledger_fields import AMOUNT_MAX
-from protocols.ledger_messages import STAN_MAX, STAN_MIN
+from protocols.ledger_fields import AMOUNT_MAX, STAN_MAX, STAN_MIN
 
 # Field 39 is an2 in the profile: any letters and digits, so the journal takes all of them.
 _RESPONSE_CODE = re.compile(r"[0-9A-Za-z]{2}")

@@ -23,6 +23,7 @@ from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import TypeVar
 
+from posd.journal import refunds
 from posd.journal.checks import to_ms
 from posd.journal.model import (
     CardSecrets,
@@ -182,14 +183,19 @@ class Journal:
         amount: int,
         idempotency_key: str | None,
         now: float,
+        unsent_reason: str | None = None,
     ) -> tuple[PaymentRecord, bool]:
-        """A refund in authorizing, STAN and field 7 set. Raises RefundRefused."""
+        """A refund in authorizing, STAN and field 7 set; or, with `unsent_reason` (it cannot
+        be sent), declined with that reason and nothing queued. Raises RefundRefused,
+        IdempotencyConflict (refunds.create_refund)."""
         return await self._run(
-            self._core.create_refund,
+            refunds.create_refund,
+            self._core,
             original_payment_id=original_payment_id,
             amount=amount,
             idempotency_key=idempotency_key,
             now=now,
+            unsent_reason=unsent_reason,
         )
 
     async def get(self, payment_id: str) -> PaymentRecord | None:

@@ -133,7 +133,8 @@ class IdempotencyConflict(JournalError):
 
 
 class RefundRefused(JournalError):
-    """`reason`: not_found, not_a_purchase, not_refundable, exceeds_original."""
+    """`reason`: not_found, not_a_purchase, not_refundable, card_undecided, exceeds_original
+    (refunds.create_refund)."""
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import sqlite3
 
 from posd.journal.model import QR_NONCE_WINDOW_S, STAN_PENDING_STATES, JournalError
-from protocols.ledger_messages import STAN_MAX, STAN_MIN, next_stan
+from protocols.ledger_fields import STAN_MAX, STAN_MIN, next_stan
 
 DAY_MS = 86_400_000
 

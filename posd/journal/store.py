@@ -33,10 +33,8 @@ from posd.journal.model import (
     CANCELLED,
     DECLINED,
     ENTRY_MODES,
-    FORWARDED,
     IN_FLIGHT_STATES,
     METHODS,
-    REVERSED,
     REVERSING,
     WAITING_FOR_CARD,
     CardSecrets,
@@ -50,7 +48,6 @@ from posd.journal.model import (
     PaymentEvent,
     PaymentNotFound,
     PaymentRecord,
-    RefundRefused,
     SafEntry,
     offline_refusal,
 )
@@ -69,7 +66,7 @@ from posd.journal.rows import (
 from posd.journal.schema import DB_FILE_NAME, connect
 from posd.logs import register_secret
 from protocols.emv import PAN_MAX_DIGITS, PAN_MIN_DIGITS, mask_pan
-from protocols.ledger_messages import field7
+from protocols.ledger_fields import field7
 
 
 def _field7(now_ms: int) -> str:
@@ -178,7 +175,7 @@ class JournalCore:
                     if mine != theirs:
                         raise IdempotencyConflict(existing.payment_id, what)
                 return existing, False
-            payment_id = self._insert_payment(
+            payment_id = self.insert_payment(
                 db,
                 kind="purchase",
                 idempotency_key=idempotency_key,
@@ -194,68 +191,7 @@ class JournalCore:
             )
             return get_payment(db, payment_id), True
 
-    def create_refund(
-        self,
-        *,
-        original_payment_id: str,
-        amount: int,
-        idempotency_key: str | None,
-        now: float,
-    ) -> tuple[PaymentRecord, bool]:
-        """A refund, created directly in authorizing with its STAN and field 7, ready for the
-        0200 (3=200000). Its `method`, `entry_mode` and masked card come from the original."""
-        check_amount(amount)
-        if idempotency_key is not None:
-            check_idempotency_key(idempotency_key)
-        now_ms = to_ms(now)
-        with self._tx() as db:
-            if idempotency_key is not None:
-                existing = payment_by_key(db, "refund", idempotency_key)
-                if existing is not None:
-                    if existing.original_payment_id != original_payment_id:
-                        raise IdempotencyConflict(existing.payment_id, "original payment")
-                    if existing.amount != amount:
-                        raise IdempotencyConflict(existing.payment_id, "amount")
-                    return existing, False
-            original = find_payment(db, original_payment_id)
-            if original is None:
-                raise RefundRefused("not_found", f"no payment {original_payment_id!r}")
-            if original.kind != "purchase":
-                raise RefundRefused("not_a_purchase", "a refund cannot itself be refunded")
-            if original.state not in (APPROVED, FORWARDED):
-                raise RefundRefused(
-                    "not_refundable",
-                    f"payment {original.payment_id} is {original.state}; only approved or "
-                    "forwarded payments can be refunded",
-                )
-            already = db.execute(
-                "SELECT coalesce(sum(charged), 0) FROM payments WHERE original_payment_id = ? "
-                "AND state NOT IN (?, ?)",
-                (original.payment_id, DECLINED, REVERSED),
-            ).fetchone()[0]
-            if already + amount > original.charged:
-                raise RefundRefused(
-                    "exceeds_original",
-                    f"refunds would total {already + amount} won, more than the "
-                    f"{original.charged} won charged",
-                )
-            payment_id = self._insert_payment(
-                db,
-                kind="refund",
-                idempotency_key=idempotency_key,
-                original=original,
-                state=AUTHORIZING,
-                amount=amount,
-                discount=0,
-                charged=amount,
-                rate=0,
-                method=original.method,
-                stan=stans.allocate_stan(db, now_ms),
-                now_ms=now_ms,
-            )
-            return get_payment(db, payment_id), True
-
-    def _insert_payment(
+    def insert_payment(
         self,
         db: sqlite3.Connection,
         *,
@@ -271,6 +207,8 @@ class JournalCore:
         stan: int | None,
         now_ms: int,
     ) -> str:
+        """A new payment row in `state` and its first event, in the caller's transaction (a
+        purchase here, a refund in refunds.py); returns its id."""
         while True:
             payment_id = "p_" + secrets.token_hex(8)
             if find_payment(db, payment_id) is None:

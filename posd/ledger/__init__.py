@@ -6,10 +6,12 @@ Modules:
   sign-off) and `send`, whose errors say what the caller must do: `LedgerUnavailable` (nothing
   went out), `LedgerTimeout` and its kinds `LedgerLinkLost` and `LedgerBadResponse` (it went
   out and no valid answer came), `LedgerSecurityError` (the answer's MAC is wrong). Its
-  `LedgerTls` and `LedgerTimings` are the settings it is built with.
+  `LedgerTls` and `LedgerTimings` are the settings it is built with; its `clock_skew_s` is
+  the ledger's clock against posd's, a warning beyond `CLOCK_MAX_SKEW_S`.
 """
 
 from posd.ledger.client import (
+    CLOCK_MAX_SKEW_S,
     LedgerBadResponse,
     LedgerClient,
     LedgerError,
@@ -23,6 +25,7 @@ from posd.ledger.client import (
 )
 
 __all__ = [
+    "CLOCK_MAX_SKEW_S",
     "LedgerBadResponse",
     "LedgerClient",
     "LedgerError",

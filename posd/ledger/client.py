@@ -5,15 +5,22 @@
 - Sign-on (0800/001) after every connect; `link` is "up" only after its 0810 39=00, so no
   financial message goes out before. An echo (0800/301) follows 60 s without traffic from the
   ledger, and comes at once after a request timed out; no answer in 10 s, a closed socket or a
-  framing error takes the link down, and it is rebuilt with capped, jittered exponential
-  backoff. Sign-off (0800/002) on an orderly stop.
+  framing error takes the link down, and it is rebuilt with capped exponential backoff
+  (1 s doubling to 60 s), each wait drawn over its whole interval; a refused sign-on counts
+  as a failure like a refused connect. Sign-off (0800/002) on an orderly stop.
 - `send` MACs a request, writes it, and waits for the answer with the same MTI class and STAN
-  (answers may come out of order). What went wrong decides what the caller must do:
+  (answers may come out of order). An answer echoes its request: one that contradicts it on
+  41, or on 4 where it carries 4, is malformed (protocols.ledger_answers). What went wrong
+  decides what the caller must do:
   LedgerUnavailable (nothing went out), LedgerTimeout and its subclasses (it went out and no
   valid answer came: reverse it), LedgerSecurityError (the answer's MAC is wrong: treat it as
   no answer; the payment must be reversed too). A malformed answer fails its request as soon
   as it arrives (LedgerBadResponse) whenever its MTI and STAN can be read, which the profile
   layer does from their fixed places even when the rest of the message is broken.
+- Every 0810 carries the ledger's clock in field 7: `clock_skew_s` is how far it is ahead of
+  posd's (negative: behind), measured against the middle of the exchange; beyond
+  CLOCK_MAX_SKEW_S (QR expiry checks depend on posd's clock) it is a warning in the log as
+  it crosses the bound, then at most hourly while it lasts.
 Log lines name messages by MTI and STAN only: no card data passes through a log call here.
 """
 
@@ -30,6 +37,9 @@ from pathlib import Path
 from typing import Literal
 
 from posd.config import Config, read_mac_key
+from posd.logs import Throttle
+from protocols.ledger_answers import AnswerMismatch, check_answer
+from protocols.ledger_fields import clock_skew_s
 from protocols.ledger_messages import (
     ECHO,
     SIGN_OFF,
@@ -38,6 +48,7 @@ from protocols.ledger_messages import (
     LedgerRequest,
     LedgerResponse,
     NetworkCode,
+    NetworkRequest,
     NetworkResponse,
     decode_response,
     encode,
@@ -50,6 +61,12 @@ log = logging.getLogger(__package__)
 Link = Literal["up", "down", "connecting"]
 StanSource = Callable[[], Awaitable[int]]
 _Answer = LedgerResponse | NetworkResponse
+_Request = LedgerRequest | NetworkRequest
+
+CLOCK_MAX_SKEW_S = 30.0
+"""How far posd's clock may be from the ledger's (ledger-iso8583.md) before it is a warning."""
+CLOCK_WARNING_INTERVAL_S = 3600.0
+"""While the clocks stay too far apart, the warning is repeated this often, not per echo."""
 
 
 class LedgerError(Exception):
@@ -112,10 +129,16 @@ class LedgerTimings:
             raise ValueError("ledger timing backoff_initial_s must not exceed backoff_max_s")
 
     def backoff(self, failures: int) -> float:
-        """Delay before reconnect attempt after `failures` consecutive failures, jittered so a
-        fleet of terminals does not reconnect in step after a ledger outage."""
+        """Delay before reconnect attempt after `failures` consecutive failures: anywhere in
+        the whole interval up to the doubling ceiling ("full jitter"), so thousands of
+        terminals coming back after a ledger outage spread over it instead of arriving in
+        step. The floor (a tenth of the first interval) keeps a client from spinning."""
         ceiling = min(self.backoff_max_s, self.backoff_initial_s * 2.0 ** min(failures - 1, 30))
-        return ceiling * random.uniform(0.5, 1.0)
+        return random.uniform(self.backoff_floor_s, ceiling)
+
+    @property
+    def backoff_floor_s(self) -> float:
+        return self.backoff_initial_s / 10
 
 
 class _LinkDown(Exception):
@@ -123,11 +146,19 @@ class _LinkDown(Exception):
 
 
 @dataclass(eq=False)
+class _Waiting:
+    """A request that went out, and the future its answer is delivered to."""
+
+    request: _Request
+    future: asyncio.Future[_Answer]
+
+
+@dataclass(eq=False)
 class _Session:
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
     last_traffic: float  # when the ledger last sent a byte (or the connection was made)
-    pending: dict[tuple[str, int], asyncio.Future[_Answer]] = field(default_factory=dict)
+    pending: dict[tuple[str, int], _Waiting] = field(default_factory=dict)
     drain_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     probe: asyncio.Event = field(default_factory=asyncio.Event)  # echo now, don't wait for idle
     signed_on: bool = False
@@ -135,9 +166,9 @@ class _Session:
     dead: bool = False
 
     def fail_pending(self, reason: str) -> None:
-        for future in self.pending.values():
-            if not future.done():
-                future.set_exception(LedgerLinkLost(reason))
+        for waiting in self.pending.values():
+            if not waiting.future.done():
+                waiting.future.set_exception(LedgerLinkLost(reason))
 
 
 def _utc_now() -> dt.datetime:
@@ -176,6 +207,9 @@ class LedgerClient:
         self._up = asyncio.Event()
         self.last_rtt_ms: float | None = None
         self.last_error: str | None = None
+        self.clock_skew_s: float | None = None
+        """Seconds the ledger's clock is ahead of posd's (its last 0810); None before one."""
+        self._skew_warnings: Throttle | None = None  # while the skew is beyond the bound
         self.on_link: Callable[[Link], None] | None = None
         """Called after every change of `link` (monitoring's ledger events); must not raise."""
 
@@ -220,11 +254,7 @@ class LedgerClient:
         if session is None or not self.is_up() or session.dead or session.writer.is_closing():
             raise LedgerUnavailable(f"ledger link is {self._link}")
         answer = await self._exchange(
-            session,
-            message.match_key,
-            encode(message, self._mac_key),
-            timeout_s,
-            f"{message.mti} stan {message.stan:06d}",
+            session, message, timeout_s, f"{message.mti} stan {message.stan:06d}"
         )
         if not isinstance(answer, LedgerResponse):
             raise LedgerBadResponse("a network answer came for a financial request")
@@ -382,14 +412,13 @@ class LedgerClient:
     ) -> NetworkResponse:
         if stan is None:
             stan = await self._stan_source()
+        sent_at = self._clock()
         request = network_request(
-            code, stan=stan, transmitted_at=self._clock(), terminal_id=self._terminal_id
+            code, stan=stan, transmitted_at=sent_at, terminal_id=self._terminal_id
         )
         what = f"0800/{code} stan {stan:06d}"
         try:
-            answer = await self._exchange(
-                session, request.match_key, encode(request, self._mac_key), timeout_s, what
-            )
+            answer = await self._exchange(session, request, timeout_s, what)
         except LedgerTimeout as exc:
             if reader_task is not None and reader_task.done() and not reader_task.cancelled():
                 raise _LinkDown(reader_task.result()) from None
@@ -398,21 +427,49 @@ class LedgerClient:
             raise _LinkDown(str(exc)) from None
         if not isinstance(answer, NetworkResponse):
             raise _LinkDown("a financial answer came for a network request")
+        # The ledger read its clock between the two: the middle is the best guess of when.
+        received_at = self._clock()
+        self._note_ledger_clock(answer, sent_at + (received_at - sent_at) / 2)
         return answer
 
+    def _note_ledger_clock(self, answer: NetworkResponse, local: dt.datetime) -> None:
+        try:
+            skew = round(clock_skew_s(answer.transmission, local), 1)
+        except LedgerFormatError:
+            log.warning(
+                "ledger: the clock in 0810 stan %06d (field 7) is not within a year of posd's",
+                answer.stan,
+            )
+            return
+        self.clock_skew_s = skew
+        if abs(skew) <= CLOCK_MAX_SKEW_S:
+            if self._skew_warnings is not None:
+                log.info("ledger: posd's clock is within %.1f s of the ledger's again", abs(skew))
+            self._skew_warnings = None
+            return
+        if self._skew_warnings is None:  # just crossed the bound: say it now
+            self._skew_warnings = Throttle(
+                CLOCK_WARNING_INTERVAL_S, clock=lambda: self._clock().timestamp()
+            )
+        if self._skew_warnings.allow() is not None:
+            log.warning(
+                "ledger: the ledger's clock is %+.0f s from posd's (more than %.0f s): QR codes "
+                "are checked against posd's clock; check its time synchronisation",
+                skew,
+                CLOCK_MAX_SKEW_S,
+            )
+
     async def _exchange(
-        self,
-        session: _Session,
-        key: tuple[str, int],
-        message: bytes,
-        timeout_s: float,
-        what: str,
+        self, session: _Session, request: _Request, timeout_s: float, what: str
     ) -> _Answer:
+        key = request.match_key
         if key in session.pending:
             raise ValueError(f"{what}: a request with this STAN is already waiting")
+        message = encode(request, self._mac_key)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[_Answer] = loop.create_future()
-        session.pending[key] = future
+        waiting = _Waiting(request, future)
+        session.pending[key] = waiting
         try:
             # No await between this check and the write: what passes it goes out.
             if session.dead or session.writer.is_closing():
@@ -433,7 +490,7 @@ class LedgerClient:
             self.last_rtt_ms = (loop.time() - started) * 1000.0
             return answer
         finally:
-            if session.pending.get(key) is future:
+            if session.pending.get(key) is waiting:
                 del session.pending[key]
 
     async def _read_loop(self, session: _Session) -> str:
@@ -463,27 +520,38 @@ class LedgerClient:
         except LedgerFormatError as exc:
             stan = "unreadable" if exc.stan is None else f"{exc.stan:06d}"
             log.warning("ledger: malformed answer (%s stan %s): %s", exc.mti, stan, exc)
-            future = None
+            broken = None
             if exc.mti is not None and exc.stan is not None:
-                future = session.pending.get((exc.mti, exc.stan))
-            if future is not None and not future.done():
-                future.set_exception(LedgerBadResponse(f"malformed answer: {exc}"))
+                broken = session.pending.get((exc.mti, exc.stan))
+            if broken is not None and not broken.future.done():
+                broken.future.set_exception(LedgerBadResponse(f"malformed answer: {exc}"))
             return
         answer = inbound.message
-        future = session.pending.get(answer.match_key)
-        if future is None or future.done():
+        waiting = session.pending.get(answer.match_key)
+        if waiting is None or waiting.future.done():
             # Typically an answer that came after its request timed out (and is being reversed).
             log.warning(
                 "ledger: answer %s stan %06d matches no waiting request", answer.mti, answer.stan
             )
             return
+        future = waiting.future
         if not inbound.mac_valid:
             log.error("ledger: answer %s stan %06d has a wrong MAC", answer.mti, answer.stan)
             self.last_error = f"wrong MAC on {answer.mti} stan {answer.stan:06d}"
             future.set_exception(LedgerSecurityError(self.last_error))
             return
-        if answer.terminal_id != self._terminal_id:
-            future.set_exception(LedgerBadResponse("answer names another terminal"))
+        try:
+            # The echoes posd relies on: 41, and 4 where the answer carries it. The error
+            # names the field, never its content (an echo may be card data).
+            check_answer(waiting.request, answer)
+        except AnswerMismatch as exc:
+            log.warning(
+                "ledger: answer %s stan %06d contradicts its request (%s): no answer",
+                answer.mti,
+                answer.stan,
+                exc,
+            )
+            future.set_exception(LedgerBadResponse(f"answer contradicts its request: {exc}"))
             return
         future.set_result(answer)
 

@@ -29,12 +29,13 @@ from posd.ledger import LedgerSecurityError, LedgerTimeout, LedgerUnavailable
 from posd.payments import requests
 from posd.payments.counter import Counter
 from posd.payments.ports import CardData, LedgerPort
-from posd.payments.rules import ARC_LEDGER_NOT_REACHED
+from posd.payments.rules import ARC_HOST_DECLINED, ARC_LEDGER_NOT_REACHED
 from posd.payments.saf import SafForwarder, request_fields
 from posd.payments.service import DeviceNotReady
 from posd.payments.view import PaymentView
 from protocols.ber_tlv import TlvError, decode_tlv, find_tag
-from protocols.ledger_messages import LedgerRequest, LedgerResponse, build_advice, offline_auth_code
+from protocols.ledger_fields import offline_auth_code
+from protocols.ledger_messages import LedgerFormatError, LedgerRequest, LedgerResponse, build_advice
 
 log = logging.getLogger(__package__)
 
@@ -134,13 +135,13 @@ class Authorizer:
             rec = await self._record_answer(rec, response, keep_card_data=False)
             self._publish(rec)
             if chip:
-                await self._counter.tell_card(response.response_code)
+                await self._counter.tell_card(response.response_code, response.issuer_data)
             return rec
         # Kept card data journals the COMPLETE window (card_undecided) before COMPLETE goes
         # out: a posd that stops in it reverses the approval when it starts again.
         rec = await self._record_answer(rec, response, keep_card_data=True)
         try:
-            result = await self._counter.complete(response.response_code)
+            result = await self._counter.complete(response.response_code, response.issuer_data)
         except self._counter.reader_errors:
             self.owed[rec.payment_id] = "reader_error"
             return await self.reverse_undecided(rec, publish=True)
@@ -176,6 +177,8 @@ class Authorizer:
         # The limits are checked, and approve_offline applies them, at one `now`: with one
         # payment at a time nothing between can make them disagree.
         now = self.now()
+        auth_code = offline_auth_code(rec.stan or 0)
+        tc: bytes | None = None
         if chip:
             # Before the card is asked: a card told Z3 may approve offline (TC), and posd must
             # not then decline what the card approved.
@@ -189,11 +192,22 @@ class Authorizer:
                 return await self.decline_now(rec, "reader_error")
             if not result.approved:
                 return await self.decline_now(rec, "card_declined")
-        auth_code = offline_auth_code(rec.stan or 0)
+            tc = result.tlv
+        try:
+            # A chip card's advice carries its TC (COMPLETE_RESULT) where the 0200 had the
+            # ARQC; journaled (sealed, in the queue) only now that the card has answered.
+            advice = build_advice(request, auth_code, tc=tc)
+        except LedgerFormatError as exc:
+            # The card approved offline, but what it gave proves nothing to the ledger (no
+            # TC, or 55 no longer fits): no advice can be made, so no offline approval.
+            log.warning(
+                "payment %s: no advice can carry the card's answer: %s", rec.payment_id, exc
+            )
+            return await self.decline_now(rec, "card_error")
         outcome = await self.journal().approve_offline(
             rec.payment_id,
             auth_code=auth_code,
-            fields=request_fields(build_advice(request, auth_code)),
+            fields=request_fields(advice),
             limits=self._config.offline,
             now=now,
         )
@@ -227,7 +241,8 @@ class Authorizer:
     ) -> PaymentRecord:
         rec = await self.reverse(rec, reason, publish=True)
         if chip:
-            await self._counter.tell_card(ARC_LEDGER_NOT_REACHED)
+            # Not Z3: posd never approves offline a 0200 that went out, so the card must not.
+            await self._counter.tell_card(ARC_HOST_DECLINED)
         return rec
 
     async def reverse(
@@ -265,11 +280,11 @@ class Authorizer:
     async def decline_here(
         self, rec: PaymentRecord, reason: str, *, chip: bool = False
     ) -> PaymentRecord:
-        """Declined at the counter, before the ledger was asked; a chip card is then told Z3
-        so that its transaction ends."""
+        """Declined at the counter, before the ledger was asked; a chip card is then told Z1
+        (declined by the host), so that its transaction ends with an AAC."""
         rec = await self.decline_now(rec, reason)
         if chip:
-            await self._counter.tell_card(ARC_LEDGER_NOT_REACHED)
+            await self._counter.tell_card(ARC_HOST_DECLINED)
         return rec
 
     async def decline_now(self, rec: PaymentRecord, reason: str) -> PaymentRecord:

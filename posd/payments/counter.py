@@ -5,9 +5,10 @@ Decisions the engine relies on (its module doc lists the rest):
 - Method `any`: a card side that fails (reader gone, READ_FAILED) leaves the QR side waiting
   until the read timeout; the card side's reason is kept for the decline if nothing pays.
 - A card read whose result is not used (a QR or a cancel came first) is cancelled at once,
-  again if the first CANCEL went unheeded, and a chip card it read is told `Z3`, so its
-  transaction ends.
-- Every card transaction gets one COMPLETE, even when it fails on the way.
+  again if the first CANCEL went unheeded, and a chip card it read is told `Z1` (declined by
+  the host), so its transaction ends.
+- Every card transaction gets one COMPLETE, even when it fails on the way; one after a ledger
+  answer carries the issuer data of its 0210 (91, 71, 72), as reader-link.md says.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import cast
 
 from posd.logs import register_secret
 from posd.payments.ports import CardData, CardReaderPort, CardVerdict, ReadFailure, ScannerPort
-from posd.payments.rules import ARC_LEDGER_NOT_REACHED, read_failed_reason
+from posd.payments.rules import ARC_HOST_DECLINED, read_failed_reason
 from protocols.emv import mask_pan
 
 log = logging.getLogger(__package__)
@@ -184,7 +185,7 @@ class Counter:
         return CardFailed(read_failed_reason(got.reason))
 
     async def stop_read(self, read: asyncio.Task[CardData | ReadFailure]) -> None:
-        """Ends a card read whose result is not used; a chip card it read is told Z3."""
+        """Ends a card read whose result is not used; a chip card it read is told Z1."""
         for _ in range(_STOP_READ_ROUNDS):
             if read.done():
                 break
@@ -204,23 +205,25 @@ class Counter:
         got = read.result()
         if isinstance(got, CardData) and got.entry_mode == "chip":
             log.info(
-                "chip card %s read but not used: its transaction ends with Z3", mask_pan(got.pan)
+                "chip card %s read but not used: its transaction ends with Z1", mask_pan(got.pan)
             )
-            await self.tell_card(ARC_LEDGER_NOT_REACHED)
+            await self.tell_card(ARC_HOST_DECLINED)
 
-    async def complete(self, arc: str) -> CardVerdict:
-        """COMPLETE to the card: one per transaction, even if it fails on the way."""
+    async def complete(self, arc: str, issuer_data: bytes = b"") -> CardVerdict:
+        """COMPLETE to the card: one per transaction, even if it fails on the way.
+        `issuer_data`: the 91, 71 and 72 of the ledger's 0210 (BER-TLV), passed on as they
+        are; none when no ledger answered."""
         if self.reader is None:
             raise ReaderMissing("no card reader configured")
         self.card_open = False
-        return await self.reader.complete(arc, b"")
+        return await self.reader.complete(arc, issuer_data)
 
-    async def tell_card(self, arc: str) -> None:
+    async def tell_card(self, arc: str, issuer_data: bytes = b"") -> None:
         """Ends the card's transaction after a decline; its own verdict changes nothing."""
         if self.reader is None:
             return
         try:
-            await self.complete(arc)
+            await self.complete(arc, issuer_data)
         except self.reader_errors:
             log.info("reader gone before COMPLETE %s; the card ends its transaction itself", arc)
 

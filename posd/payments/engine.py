@@ -18,8 +18,15 @@ Decisions taken here where the specs are silent:
 - While the ledger is unreachable, magstripe and contactless without a cryptogram (9F26,
   9F27) are declined `ledger_unavailable` (authorizer.offline_unfit). Then the offline limits
   are checked: a payment beyond them is declined `offline_limit` (the limit that stood in the
-  way is logged) and a chip card is then told `Z3` only to end its transaction. Within them a
-  chip card is told `Z3` and only a card that accepts offline (TC) is approved offline.
+  way is logged) and a chip card is then told `Z1` (declined by the host). Within them a
+  chip card is told `Z3` and only a card that accepts offline (TC) is approved offline; its
+  advice, queued once the card has answered, carries the TC (with its 9F27, 95, 9B) in 55
+  in place of the ARQC's. A card that says it approved but gives no TC is declined
+  `card_error`: no advice could prove that payment to the ledger.
+- COMPLETE's ARC (reader-link.md): the 0210's 39 with the issuer data of its 55 (91, 71, 72)
+  after a ledger answer; `Z3` only where posd would take the card's offline approval (the
+  link down before the 0200, within the limits); `Z1` for every other decline without a
+  ledger answer (at the counter, over a limit, a cancel, a 0200 unanswered or failed).
 - Expired cards (5F24) are declined `card_expired` at the counter without asking the ledger.
 - The 0200 is built, and so checked, before the journal records `authorizing`: card or QR data
   that cannot make one (field 55 over 255 bytes, ...) is declined at the counter (`card_error`,
@@ -32,6 +39,13 @@ Decisions taken here where the specs are silent:
   told CANCEL meanwhile, again if the first went unheeded, and the next payment waits for it.
   A cancel of a cancelled payment (a retry, several at once) answers 200 with it; 409 is for
   a payment whose card or QR was taken.
+- A refund is sent at once or declined, never queued nor approved offline: with the ledger
+  link down it is declined `ledger_unavailable`, answered like any refund (202, the refund's
+  payment object), and its idempotency key is bound to that answer. A refund of an offline
+  approval whose advice is still queued is declined `advice_pending` (the journal decides
+  that with the refund, link up or down). A refund of a chip approval whose card has not
+  answered COMPLETE (card_undecided, shown authorizing) is 409 wrong_state, as for any
+  payment not approved: it may yet be reversed, and the reversal already gives the money back.
 - A journal that cannot write (disk full, I/O error) refuses new payments with
   DeviceNotReady naming the journal's storage, and the status object's `storage` (not in
   mqtt.md) shows the error. A payment it leaves unsettled (a 0200 out and no reversal
@@ -52,8 +66,10 @@ from collections.abc import AsyncIterator, Callable
 
 from posd.config import Config
 from posd.journal import (
+    APPROVED,
     AUTHORIZING,
     CANCELLED,
+    FORWARDED,
     WAITING_FOR_CARD,
     CardSecrets,
     IdempotencyConflict,
@@ -66,14 +82,14 @@ from posd.journal import (
     SafSummary,
 )
 from posd.payments import reports, requests
-from posd.payments.authorizer import Authorizer
+from posd.payments.authorizer import LEDGER_UNAVAILABLE, Authorizer
 from posd.payments.counter import Cancelled, CardFailed, Counter, Waiting
 from posd.payments.ports import (
     CardData,
     LedgerPort,
 )
 from posd.payments.rules import (
-    ARC_LEDGER_NOT_REACHED,
+    ARC_HOST_DECLINED,
     benefit_for,
     card_expired,
     icc_for_authorization,
@@ -92,13 +108,8 @@ from posd.payments.view import PaymentView
 from posd.runtime import EventHub
 from protocols.ber_tlv import TlvError
 from protocols.emv import mask_pan
-from protocols.ledger_messages import (
-    STAN_MIN,
-    CardPayer,
-    LedgerFormatError,
-    LedgerRequest,
-    QrPayer,
-)
+from protocols.ledger_fields import STAN_MIN
+from protocols.ledger_messages import CardPayer, LedgerFormatError, LedgerRequest, QrPayer
 from protocols.qr_token import QrRejected, verify_qr
 
 log = logging.getLogger(__package__)
@@ -288,23 +299,25 @@ class PaymentEngine:
         original = await self._jn().get(payment_id)
         if original is None:
             raise UnknownPayment(f"no payment {payment_id}")
+        # A known key is the journal's to answer (the first refund, or 409 if the request
+        # differs), whatever holds new refunds back.
+        known = None
         if idempotency_key is not None:
             known = await self._jn().by_idempotency_key(idempotency_key, kind="refund")
-            if known is not None and known.original_payment_id == payment_id:
-                return PaymentView(known)
-        if self._held is not None:
+        if self._held is not None and known is None:
             raise DeviceNotReady(self._held_message())
-        if not self._ledger.is_up():
-            raise DeviceNotReady("the ledger link is down; refunds are made online only")
-        if original.rrn is None and original.kind == "purchase" and original.stan is not None:
+        if original.state in (APPROVED, FORWARDED) and original.rrn is None:
             # Field 37 names the original at the ledger; a payment without one cannot be.
             raise WrongState(f"payment {payment_id} has no ledger reference (RRN) to refund")
+        # Refunds are online only: with the link down one is declined, nothing queued.
+        unsent = None if self._ledger.is_up() else LEDGER_UNAVAILABLE
         try:
             rec, created = await self._jn().create_refund(
                 original_payment_id=payment_id,
                 amount=amount,
                 idempotency_key=idempotency_key,
                 now=self._now(),
+                unsent_reason=unsent,
             )
         except IdempotencyConflict as exc:
             raise IdempotencyKeyReused(str(exc)) from None
@@ -317,6 +330,10 @@ class PaymentEngine:
         if not created:
             return PaymentView(rec)
         self._publish(rec)
+        if rec.state != AUTHORIZING:
+            why = rec.decline_reason
+            log.info("refund %s of %s declined unsent: %s", rec.payment_id, payment_id, why)
+            return PaymentView(rec)
         try:
             request = await self._refund_request(rec)
             return PaymentView(await self._auth.authorize(rec, request, card=None))
@@ -382,7 +399,7 @@ class PaymentEngine:
             self.counter.card_open = isinstance(got, CardData) and got.entry_mode == "chip"
             if waiting.read is not None and not card_taken:
                 # Stopped at once, so the reader is not still reading while a QR pays; the
-                # rest of the stop (and a Z3 for a chip card it read) is in `finally`.
+                # rest of the stop (and a Z1 for a chip card it read) is in `finally`.
                 waiting.read.cancel()
             if isinstance(got, Cancelled):
                 rec = await self._jn().transition(rec.payment_id, CANCELLED, self._now())
@@ -406,7 +423,7 @@ class PaymentEngine:
                 await self._settle_failed(rec)
             finally:
                 if self.counter.card_open:
-                    await self.counter.tell_card(ARC_LEDGER_NOT_REACHED)
+                    await self.counter.tell_card(ARC_HOST_DECLINED)
         finally:
             waiting.decided.set()
             try:

@@ -37,10 +37,13 @@ class ReadFailure(Protocol):
 
 
 class CardVerdict(Protocol):
-    """The card's COMPLETE_RESULT (drivers.card_reader.CompleteResult)."""
+    """The card's COMPLETE_RESULT (drivers.card_reader.CompleteResult): its decision, and its
+    BER-TLV (9F26, 9F27, 95, 9B: the TC of an approval)."""
 
     @property
     def approved(self) -> bool: ...
+    @property
+    def tlv(self) -> bytes: ...
 
 
 class ReaderInfoLike(Protocol):
@@ -75,6 +78,8 @@ class LedgerPort(Protocol):
     def last_rtt_ms(self) -> float | None: ...
     @property
     def last_error(self) -> str | None: ...
+    @property
+    def clock_skew_s(self) -> float | None: ...
 
     def is_up(self) -> bool: ...
 

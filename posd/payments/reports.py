@@ -94,6 +94,7 @@ def payment_sections(
             "link": ledger.link,
             "last_rtt_ms": ledger.last_rtt_ms,
             "last_error": ledger.last_error,
+            "clock_skew_s": ledger.clock_skew_s,
         },
         "devices": {
             "card_reader": {

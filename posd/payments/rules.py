@@ -14,8 +14,12 @@ from typing import Final
 
 from protocols.ber_tlv import decode_tlv, encode_tlv
 
-# ARC sent to the card when the ledger was not reached (reader-link.md COMPLETE).
+# ARCs of COMPLETE that no ledger answer gave (reader-link.md). Z3: the ledger was not
+# reached and the card may approve offline (TC), so only where posd takes an offline
+# approval. Z1: posd declines without a ledger answer (a limit, a card not accepted, a
+# cancel, a 0200 whose answer never came), and the card must answer AAC.
 ARC_LEDGER_NOT_REACHED = "Z3"
+ARC_HOST_DECLINED = "Z1"
 
 # Field 55 of a chip or contactless 0200: what the ledger needs to check the ARQC. The
 # reader-link.md list, then terminal and risk data it uses when the card gave them. Not 5A,

@@ -63,12 +63,8 @@ from posd.journal import (
 )
 from posd.ledger import LedgerLinkLost, LedgerSecurityError, LedgerTimeout, LedgerUnavailable
 from posd.payments.ports import LedgerPort
-from protocols.ledger_messages import (
-    RESPONSE_CODES,
-    LedgerRequest,
-    LedgerResponse,
-    request_from_fields,
-)
+from protocols.ledger_fields import RESPONSE_CODES
+from protocols.ledger_messages import LedgerRequest, LedgerResponse, request_from_fields
 
 log = logging.getLogger(__package__)
 

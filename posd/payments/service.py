@@ -46,7 +46,8 @@ class PaymentConflict(PaymentError):
 
 class IdempotencyKeyReused(PaymentError):
     """The idempotency key is known but was sent with a different amount, method or
-    benefit_plus (HTTP 409): answering with the old payment would hide a POS bug."""
+    benefit_plus (a refund's: amount or original payment) (HTTP 409): answering with the old
+    payment would hide a POS bug."""
 
     code = "idempotency_key_reused"
 
@@ -103,11 +104,12 @@ class PaymentService(Protocol):
         ...
 
     async def refund(self, payment_id: str, amount: int, idempotency_key: str | None) -> Payment:
-        """Refund (part of) an approved or forwarded payment; returns the refund payment.
+        """Refund (part of) an approved or forwarded payment; returns the refund payment,
+        declined `ledger_unavailable` (nothing queued) while the ledger link is down.
 
         Raises UnknownPayment, WrongState (original not approved), InvalidRequest("amount",
-        ...) when refunds would exceed the original amount, DeviceNotReady (ledger down:
-        refunds are online only), IdempotencyKeyReused."""
+        ...) when refunds would exceed the original amount, DeviceNotReady (payments held,
+        journal storage failed), IdempotencyKeyReused."""
         ...
 
     def events(self) -> AsyncIterator[dict[str, object]]:

@@ -88,6 +88,8 @@ class SimulatedCardReader:
         self.silent = False
         self.received: list[srl.Message] = []
         """Every command posd sent, in order (tests look at amounts and ARCs here)."""
+        self.sent: list[srl.Message] = []
+        """Every answer and event this reader sent, in order (a card's COMPLETE_RESULT)."""
         self.on_command: list[Callable[[srl.Message], None]] = []
         """Called with each command as it arrives, before the reader acts on it or ACKs it
         (a test kills posd at that instant); one that calls go_silent() leaves it unanswered."""
@@ -282,6 +284,7 @@ class SimulatedCardReader:
             self._timer = None
 
     def _send(self, msg: srl.Message) -> None:
+        self.sent.append(msg)
         self.link.send(msg)
 
     def _service(self) -> None:

@@ -48,7 +48,7 @@ from typing import Final, Literal, TypeVar
 from posd.sim.ledger_accounts import Account, AccountBook
 from protocols.ber_tlv import Tlv, TlvError, decode_tlv, encode_tlv, find_tag
 from protocols.emv import mask_pan
-from protocols.iso8583_profile import MAC_FIELDS
+from protocols.iso8583_profile import MAC_FIELDS, FieldValue, encode_message
 from protocols.ledger_layout import response_mti_for
 from protocols.ledger_messages import (
     LedgerFormatError,
@@ -309,6 +309,9 @@ class Faults:
     respond_with_stans: dict[int, str] = field(default_factory=dict)
     # ... and answers to these request MTIs wait this long more, each on its own (like delay_s).
     delay_mti: dict[str, float] = field(default_factory=dict)
+    # Financial answers carry these field values in place of their own (or beside them),
+    # MACed as sent: an echo that contradicts its request, e.g. {4: "000000000001"}.
+    tamper: dict[int, FieldValue] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -594,7 +597,11 @@ class LedgerSimulator:
             return
         key = self._wrong_key if self.faults.wrong_mac else self._mac_key
         event = LedgerEvent("answered", response.mti, response.stan, None, response.response_code)
-        outgoing = _Outgoing(encode(response, key), event, 0.0)
+        if self.faults.tamper:
+            data = encode_message(response.mti, response.fields() | self.faults.tamper, key)
+        else:
+            data = encode(response, key)
+        outgoing = _Outgoing(data, event, 0.0)
         slow = self.faults.delay_mti.get(message.mti, 0.0)
         if slow > 0:
             self._send(connection, outgoing, extra_s=slow)

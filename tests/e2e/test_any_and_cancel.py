@@ -56,7 +56,7 @@ async def test_any_declined_with_the_card_sides_reason_when_no_qr_comes(tmp_path
         assert (done["state"], done["decline_reason"]) == ("declined", "card_error")
 
 
-async def test_a_chip_card_read_but_not_used_is_told_z3(tmp_path: Path) -> None:
+async def test_a_chip_card_read_but_not_used_is_told_z1(tmp_path: Path) -> None:
     """What the engine does with a read it does not take (a QR or a cancel came first while
     the card's CARD_DATA was on its way): the card's transaction is ended."""
     async with running_daemon(tmp_path, card_reader=True) as d:
@@ -67,7 +67,7 @@ async def test_a_chip_card_read_but_not_used_is_told_z3(tmp_path: Path) -> None:
         d.reader.present("seoroeum")
         await asyncio.wait_for(asyncio.shield(read), 5)
         await d.engine.counter.stop_read(read)
-        assert d.reader.received[-1] == srl.Complete("Z3")
+        assert d.reader.received[-1] == srl.Complete("Z1")
 
 
 async def test_cancel_right_after_a_declined_chip_payment_answers_at_once(tmp_path: Path) -> None:

@@ -83,9 +83,9 @@ async def test_chip_card_whose_authorisation_data_cannot_fit_is_declined_and_its
         done = await pay_card(d)
         assert (done["state"], done["decline_reason"]) == ("declined", "card_error")
         assert financial(d) == []
-        # The card's transaction is ended: COMPLETE Z3, and the reader is free again.
+        # The card's transaction is ended: COMPLETE Z1 (declined by posd), the reader free again.
         await d.wait_status(lambda s: s["devices"]["card_reader"]["state"] == "ready")
-        assert srl.Complete("Z3") in d.reader.received
+        assert srl.Complete("Z1") in d.reader.received
         monkeypatch.undo()
         assert (await pay_card(d))["state"] == "approved"
 
@@ -136,7 +136,7 @@ async def test_a_flow_failure_after_authorizing_reverses_from_the_journal_and_en
         assert done["state"] in ("reversing", "reversed")
         assert done["decline_reason"] == "internal_error"
         await d.wait_status(lambda s: s["devices"]["card_reader"]["state"] == "ready")
-        assert d.reader.received[-1] == srl.Complete("Z3")
+        assert d.reader.received[-1] == srl.Complete("Z1")
         await d.wait_state(str(done["payment_id"]), {"reversed"})
         sent = financial(d)
         assert sent[:2] == ["0200", "0400"] and set(sent[2:]) <= {"0400", "0401"}, sent

@@ -4,6 +4,7 @@ timeouts and wrong MACs reversed, crash recovery, mutual TLS."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from pathlib import Path
 
@@ -68,6 +69,38 @@ async def test_wrong_mac_on_the_answer_is_declined_ledger_security_and_reversed(
         assert failed["decline_reason"] == "ledger_security"
         d.ledger.faults.wrong_mac = False
         await d.wait_state(pid, {"reversed"})
+
+
+async def test_an_answer_for_another_amount_is_no_answer_and_the_payment_is_reversed(
+    tmp_path: Path,
+) -> None:
+    async with running_daemon(tmp_path) as d:
+        before = d.ledger.rules.balance(GOOD_QR_ACCOUNT)
+        d.ledger.faults.tamper = {4: f"{1:012d}"}  # approved, for 1 won
+        pid = await start_qr(d, 5_000)
+        failed = await d.wait_state(pid, {"reversing", "reversed"})
+        assert (failed["state"], failed["decline_reason"]) == ("reversing", "ledger_timeout")
+        assert failed["rrn"] is None and failed["auth_code"] is None  # nothing of it is kept
+        d.ledger.faults.tamper = {}
+        await d.wait_state(pid, {"reversed"})
+        assert d.ledger.rules.balance(GOOD_QR_ACCOUNT) == before
+
+
+async def test_the_status_object_has_the_ledgers_clock_from_each_sign_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="posd.ledger")
+    async with running_daemon(tmp_path) as d:
+        status = await d.wait_status(lambda s: s["ledger"]["clock_skew_s"] is not None)
+        assert abs(status["ledger"]["clock_skew_s"]) <= 2.0
+        assert "the ledger's clock is" not in caplog.text
+        d.ledger.clock_offset_s = -45.0
+        d.ledger.drop_connections()  # the next sign-on's 0810 tells the new clock
+        status = await d.wait_status(
+            lambda s: s["ledger"]["link"] == "up" and (s["ledger"]["clock_skew_s"] or 0) < -40
+        )
+        assert status["ledger"]["clock_skew_s"] >= -47
+        assert "the ledger's clock is -4" in caplog.text
 
 
 async def test_crash_recovery_reverses_unanswered_and_cancels_waiting(tmp_path: Path) -> None:

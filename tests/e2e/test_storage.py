@@ -61,7 +61,7 @@ async def test_a_disk_full_after_the_0210_ends_the_card_holds_payments_and_rever
             await until(lambda: financial(d) == ["0200", "0200"])
             filler = fill(fs)
             reader = d.reader
-            await until(lambda: reader.received[-1] == srl.Complete("Z3"))
+            await until(lambda: reader.received[-1] == srl.Complete("Z1"))
             assert [type(m) for m in reader.received[told:]] == [srl.StartRead, srl.Complete]
             assert (await d.payment(payment_id))["state"] == "authorizing"
             status = await d.wait_status(lambda s: s["storage"]["state"] == "error")

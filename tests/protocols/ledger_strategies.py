@@ -8,8 +8,8 @@ import datetime as dt
 from hypothesis import strategies as st
 
 from protocols.ber_tlv import Tlv, encode_tlv
+from protocols.ledger_fields import RESPONSE_CODES, offline_auth_code
 from protocols.ledger_messages import (
-    RESPONSE_CODES,
     CardPayer,
     LedgerRequest,
     OriginalData,
@@ -18,7 +18,6 @@ from protocols.ledger_messages import (
     build_purchase,
     build_refund,
     build_reversal,
-    offline_auth_code,
     repeat_of,
 )
 

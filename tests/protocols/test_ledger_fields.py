@@ -11,15 +11,17 @@ from hypothesis import strategies as st
 
 from protocols.ledger_fields import (
     DECLINE_REASONS,
+    RESPONSE_CODES,
     AdditionalData,
     check_mmdd,
     check_mmddhhmmss,
     clock_skew_s,
     decline_reason,
+    field7,
     field7_moment,
     parse_field48,
 )
-from protocols.ledger_messages import RESPONSE_CODES, LedgerFormatError, field7
+from protocols.ledger_messages import LedgerFormatError
 
 UTC = dt.UTC
 KST = dt.timezone(dt.timedelta(hours=9))

@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from protocols.iso8583_profile import FieldValue, decode_message, encode_message
+from protocols.ledger_fields import field7, local_fields, next_stan, offline_auth_code
 from protocols.ledger_messages import (
     CardPayer,
     LedgerFormatError,
@@ -26,11 +27,7 @@ from protocols.ledger_messages import (
     decode_request,
     decode_response,
     encode,
-    field7,
-    local_fields,
     network_request,
-    next_stan,
-    offline_auth_code,
     repeat_of,
     request_from_fields,
     respond,

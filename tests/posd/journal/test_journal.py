@@ -451,6 +451,51 @@ async def test_refund_refusals(journal: Journal) -> None:
         )
 
 
+async def test_a_chip_approval_the_card_has_not_answered_is_not_refunded(journal: Journal) -> None:
+    pid = await purchase(journal, "chip")
+    await journal.begin_authorization(pid, CHIP, NOW)
+    await journal.record_answer(
+        pid, response_code="00", rrn="000000000001", now=NOW, keep_card_data=True
+    )
+    with pytest.raises(RefundRefused) as err:
+        await journal.create_refund(
+            original_payment_id=pid, amount=1, idempotency_key=None, now=NOW
+        )
+    assert err.value.reason == "card_undecided"
+    await journal.drop_card_data(pid)  # the card's TC
+    refund, _ = await journal.create_refund(
+        original_payment_id=pid, amount=1, idempotency_key=None, now=NOW
+    )
+    assert refund.state == "authorizing"
+
+
+async def test_a_refund_that_cannot_be_sent_is_declined_with_nothing_queued(
+    journal: Journal,
+) -> None:
+    original = await approved_payment(journal, "o")
+    unsent, created = await journal.create_refund(
+        original_payment_id=original,
+        amount=10_000,
+        idempotency_key="r",
+        now=NOW,
+        unsent_reason="ledger_unavailable",
+    )
+    assert created and (unsent.state, unsent.decline_reason) == ("declined", "ledger_unavailable")
+    assert unsent.stan is None and unsent.field7 is None
+    assert await journal.saf_pending() == []
+    events = [e for e in await journal.events_since(0) if e.payment_id == unsent.payment_id]
+    assert [(e.from_state, e.state) for e in events] == [(None, "declined")]
+    # Bound to its key like any refund, and holding none of the original's amount back.
+    again, created = await journal.create_refund(
+        original_payment_id=original, amount=10_000, idempotency_key="r", now=NOW
+    )
+    assert not created and again == unsent
+    sent, _ = await journal.create_refund(
+        original_payment_id=original, amount=10_000, idempotency_key=None, now=NOW
+    )
+    assert sent.state == "authorizing" and sent.stan is not None
+
+
 async def test_totals_by_method_and_state_for_a_local_day(journal: Journal) -> None:
     kst = datetime.timezone(datetime.timedelta(hours=9))
     card = await approved_payment(journal, "card", 10_000)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from posd.journal import (
+    ADVICE_PENDING,
     ADVICE_REFUSED,
     SUCCESS_STATES,
     CardSecrets,
@@ -256,9 +257,7 @@ async def test_saf_unknown_entry(journal: Journal) -> None:
     with pytest.raises(UnknownSafEntry):
         await journal.saf_attempt_failed(42, "x", NOW, NOW + 1)
     with pytest.raises(UnknownSafEntry):
-        await journal.saf_refused(
-            42, response_code="30", error="x", now=NOW, next_attempt=NOW + 1
-        )
+        await journal.saf_refused(42, response_code="30", error="x", now=NOW, next_attempt=NOW + 1)
     with pytest.raises(UnknownSafEntry):
         await journal.saf_complete(42, response_code="00", now=NOW)
 
@@ -372,6 +371,28 @@ async def test_forwarded_payments_leave_the_offline_exposure(journal: Journal) -
     probe = await authorizing(journal, "probe")
     exposure = await journal.offline_exposure(probe.payment_id, NOW)
     assert (exposure.count, exposure.total, exposure.for_account) == (1, 100, 1)
+
+
+async def test_a_refund_waits_for_the_advice_of_its_offline_original(journal: Journal) -> None:
+    adv = await offline(journal, "adv", 4_000, Limits())
+    assert isinstance(adv, PaymentRecord)
+    for unsent in (None, "ledger_unavailable"):
+        pending, created = await journal.create_refund(
+            original_payment_id=adv.payment_id,
+            amount=4_000,
+            idempotency_key=None,
+            now=NOW,
+            unsent_reason=unsent,
+        )
+        assert created and (pending.state, pending.decline_reason) == ("declined", ADVICE_PENDING)
+        assert pending.stan is None
+    [entry] = await journal.saf_pending()
+    assert entry.kind == "advice"
+    await journal.saf_complete(entry.entry_id, response_code="00", now=NOW, rrn="000000000007")
+    sent, _ = await journal.create_refund(
+        original_payment_id=adv.payment_id, amount=4_000, idempotency_key=None, now=NOW
+    )
+    assert sent.state == "authorizing" and sent.stan is not None
 
 
 async def test_bad_saf_answer_is_refused_and_entry_stays_queued(journal: Journal) -> None:

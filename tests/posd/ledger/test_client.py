@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from posd.ledger import (
+    LedgerBadResponse,
     LedgerClient,
     LedgerLinkLost,
     LedgerSecurityError,
@@ -27,6 +28,7 @@ from posd.sim.ledger_accounts import (
     GOOD_QR_ACCOUNT,
     POOR_CARD,
 )
+from protocols.ledger_fields import offline_auth_code
 from protocols.ledger_messages import (
     LedgerRequest,
     LedgerResponse,
@@ -36,7 +38,6 @@ from protocols.ledger_messages import (
     build_purchase,
     build_refund,
     build_reversal,
-    offline_auth_code,
     repeat_of,
 )
 from tests.helpers.ledger import (
@@ -474,3 +475,40 @@ async def test_connection_cut_mid_answer_is_link_lost(pki: Pki) -> None:
             await client.send(purchase(), 5)
         async with asyncio.timeout(WAIT_S):
             await client.wait_up()
+
+
+async def test_an_answer_echoing_the_card_data_is_taken_and_shows_none_of_it(
+    pki: Pki, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with linked(pki) as (_sim, client):
+        request = purchase(amount=3_000)
+        answer = await client.send(request, 5)
+        assert answer.approved and answer.amount == 3_000
+        assert dict(answer.echoed)[2] == GOOD_CARD  # the reference ledger echoes 2
+        assert answer.icc is not None
+        for shown in (repr(answer), str(answer), caplog.text):
+            assert GOOD_CARD not in shown and answer.icc.hex() not in shown.lower()
+
+
+@pytest.mark.parametrize(
+    ("tamper", "field"), [({4: f"{10_001:012d}"}, "field 4"), ({41: "T9999999"}, "field 41")]
+)
+async def test_an_answer_that_contradicts_its_request_is_no_answer(
+    pki: Pki, caplog: pytest.LogCaptureFixture, tamper: dict[int, str], field: str
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="posd.ledger")
+    async with linked(pki) as (sim, client):
+        sim.faults.tamper = tamper
+        request = purchase(amount=10_000)
+        with pytest.raises(LedgerBadResponse) as caught:
+            await client.send(request, 5)
+        assert field in str(caught.value)
+        told = f"answer 0210 stan {request.stan:06d} contradicts its request ({field}"
+        assert any(told in r.getMessage() for r in caplog.records)
+        assert GOOD_CARD not in caplog.text and "10001" not in caplog.text
+        assert sim.rules.balance(GOOD_CARD) == 990_000  # the ledger did act on it
+        assert client.is_up()  # one bad answer is no reason to drop the link
+        sim.faults.tamper = {}
+        assert (await client.send(reversal_of(request), 5)).approved
+        assert sim.rules.balance(GOOD_CARD) == 1_000_000

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import statistics
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import pytest
@@ -148,7 +149,7 @@ async def test_answer_for_another_terminal_is_a_bad_response() -> None:
         return frame(encode(replace(respond(request, "00"), terminal_id="T0000002"), MAC_KEY))
 
     async with ScriptedLedger(elsewhere) as peer, client_of(peer.port) as client:
-        with pytest.raises(LedgerBadResponse, match="another terminal"):
+        with pytest.raises(LedgerBadResponse, match="field 41"):
             await client.send(purchase(), 5)
 
 
@@ -173,9 +174,77 @@ def test_timings_are_checked() -> None:
         LedgerTimings(echo_idle_s=0)
     with pytest.raises(ValueError, match="backoff_initial_s"):
         LedgerTimings(backoff_initial_s=5, backoff_max_s=1)
+
+
+def test_the_backoff_is_drawn_over_its_whole_interval_above_a_floor() -> None:
     timings = LedgerTimings(backoff_initial_s=1, backoff_max_s=8)
-    for failures, ceiling in [(1, 1), (2, 2), (4, 8), (50, 8)]:
-        assert ceiling / 2 <= timings.backoff(failures) <= ceiling
+    assert timings.backoff_floor_s == 0.1
+    for failures, ceiling in [(1, 1), (2, 2), (3, 4), (4, 8), (50, 8)]:
+        delays = [timings.backoff(failures) for _ in range(2_000)]
+        assert all(0.1 <= delay <= ceiling for delay in delays)
+        # Full jitter: both ends of the interval are reached and the mean is its middle
+        # (2 000 draws: each bound below fails with a chance under 1e-80).
+        assert min(delays) < 0.1 + ceiling / 10 and max(delays) > ceiling * 0.9
+        assert abs(statistics.fmean(delays) - (0.1 + ceiling) / 2) < ceiling / 10
+
+
+class RecordedTimings(LedgerTimings):
+    """The client's real timings, noting the failure count each reconnect waits for."""
+
+    def backoff(self, failures: int) -> float:
+        ASKED.append(failures)
+        return super().backoff(failures)
+
+
+ASKED: list[int] = []
+
+
+def recorded(timings: LedgerTimings) -> RecordedTimings:
+    ASKED.clear()
+    return RecordedTimings(**{f.name: getattr(timings, f.name) for f in fields(timings)})
+
+
+async def test_a_refused_sign_on_backs_off_like_a_refused_connect() -> None:
+    async with ScriptedLedger(good, network_code="91") as peer:
+        client = LedgerClient(
+            host="127.0.0.1", port=peer.port, terminal_id=TERMINAL, mac_key=MAC_KEY,
+            stan_source=Stans(), timings=recorded(FAST),
+        )  # fmt: skip
+        task = asyncio.create_task(client.run(lambda: None))
+        try:
+            await wait_until(lambda: len(ASKED) >= 4)
+        finally:
+            task.cancel()
+            await asyncio.wait({task})
+        # Each refusal is one more failure: the wait doubles towards backoff_max_s, it does
+        # not restart from the shortest as after a link that was up.
+        assert ASKED[:4] == [1, 2, 3, 4]
+        assert peer.connections >= 4
+
+
+def sign_ons(sim: LedgerSimulator) -> int:
+    return sum(1 for seen in sim.seen if seen.network_code == "001")
+
+
+async def test_after_a_link_that_was_up_the_wait_starts_again_from_the_shortest() -> None:
+    async with LedgerSimulator(mac_key=MAC_KEY) as sim:
+        client = LedgerClient(
+            host="127.0.0.1", port=sim.port, terminal_id=TERMINAL, mac_key=MAC_KEY,
+            stan_source=Stans(), timings=recorded(FAST),
+        )  # fmt: skip
+        task = asyncio.create_task(client.run(lambda: None))
+        try:
+            async with asyncio.timeout(WAIT_S):
+                await client.wait_up()
+            for _ in range(3):
+                before = sign_ons(sim)
+                sim.drop_connections()
+                # A new sign-on seen is a new session (the old one ended); up, it answered.
+                await wait_until(lambda: sign_ons(sim) > before and client.is_up())  # noqa: B023
+        finally:
+            task.cancel()
+            await asyncio.wait({task})
+        assert ASKED == [1, 1, 1]
 
 
 async def test_from_config_over_tls(tmp_path: Path) -> None:

@@ -212,7 +212,7 @@ async def test_the_state_has_every_key_null_where_unknown_and_mqtt_md_words(
     }
     ledger: Any = state["ledger"]
     assert ledger["link"] == "down"  # the client's `connecting` is not a word of mqtt.md
-    assert ledger["clock_skew_s"] is None  # the payment side does not say (yet)
+    assert ledger["clock_skew_s"] is None  # a payment side that does not say: null
     assert GOOD_CARD not in ledger["last_error"]
     saf: Any = state["saf"]
     assert saf["alarm"] is None and saf["needs_attention"] == 0  # extras are kept
