@@ -211,6 +211,8 @@ def render_saf(queue: Sequence[Mapping[str, Any]]) -> str:
             line += f"  NEEDS ATTENTION (ledger answered {_show(entry.get('refused_code'))})"
         if entry.get("last_error"):
             line += f"  last error: {entry['last_error']}"
+        if entry.get("next_attempt_at"):
+            line += f"  next try {_show(entry['next_attempt_at'])}"
         lines.append(_printable(line))
     return "\n".join(lines)
 

@@ -90,6 +90,7 @@ def payment_components(
         ledger,
         timeout_s=config.ledger.timeout_s,
         retry_interval_s=saf_retry_interval_s,
+        max_age_h=config.offline.max_age_h,
     )
     reader: Any = None
     reader_errors: tuple[type[Exception], ...] = ()

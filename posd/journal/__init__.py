@@ -6,11 +6,14 @@ once settled; what the journal returns is masked.
 
 Modules:
 - `journal`: `Journal`, the asyncio face; one worker thread owns the SQLite connection.
+- `worker`: `JournalWorker`, that thread: one call at a time, a payment's before the queue's.
 - `orders`: `OrderStore` (`Journal.orders`), the 배달서구 orders table on that same thread;
   `OrderRecord`, `ORDER_STATES`.
 - `holder`: `JournalHolder`, the journal as a component (opened in `run`, closed last);
   calling it gives the open journal or raises `JournalNotOpen`.
 - `store`: `JournalCore`, the synchronous core: one method, one transaction.
+- `queue`: `SafQueue` (`JournalCore.saf`), the store-and-forward queue's table: entries
+  queued, due (each on its own next attempt time), counted, settled.
 - `refunds`: a refund checked against its original and recorded, to send or declined unsent
   (`ADVICE_PENDING`: its original's advice is still queued).
 - `rows`: the row mappers, lookups and single-row steps the store's transactions are made of.

@@ -16,19 +16,11 @@ OFFLINE_AUTH_CODE = re.compile(r"Y1[0-9]{4}")
 BPS_MAX = 10_000
 
 
-def to_ms(now: float) -> int:
+def to_ms(now: float, argument: str = "now") -> int:
     """Unix seconds as the whole milliseconds the journal stores."""
-    return _seconds_to_ms(now, "now", "Unix time in seconds")
-
-
-def _seconds_to_ms(seconds: float, argument: str, meaning: str) -> int:
-    if not math.isfinite(seconds) or seconds < 0:
-        raise InvalidArgument(argument, f"must be a finite, non-negative {meaning}")
-    return round(seconds * 1000)
-
-
-def hold_ms(hold_s: float) -> int:
-    return _seconds_to_ms(hold_s, "hold_s", "number of seconds")
+    if not math.isfinite(now) or now < 0:
+        raise InvalidArgument(argument, "must be a finite, non-negative Unix time in seconds")
+    return round(now * 1000)
 
 
 def check_response_code(response_code: str) -> None:

@@ -1,8 +1,10 @@
 """The durable payment journal and store-and-forward queue (SQLite in state_dir/journal.db).
 
 `Journal` is the asyncio face: every call runs in one dedicated worker thread that owns the
-SQLite connection, so the event loop never waits on an fsync. Every write is committed, and
-with WAL + synchronous=FULL on disk, before its coroutine returns: durable before visible.
+SQLite connection (worker.py), so the event loop never waits on an fsync; the queue's calls
+(saf_due, saf_next_due, saf_attempt_failed, saf_refused, saf_complete, saf_summary) go after
+any payment's call waiting. Every write is committed, and with WAL + synchronous=FULL on
+disk, before its coroutine returns: durable before visible.
 A caller cancelled while awaiting does not cancel the write; it may or may not have landed,
 and the journal (not the caller's memory) says which. Any call raises JournalStorageError when
 the disk under the journal is full or failing: nothing of that call was recorded.
@@ -17,8 +19,7 @@ import asyncio
 import datetime
 import functools
 import sqlite3
-from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import TypeVar
 
@@ -41,6 +42,7 @@ from posd.journal.model import (
 from posd.journal.orders import OrderStore
 from posd.journal.schema import DB_FILE_NAME
 from posd.journal.store import JournalCore
+from posd.journal.worker import JournalWorker
 
 __all__ = ["Journal", "day_bounds", "storage_failure"]
 
@@ -85,9 +87,9 @@ def _midnight_ms(date: datetime.date, tz: datetime.tzinfo | None) -> int:
 
 
 class Journal:
-    def __init__(self, core: JournalCore, executor: ThreadPoolExecutor) -> None:
+    def __init__(self, core: JournalCore, worker: JournalWorker) -> None:
         self._core = core
-        self._executor = executor
+        self._worker = worker
         self._closed = False
         self.path = core.path
         self.orders = OrderStore(core, self._run)
@@ -101,20 +103,18 @@ class Journal:
         or not this journal's key), JournalSchemaError (database from a newer posd) and
         JournalStorageError (the disk under it is full or failing).
         """
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="posd-journal")
+        worker = JournalWorker("posd-journal")
         try:
-            core = await asyncio.get_running_loop().run_in_executor(
-                executor, JournalCore, state_dir
-            )
+            core = await asyncio.wrap_future(worker.submit(lambda: JournalCore(state_dir)))
         except sqlite3.OperationalError as exc:
-            executor.shutdown(wait=False)
+            worker.stop()
             if storage_failure(exc):
                 raise JournalStorageError(state_dir / DB_FILE_NAME, str(exc)) from exc
             raise
         except BaseException:
-            executor.shutdown(wait=False)
+            worker.stop()
             raise
-        return cls(core, executor)
+        return cls(core, worker)
 
     async def close(self) -> None:
         """Waits for queued calls, then closes; a second close does nothing."""
@@ -122,20 +122,27 @@ class Journal:
             return
         self._closed = True
         try:
-            await asyncio.get_running_loop().run_in_executor(self._executor, self._core.close)
+            # Behind the queue's calls too: they were given before the close.
+            await asyncio.wrap_future(self._worker.submit(self._core.close, background=True))
         finally:
-            self._executor.shutdown(wait=False)
+            self._worker.stop()
 
     async def settings(self) -> dict[str, object]:
         """journal_mode, synchronous (2 = FULL), foreign_keys, secure_delete, schema_version."""
         return await self._run(self._core.settings)
 
     async def _run(self, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
+        return await self._call(functools.partial(fn, *args, **kwargs), background=False)
+
+    async def _background(self, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
+        """A call of the store-and-forward queue's: run once no payment's call waits."""
+        return await self._call(functools.partial(fn, *args, **kwargs), background=True)
+
+    async def _call(self, call: Callable[[], T], *, background: bool) -> T:
         if self._closed:
             raise JournalError("the journal is closed")
-        call = functools.partial(fn, *args, **kwargs)
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+            return await asyncio.wrap_future(self._worker.submit(call, background=background))
         except sqlite3.OperationalError as exc:
             if storage_failure(exc):
                 raise JournalStorageError(self.path, str(exc)) from exc
@@ -303,39 +310,60 @@ class Journal:
     # -- store and forward ----------------------------------------------------------------
 
     async def saf_pending(self, limit: int = 1000) -> list[SafEntry]:
-        return await self._run(self._core.saf_pending, limit)
+        return await self._run(self._core.saf.pending, limit)
 
-    async def saf_due(self, now: float, hold_s: float, after_id: int = 0) -> SafMessage | None:
-        """The oldest pending entry past `after_id` due for a transmission, with its fields;
-        one the ledger refused is held `hold_s` after its last transmission."""
-        return await self._run(self._core.saf_due, now, hold_s, after_id)
+    async def saf_due(
+        self,
+        now: float,
+        *,
+        force: bool = False,
+        after_id: int = 0,
+        exclude: Collection[int] = (),
+    ) -> SafMessage | None:
+        """The oldest pending entry past `after_id` and not in `exclude` whose next attempt
+        time has come (any, with `force`), with its fields."""
+        return await self._background(
+            self._core.saf.due, now, force=force, after_id=after_id, exclude=exclude
+        )
 
-    async def saf_held_until(self, hold_s: float) -> float | None:
-        """When the first refused entry is due again (Unix seconds), or None."""
-        return await self._run(self._core.saf_held_until, hold_s)
+    async def saf_next_due(self, exclude: Collection[int] = ()) -> float | None:
+        """When the first pending entry not in `exclude` is due (Unix seconds, 0.0: at once);
+        None if there is none."""
+        return await self._background(self._core.saf.next_due, exclude)
 
-    async def saf_attempt_failed(self, entry_id: int, error: str, now: float) -> SafEntry:
-        """A transmission went out and got no usable answer (`error` holds no card data)."""
-        return await self._run(self._core.saf_attempt_failed, entry_id, error, now)
+    async def saf_attempt_failed(
+        self, entry_id: int, error: str, now: float, next_attempt: float
+    ) -> SafEntry:
+        """A transmission went out and got no usable answer (`error` holds no card data); the
+        entry is due again at `next_attempt`."""
+        return await self._background(
+            self._core.saf.attempt_failed, entry_id, error, now, next_attempt
+        )
 
     async def saf_refused(
-        self, entry_id: int, *, response_code: str, error: str, now: float
+        self, entry_id: int, *, response_code: str, error: str, now: float, next_attempt: float
     ) -> SafEntry:
-        """The ledger answered without settling the entry: it stays queued, needing attention."""
-        return await self._run(
-            self._core.saf_refused, entry_id, response_code=response_code, error=error, now=now
+        """The ledger answered without settling the entry: it stays queued, needing attention,
+        due again at `next_attempt`."""
+        return await self._background(
+            self._core.saf.refused,
+            entry_id,
+            response_code=response_code,
+            error=error,
+            now=now,
+            next_attempt=next_attempt,
         )
 
     async def saf_complete(
         self, entry_id: int, *, response_code: str, now: float, rrn: str | None = None
     ) -> PaymentRecord:
-        """The ledger's answer settled the entry (00, or an advice's refusal): see JournalCore."""
-        return await self._run(
-            self._core.saf_complete, entry_id, response_code=response_code, now=now, rrn=rrn
+        """The ledger's answer settled the entry (00, or an advice's refusal): see SafQueue."""
+        return await self._background(
+            self._core.saf.complete, entry_id, response_code=response_code, now=now, rrn=rrn
         )
 
     async def saf_summary(self, now: float) -> SafSummary:
-        return await self._run(self._core.saf_summary, now)
+        return await self._background(self._core.saf.summary, now)
 
     # -- totals ---------------------------------------------------------------------------
 

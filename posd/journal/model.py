@@ -297,7 +297,8 @@ class SafEntry:
     `attempts` counts transmissions that went out. `refused_code` is the ledger's answer
     when it answered without settling the entry (a reversal answered other than 00, an
     advice answered with a code that is not a decision): such an entry needs attention,
-    and stays queued and retried until it is settled.
+    and stays queued and retried until it is settled. `next_attempt_at` is when it is due
+    again (None: at once).
     """
 
     entry_id: int
@@ -312,6 +313,7 @@ class SafEntry:
     last_attempt_at: int | None
     last_error: str | None
     refused_code: str | None = None
+    next_attempt_at: int | None = None
 
     @property
     def needs_attention(self) -> bool:
@@ -340,6 +342,9 @@ class SafEntry:
             "last_error": self.last_error,
             "refused_code": self.refused_code,
             "needs_attention": self.needs_attention,
+            "next_attempt_at": (
+                iso_time(self.next_attempt_at) if self.next_attempt_at is not None else None
+            ),
         }
         if now_ms is not None:
             doc["age_s"] = max(0, (now_ms - self.created_at) // 1000)
@@ -372,6 +377,11 @@ class SafSummary:
             "oldest_age_s": self.oldest_age_s,
             "needs_attention": self.needs_attention,
         }
+
+    def alarm(self, max_age_h: float) -> bool:
+        """Whether the oldest pending entry is older than offline.max_age_h: the `saf.alarm`
+        of the status object and of the `saf` event."""
+        return self.oldest_age_s is not None and self.oldest_age_s > max_age_h * 3600
 
 
 class OfflineLimits(Protocol):

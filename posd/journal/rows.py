@@ -1,6 +1,6 @@
 """Journal rows: the columns read, the row mappers, the lookups by payment id, idempotency key
 and SAF entry id, and the single-row steps every transition takes (its event, the card data
-dropped, a transmission counted). Each runs on the connection or transaction it is given."""
+dropped). Each runs on the connection or transaction it is given."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ PAYMENT_COLUMNS = """id, kind, idempotency_key, original_payment_id, state, amou
 # one's is the answer that settled it.
 SAF_COLUMNS = """saf.id, saf.payment_id, saf.kind, saf.stan, saf.amount, p.masked_pan, p.last4,
     saf.created_at, saf.attempts, saf.last_attempt_at, saf.last_error,
-    CASE WHEN saf.completed_at IS NULL THEN saf.response_code END"""
+    CASE WHEN saf.completed_at IS NULL THEN saf.response_code END, saf.next_attempt_at"""
 
 
 def payment_record(row: sqlite3.Row) -> PaymentRecord:
@@ -69,6 +69,7 @@ def saf_entry(row: sqlite3.Row) -> SafEntry:
         last_attempt_at=row[9],
         last_error=row[10],
         refused_code=row[11],
+        next_attempt_at=row[12],
     )
 
 
@@ -124,12 +125,4 @@ def drop_card_data(db: sqlite3.Connection, payment_id: str) -> None:
     db.execute(
         "UPDATE payments SET card_data = NULL WHERE id = ? AND card_data IS NOT NULL",
         (payment_id,),
-    )
-
-
-def count_attempt(db: sqlite3.Connection, entry_id: int, now_ms: int, error: str | None) -> None:
-    db.execute(
-        "UPDATE saf SET attempts = attempts + 1, last_attempt_at = ?,"
-        " last_error = coalesce(?, last_error) WHERE id = ?",
-        (now_ms, None if error is None else error[:200], entry_id),
     )

@@ -111,6 +111,16 @@ MIGRATIONS: Sequence[str] = (
     CREATE INDEX orders_received ON orders(received_at);
     CREATE INDEX orders_ended ON orders(ended_at) WHERE ended_at IS NOT NULL;
     """,
+    # 3: each queued entry's own next attempt time (posd.journal.queue). Until now an entry
+    # the ledger refused was held 30 s (the retry interval) after its last transmission and
+    # any other was due at once: the same times, written down.
+    """
+    ALTER TABLE saf ADD COLUMN next_attempt_at INTEGER;
+    UPDATE saf SET next_attempt_at = last_attempt_at + 30000
+        WHERE completed_at IS NULL AND response_code IS NOT NULL
+        AND last_attempt_at IS NOT NULL;
+    CREATE INDEX saf_next_attempt ON saf(next_attempt_at) WHERE completed_at IS NULL;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -23,22 +23,18 @@ from posd.journal.checks import (
     check_optional_text,
     check_response_code,
     check_stan,
-    hold_ms,
     to_ms,
 )
 from posd.journal.crypto import JournalCipher, JournalKeyError, load_or_create_key
 from posd.journal.model import (
-    ADVICE_REFUSED,
     APPROVED,
     APPROVED_OFFLINE,
     AUTHORIZING,
     CANCELLED,
     DECLINED,
     ENTRY_MODES,
-    FORWARDED,
     IN_FLIGHT_STATES,
     METHODS,
-    REVERSED,
     REVERSING,
     WAITING_FOR_CARD,
     CardSecrets,
@@ -53,25 +49,19 @@ from posd.journal.model import (
     PaymentNotFound,
     PaymentRecord,
     SafEntry,
-    SafMessage,
-    SafSummary,
-    decode_fields,
-    encode_fields,
     offline_refusal,
 )
+from posd.journal.queue import SafQueue
 from posd.journal.rows import (
     PAYMENT_COLUMNS,
-    SAF_COLUMNS,
     add_event,
     check_transition,
-    count_attempt,
     drop_card_data,
     find_payment,
     get_payment,
     payment_by_key,
     payment_record,
     read_saf_entry,
-    saf_entry,
 )
 from posd.journal.schema import DB_FILE_NAME, connect
 from posd.logs import register_secret
@@ -85,10 +75,6 @@ def _field7(now_ms: int) -> str:
 
 def _card_aad(payment_id: str) -> bytes:
     return b"posd-card\x00" + payment_id.encode()
-
-
-def _saf_aad(payment_id: str, kind: str) -> bytes:
-    return b"posd-saf\x00" + payment_id.encode() + b"\x00" + kind.encode()
 
 
 class JournalCore:
@@ -105,6 +91,8 @@ class JournalCore:
         except BaseException:
             self._conn.close()
             raise
+        self.saf = SafQueue(self._conn, self._cipher, self._tx)
+        """The store-and-forward queue, on this connection (queue.py)."""
 
     def _open_cipher(self, state_dir: Path) -> JournalCipher:
         row = self._conn.execute("SELECT value FROM meta WHERE key = 'key_check'").fetchone()
@@ -410,7 +398,7 @@ class JournalCore:
                 "UPDATE payments SET state = ?, decline_reason = ?, updated_at = ? WHERE id = ?",
                 (REVERSING, decline_reason, now_ms, payment_id),
             )
-            entry_id = self._enqueue(db, payment, "reversal", stan, fields, now_ms)
+            entry_id = self.saf.enqueue(db, payment, "reversal", stan, fields, now_ms)
             drop_card_data(db, payment_id)
             add_event(db, payment_id, payment.state, REVERSING, now_ms)
             return get_payment(db, payment_id), read_saf_entry(db, entry_id)
@@ -449,7 +437,7 @@ class JournalCore:
                 " WHERE id = ?",
                 (APPROVED_OFFLINE, auth_code, now_ms, payment_id),
             )
-            self._enqueue(db, payment, "advice", payment.stan, fields, now_ms)
+            self.saf.enqueue(db, payment, "advice", payment.stan, fields, now_ms)
             drop_card_data(db, payment_id)
             add_event(db, payment_id, payment.state, APPROVED_OFFLINE, now_ms)
             return get_payment(db, payment_id)
@@ -490,131 +478,6 @@ class JournalCore:
         with self._tx() as db:
             return stans.use_qr_nonce(db, nonce, now_ms)
 
-    # -- store and forward ----------------------------------------------------------------
-
-    def _enqueue(
-        self,
-        db: sqlite3.Connection,
-        payment: PaymentRecord,
-        kind: str,
-        stan: int,
-        fields: Mapping[str, FieldValue],
-        now_ms: int,
-    ) -> int:
-        if not fields:
-            raise InvalidArgument("fields", "a queued message needs its ISO 8583 fields")
-        sealed = self._cipher.seal(encode_fields(fields), _saf_aad(payment.payment_id, kind))
-        cursor = db.execute(
-            "INSERT INTO saf (payment_id, kind, stan, amount, fields, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (payment.payment_id, kind, stan, payment.charged, sealed, now_ms),
-        )
-        assert cursor.lastrowid is not None
-        return cursor.lastrowid
-
-    def saf_pending(self, limit: int = 1000) -> list[SafEntry]:
-        """Pending entries, oldest first, masked (for `posd saf` and diagnostics)."""
-        return reports.pending_entries(self._conn, limit)
-
-    def saf_due(self, now: float, hold_s: float, after_id: int = 0) -> SafMessage | None:
-        """The oldest pending entry past `after_id` that is due, with its fields: an entry the
-        ledger refused waits `hold_s` after its last transmission, any other is due at once.
-        Its mti is 0400/0220 until a transmission went out, 0401/0221 after."""
-        now_ms = to_ms(now)
-        hold = hold_ms(hold_s)
-        row = self._conn.execute(
-            f"SELECT {SAF_COLUMNS} FROM saf JOIN payments p ON p.id = saf.payment_id"
-            " WHERE saf.completed_at IS NULL AND saf.id > ?"
-            " AND (saf.response_code IS NULL OR saf.last_attempt_at IS NULL"
-            " OR saf.last_attempt_at + ? <= ?)"
-            " ORDER BY saf.id LIMIT 1",
-            (after_id, hold, now_ms),
-        ).fetchone()
-        return None if row is None else self._message(self._conn, saf_entry(row))
-
-    def saf_held_until(self, hold_s: float) -> float | None:
-        """When the first refused entry is due again (Unix seconds); None when none waits."""
-        hold = hold_ms(hold_s)
-        row = self._conn.execute(
-            "SELECT min(coalesce(last_attempt_at, 0)) FROM saf"
-            " WHERE completed_at IS NULL AND response_code IS NOT NULL"
-        ).fetchone()
-        return None if row[0] is None else (row[0] + hold) / 1000
-
-    def saf_attempt_failed(self, entry_id: int, error: str, now: float) -> SafEntry:
-        """A transmission went out and no usable answer came: counted (the next one is a
-        repeat), and why kept (no card data in `error`)."""
-        now_ms = to_ms(now)
-        with self._tx() as db:
-            read_saf_entry(db, entry_id, pending=True)
-            count_attempt(db, entry_id, now_ms, error)
-            return read_saf_entry(db, entry_id)
-
-    def saf_refused(self, entry_id: int, *, response_code: str, error: str, now: float) -> SafEntry:
-        """The ledger answered the transmission without settling the entry: counted, and the
-        entry stays queued with `response_code` as its refusal, needing attention."""
-        check_response_code(response_code)
-        if response_code == "00":
-            raise InvalidArgument("response_code", "00 settles an entry: use saf_complete")
-        now_ms = to_ms(now)
-        with self._tx() as db:
-            read_saf_entry(db, entry_id, pending=True)
-            count_attempt(db, entry_id, now_ms, error)
-            db.execute("UPDATE saf SET response_code = ? WHERE id = ?", (response_code, entry_id))
-            return read_saf_entry(db, entry_id)
-
-    def saf_complete(
-        self, entry_id: int, *, response_code: str, now: float, rrn: str | None = None
-    ) -> PaymentRecord:
-        """The ledger's answer settled the entry: the transmission is counted, the entry leaves
-        the queue (its fields are dropped, the row stays as history) and the payment moves on.
-        00 settles either kind: reversing -> reversed, approved_offline -> forwarded. Another
-        code settles only an advice, as the ledger's refusal of it: approved_offline ->
-        declined, decline_reason advice_refused. Which codes are such a decision is the
-        caller's call; a reversal is settled by nothing but 00."""
-        check_response_code(response_code)
-        check_optional_text("rrn", rrn, 12)
-        now_ms = to_ms(now)
-        with self._tx() as db:
-            entry = read_saf_entry(db, entry_id, pending=True)
-            if entry.kind == "reversal" and response_code != "00":
-                raise InvalidArgument("response_code", "only 00 settles a reversal")
-            count_attempt(db, entry_id, now_ms, None)
-            db.execute(
-                "UPDATE saf SET completed_at = ?, response_code = ?, fields = NULL WHERE id = ?",
-                (now_ms, response_code, entry_id),
-            )
-            payment = get_payment(db, entry.payment_id)
-            if entry.kind == "reversal":
-                target = REVERSED
-            else:
-                target = FORWARDED if response_code == "00" else DECLINED
-            check_transition(payment, target)
-            if target == REVERSED:
-                db.execute(
-                    "UPDATE payments SET state = ?, updated_at = ? WHERE id = ?",
-                    (target, now_ms, payment.payment_id),
-                )
-            else:
-                db.execute(
-                    "UPDATE payments SET state = ?, response_code = ?, rrn = coalesce(rrn, ?),"
-                    " decline_reason = ?, updated_at = ? WHERE id = ?",
-                    (
-                        target,
-                        response_code,
-                        rrn,
-                        ADVICE_REFUSED if target == DECLINED else None,
-                        now_ms,
-                        payment.payment_id,
-                    ),
-                )
-            drop_card_data(db, payment.payment_id)
-            add_event(db, payment.payment_id, payment.state, target, now_ms)
-            return get_payment(db, payment.payment_id)
-
-    def saf_summary(self, now: float) -> SafSummary:
-        return reports.saf_summary(self._conn, to_ms(now))
-
     # -- totals ---------------------------------------------------------------------------
 
     def totals(self, start_ms: int, end_ms: int) -> dict[str, object]:
@@ -624,10 +487,3 @@ class JournalCore:
     def payments_today(self, start_ms: int, end_ms: int) -> dict[str, int]:
         """The status counters: successful purchases, failed ones, and the won charged."""
         return reports.payments_today(self._conn, start_ms, end_ms)
-
-    # -- helpers --------------------------------------------------------------------------
-
-    def _message(self, db: sqlite3.Connection, entry: SafEntry) -> SafMessage:
-        row = db.execute("SELECT fields FROM saf WHERE id = ?", (entry.entry_id,)).fetchone()
-        plain = self._cipher.open(row[0], _saf_aad(entry.payment_id, entry.kind))
-        return SafMessage(entry, entry.mti, decode_fields(plain))

@@ -59,6 +59,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -161,6 +162,8 @@ class PaymentEngine:
         self._create_lock = asyncio.Lock()
         self._tasks: asyncio.TaskGroup | None = None
         forwarder.on_settled = self._publish
+        # The age alarm's changes are `saf` events (mqtt.md), beside monitoring's thresholds.
+        forwarder.on_alarm = functools.partial(self._hub.publish, "saf", "saf")
 
     # ---- component ------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from posd.payments.ports import LedgerPort
 
 Sums = dict[str, dict[str, dict[str, int]]]
 
-_SAF_KEYS = ("pending", "pending_amount", "oldest_age_s", "needs_attention")
+_SAF_KEYS = ("pending", "pending_amount", "oldest_age_s", "alarm", "needs_attention")
 _TODAY_KEYS = ("approved", "declined", "amount")
 
 
@@ -67,6 +67,7 @@ def saf_queue(entries: list[SafEntry]) -> list[dict[str, object]]:
                 "last_error": entry.last_error,
                 "needs_attention": entry.needs_attention,
                 "refused_code": entry.refused_code,
+                "next_attempt_at": full["next_attempt_at"],
             }
         )
     return queue
@@ -106,7 +107,11 @@ def payment_sections(
                 "kind": config.qr_scanner.kind,
             },
         },
-        "saf": saf.to_json() if saf is not None else dict.fromkeys(_SAF_KEYS),
+        "saf": (
+            {**saf.to_json(), "alarm": saf.alarm(config.offline.max_age_h)}
+            if saf is not None
+            else dict.fromkeys(_SAF_KEYS)
+        ),
         "storage": {
             "state": "error" if storage_error else "ready",
             "last_error": storage_error,

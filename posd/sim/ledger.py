@@ -302,6 +302,13 @@ class Faults:
     reverse_order: int = 0  # hold this many financial answers, then send them last first
     respond_with: str | None = None  # answer every financial request with this code, not acting
     duplicate: bool = False  # every financial answer is sent twice
+    # Per message, as a host that chokes on one request or routes one kind slowly does:
+    # financial requests with these STANs are acted on, their answers never sent; ...
+    no_answer_stans: set[int] = field(default_factory=set)
+    # ... answered with this code, not acted on; ...
+    respond_with_stans: dict[int, str] = field(default_factory=dict)
+    # ... and answers to these request MTIs wait this long more, each on its own (like delay_s).
+    delay_mti: dict[str, float] = field(default_factory=dict)
     # Financial answers carry these field values in place of their own (or beside them),
     # MACed as sent: an echo that contradicts its request, e.g. {4: "000000000001"}.
     tamper: dict[int, FieldValue] = field(default_factory=dict)
@@ -574,6 +581,8 @@ class LedgerSimulator:
             response = self.rules.answer(message, "58")  # not the terminal that signed on here
         elif self.faults.respond_with is not None:
             response = self.rules.answer(message, self.faults.respond_with)
+        elif message.stan in self.faults.respond_with_stans:
+            response = self.rules.answer(message, self.faults.respond_with_stans[message.stan])
         else:
             try:
                 response = self.rules.process(message, inbound.mac_valid)
@@ -584,7 +593,7 @@ class LedgerSimulator:
         log.info(
             "ledger-sim: tx %s stan=%06d rc=%s", response.mti, response.stan, response.response_code
         )
-        if self.faults.no_answer:
+        if self.faults.no_answer or message.stan in self.faults.no_answer_stans:
             return
         key = self._wrong_key if self.faults.wrong_mac else self._mac_key
         event = LedgerEvent("answered", response.mti, response.stan, None, response.response_code)
@@ -593,6 +602,10 @@ class LedgerSimulator:
         else:
             data = encode(response, key)
         outgoing = _Outgoing(data, event, 0.0)
+        slow = self.faults.delay_mti.get(message.mti, 0.0)
+        if slow > 0:
+            self._send(connection, outgoing, extra_s=slow)
+            return
         if self.faults.reverse_order > 0:
             connection.held.append(outgoing)
             if len(connection.held) < self.faults.reverse_order:
@@ -622,14 +635,16 @@ class LedgerSimulator:
         event = LedgerEvent("answered", response.mti, response.stan, None, code)
         self._send(connection, _Outgoing(encode(response, self._mac_key), event, 0.0))
 
-    def _send(self, connection: _Connection, outgoing: _Outgoing) -> None:
+    def _send(self, connection: _Connection, outgoing: _Outgoing, extra_s: float = 0.0) -> None:
         """Write `outgoing` `latency_s` from now, after the answers before it on this
-        connection (a TCP path keeps order); `Faults.delay_s` delays it on its own."""
+        connection (a TCP path keeps order); `Faults.delay_s` and `extra_s` delay it on its
+        own."""
         loop = asyncio.get_running_loop()
-        outgoing = replace(outgoing, due=loop.time() + self.latency_s + self.faults.delay_s)
-        after = None if self.faults.delay_s > 0 else connection.last_write
+        alone_s = self.faults.delay_s + extra_s
+        outgoing = replace(outgoing, due=loop.time() + self.latency_s + alone_s)
+        after = None if alone_s > 0 else connection.last_write
         task = asyncio.create_task(self._write(connection, outgoing, after))
-        if self.faults.delay_s <= 0:
+        if alone_s <= 0:
             connection.last_write = task
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

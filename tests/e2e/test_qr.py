@@ -231,7 +231,7 @@ async def test_status_object_and_totals(tmp_path: Path) -> None:
             "pending": 0,
             "pending_amount": 0,
             "oldest_age_s": None,
-            "alarm": None,
+            "alarm": False,
             "needs_attention": 0,
         }
         # Orders disabled: no order can arrive, unheard or not; the shop is not deaf.

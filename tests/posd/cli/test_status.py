@@ -108,6 +108,7 @@ async def test_saf_lists_masked_entries_only(
                 "queued_at": "2026-11-25T01:00:00Z",
                 "attempts": 2,
                 "last_error": "ledger link down",
+                "next_attempt_at": "2026-11-25T01:00:30Z",
                 # A field the listing does not know is never printed, whatever it holds.
                 "debug": "9410123456784321",
             },
@@ -132,7 +133,7 @@ async def test_saf_lists_masked_entries_only(
     assert out.splitlines()[0] == "store-and-forward queue: 3 waiting, oldest first"
     assert (
         "advice   p7  12,000 won  stan 31  ****4321  attempts 2  last error: ledger link down"
-        in out
+        "  next try 2026-11-25T01:00:30Z" in out
     )
     assert "reversal p8  500 won  stan -  ****8899  attempts -" in out
     assert "p9  700 won  stan 40  ****1111  attempts 1  NEEDS ATTENTION (ledger answered 30)" in out

@@ -136,7 +136,7 @@ async def test_no_card_data_in_the_clear_while_authorizing_or_after(tmp_path: Pa
             timed_out, fields=fields, stan=9, now=NOW, decline_reason="ledger_timeout"
         )
         assert leaks(tmp_path) == []
-        message = await j.saf_due(NOW, 0.0)
+        message = await j.saf_due(NOW)
         assert message is not None and message.fields == fields
         await j.saf_complete(entry.entry_id, response_code="00", now=NOW)
         for pid in (chip, mag, qr, timed_out):

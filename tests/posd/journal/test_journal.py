@@ -62,7 +62,7 @@ async def test_durability_settings_are_in_force(journal: Journal) -> None:
     assert settings["synchronous"] == 2  # FULL
     assert settings["foreign_keys"] == 1
     assert settings["secure_delete"] == 1
-    assert settings["schema_version"] == 2
+    assert settings["schema_version"] == 3
 
 
 async def test_create_stores_benefit_plus_as_given_and_the_api_object(journal: Journal) -> None:

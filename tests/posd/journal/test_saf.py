@@ -158,18 +158,25 @@ async def test_saf_oldest_first_repeat_mti_and_nothing_dropped(tmp_path: Path) -
         "needs_attention": 0,
     }
 
-    attempt = await j.saf_due(NOW + 2, HOLD)
+    assert await j.saf_next_due() == 0.0  # both due at once
+    attempt = await j.saf_due(NOW + 2)
     assert attempt is not None and attempt.entry.entry_id == first.entry_id
     assert attempt.mti == "0400" and attempt.fields == {"11": "000001", "55": b"\x9f\x26\x08"}
-    failed = await j.saf_attempt_failed(first.entry_id, "no answer in 15 s", NOW + 17)
+    failed = await j.saf_attempt_failed(first.entry_id, "no answer in 15 s", NOW + 17, NOW + 47)
     assert (
         failed.attempts == 1 and failed.mti == "0401" and failed.last_error == "no answer in 15 s"
     )
     assert failed.last_attempt_at == (NOW + 17) * 1000 and not failed.needs_attention
+    assert failed.next_attempt_at == (NOW + 47) * 1000
+    # Waiting for its next attempt, it holds back nothing: the advice behind it is due.
+    behind = await j.saf_due(NOW + 18)
+    assert behind is not None and behind.entry.kind == "advice"
+    assert await j.saf_next_due(exclude=[behind.entry.entry_id]) == NOW + 47
     await j.close()
 
-    j = await Journal.open(tmp_path)  # a restart loses nothing and keeps the order
-    repeat = await j.saf_due(NOW + 47, HOLD)
+    j = await Journal.open(tmp_path)  # a restart loses nothing, keeps the order and the time
+    assert (await j.saf_due(NOW + 46, after_id=0, exclude=[behind.entry.entry_id])) is None
+    repeat = await j.saf_due(NOW + 47)
     assert repeat is not None and repeat.entry.entry_id == first.entry_id
     assert repeat.mti == "0401" and repeat.fields == attempt.fields
     reversed_ = await j.saf_complete(first.entry_id, response_code="00", now=NOW + 48)
@@ -177,16 +184,17 @@ async def test_saf_oldest_first_repeat_mti_and_nothing_dropped(tmp_path: Path) -
     with pytest.raises(UnknownSafEntry):
         await j.saf_complete(first.entry_id, response_code="00", now=NOW + 49)
 
-    advice = await j.saf_due(NOW + 50, HOLD)
+    advice = await j.saf_due(NOW + 50)
     assert advice is not None and advice.entry.kind == "advice" and advice.mti == "0220"
     # Not sent (the link was down): nothing is counted, the next try is still the 0220.
-    assert (await j.saf_due(NOW + 80, HOLD)) == advice
+    assert (await j.saf_due(NOW + 80)) == advice
     forwarded = await j.saf_complete(
         advice.entry.entry_id, response_code="00", rrn="000000000099", now=NOW + 81
     )
     assert forwarded.state == "forwarded" and forwarded.rrn == "000000000099"
     assert forwarded.offline and forwarded.auth_code == "Y10001"
-    assert await j.saf_due(NOW + 82, 0.0) is None
+    assert await j.saf_due(NOW + 82, force=True) is None
+    assert await j.saf_next_due() is None
     assert (await j.saf_summary(NOW + 90)).to_json() == {
         "pending": 0,
         "pending_amount": 0,
@@ -213,7 +221,7 @@ async def test_saf_listing_is_masked(journal: Journal) -> None:
     assert doc["masked_pan"] == "941012******9012" and doc["stan"] == "000007"
     assert doc["age_s"] == 5 and doc["mti"] == "0400"
     assert "9410123456789012" not in repr(entry) + repr(doc)
-    message = await journal.saf_due(NOW, 0.0)
+    message = await journal.saf_due(NOW)
     assert message is not None and "9410123456789012" not in repr(message)
 
 
@@ -247,9 +255,9 @@ async def test_reversal_after_approval_and_empty_fields_refused(journal: Journal
 
 async def test_saf_unknown_entry(journal: Journal) -> None:
     with pytest.raises(UnknownSafEntry):
-        await journal.saf_attempt_failed(42, "x", NOW)
+        await journal.saf_attempt_failed(42, "x", NOW, NOW + 1)
     with pytest.raises(UnknownSafEntry):
-        await journal.saf_refused(42, response_code="30", error="x", now=NOW)
+        await journal.saf_refused(42, response_code="30", error="x", now=NOW, next_attempt=NOW + 1)
     with pytest.raises(UnknownSafEntry):
         await journal.saf_complete(42, response_code="00", now=NOW)
 
@@ -411,7 +419,7 @@ async def test_a_refused_step_rolls_back_its_earlier_writes(journal: Journal) ->
         db.execute("UPDATE payments SET state = 'declined' WHERE id = ?", (record.payment_id,))
     with pytest.raises(IllegalTransition):
         await journal.saf_complete(entry.entry_id, response_code="00", now=NOW)
-    message = await journal.saf_due(NOW, 0.0)
+    message = await journal.saf_due(NOW)
     assert message is not None and message.entry.entry_id == entry.entry_id
     assert message.fields == {"11": "000001"} and message.entry.attempts == 0
 
@@ -432,27 +440,31 @@ async def test_a_refused_entry_stays_queued_needing_attention_and_is_held(
         adv.payment_id, auth_code="Y10001", fields=advice_fields(adv), limits=Limits(), now=NOW
     )
     refused = await j.saf_refused(
-        rev_entry.entry_id, response_code="30", error="ledger answered 30", now=NOW + 1
+        rev_entry.entry_id,
+        response_code="30",
+        error="ledger answered 30",
+        now=NOW + 1,
+        next_attempt=NOW + 1 + HOLD,
     )
     assert refused.needs_attention and refused.refused_code == "30"
     assert (refused.attempts, refused.mti, refused.last_error) == (1, "0401", "ledger answered 30")
     assert (await j.get(rev.payment_id)).state == "reversing"  # type: ignore[union-attr]
     summary = await j.saf_summary(NOW + 2)
     assert (summary.pending, summary.needs_attention) == (2, 1)
-    assert await j.saf_held_until(HOLD) == NOW + 1 + HOLD
 
     # Held: the walk goes on to the next entry, and comes back once the hold is over.
-    behind = await j.saf_due(NOW + 2, HOLD)
+    behind = await j.saf_due(NOW + 2)
     assert behind is not None and behind.entry.kind == "advice"
-    assert await j.saf_due(NOW + 2, HOLD, after_id=behind.entry.entry_id) is None
-    again = await j.saf_due(NOW + 1 + HOLD, HOLD)
+    assert await j.saf_due(NOW + 2, after_id=behind.entry.entry_id) is None
+    assert await j.saf_next_due(exclude=[behind.entry.entry_id]) == NOW + 1 + HOLD
+    again = await j.saf_due(NOW + 1 + HOLD)
     assert again is not None and again.entry.entry_id == rev_entry.entry_id
     assert again.mti == "0401" and again.fields == {"11": "000009"}
-    forced = await j.saf_due(NOW + 2, 0.0)
+    forced = await j.saf_due(NOW + 2, force=True)
     assert forced is not None and forced.entry.entry_id == rev_entry.entry_id
 
     # A later try with no answer keeps the refusal; the restart and the listing show it.
-    await j.saf_attempt_failed(rev_entry.entry_id, "no answer in 15 s", NOW + 40)
+    await j.saf_attempt_failed(rev_entry.entry_id, "no answer in 15 s", NOW + 40, NOW + 40 + HOLD)
     await j.close()
     [listed, _] = saf_listing(tmp_path)
     assert listed.refused_code == "30" and listed.attempts == 2
@@ -460,12 +472,12 @@ async def test_a_refused_entry_stays_queued_needing_attention_and_is_held(
     assert doc["needs_attention"] is True and doc["refused_code"] == "30"
     assert doc["last_error"] == "no answer in 15 s"
     j = await Journal.open(tmp_path)
-    assert await j.saf_held_until(HOLD) == NOW + 40 + HOLD
+    assert await j.saf_next_due(exclude=[behind.entry.entry_id]) == NOW + 40 + HOLD
     # Only 00 settles it; then it is history, and nothing needs attention any more.
     done = await j.saf_complete(rev_entry.entry_id, response_code="00", now=NOW + 70)
     assert done.state == "reversed"
     assert (await j.saf_summary(NOW + 70)).needs_attention == 0
-    assert await j.saf_held_until(HOLD) is None
+    assert await j.saf_next_due(exclude=[behind.entry.entry_id]) is None
     await j.close()
 
 
@@ -491,12 +503,16 @@ async def test_saf_refused_arguments_are_checked(journal: Journal) -> None:
     bad_codes = (("00", "saf_complete"), ("3", an2), ("3-", an2))
     for code, problem in bad_codes:
         with pytest.raises(InvalidArgument, match=problem) as err:
-            await journal.saf_refused(entry.entry_id, response_code=code, error="x", now=NOW)
+            await journal.saf_refused(
+                entry.entry_id, response_code=code, error="x", now=NOW, next_attempt=NOW
+            )
         assert err.value.field == "response_code"
-    for hold in (-1.0, float("nan")):
+    for when in (-1.0, float("nan")):
         with pytest.raises(InvalidArgument) as err:
-            await journal.saf_due(NOW, hold)
-        assert err.value.field == "hold_s"
+            await journal.saf_refused(
+                entry.entry_id, response_code="30", error="x", now=NOW, next_attempt=when
+            )
+        assert err.value.field == "next_attempt"
     [still] = await journal.saf_pending()
     assert (still.attempts, still.refused_code) == (0, None)
 
@@ -537,3 +553,47 @@ async def test_only_the_ledger_ends_an_offline_approval(journal: Journal) -> Non
     with pytest.raises(IllegalTransition):
         await journal.transition(adv.payment_id, "declined", NOW, decline_reason="x")
     assert (await journal.get(adv.payment_id)).state == "approved_offline"  # type: ignore[union-attr]
+
+
+async def test_a_journal_of_schema_2_gains_next_attempt_times_as_it_held_them(
+    tmp_path: Path,
+) -> None:
+    """Version 2 held an entry the ledger refused 30 s after its last transmission and sent
+    any other at once; version 3 writes those times down, and the queue goes on from there."""
+    j = await Journal.open(tmp_path)
+    entries = []
+    for key in ("refused", "failed", "fresh", "done"):
+        record = await authorizing(j, key, 1_000)
+        assert record.stan is not None
+        _, entry = await j.start_reversal(
+            record.payment_id,
+            fields={"11": f"{record.stan:06d}"},
+            stan=record.stan,
+            now=NOW,
+            decline_reason="ledger_timeout",
+        )
+        entries.append(entry.entry_id)
+    refused, failed, fresh, done = entries
+    await j.saf_refused(refused, response_code="30", error="30", now=NOW + 5, next_attempt=NOW)
+    await j.saf_attempt_failed(failed, "no answer", NOW + 6, NOW)
+    await j.saf_complete(done, response_code="00", now=NOW + 7)
+    await j.close()
+    db = sqlite3.connect(tmp_path / "journal.db", isolation_level=None)
+    db.execute("DROP INDEX saf_next_attempt")  # back to what version 2 wrote
+    db.execute("ALTER TABLE saf DROP COLUMN next_attempt_at")
+    db.execute("UPDATE schema_version SET version = 2")
+    db.close()
+
+    j = await Journal.open(tmp_path)
+    try:
+        assert (await j.settings())["schema_version"] == 3
+        times = {e.entry_id: e.next_attempt_at for e in await j.saf_pending()}
+        assert times == {refused: (NOW + 5 + HOLD) * 1000, failed: None, fresh: None}
+        assert await j.saf_next_due() == 0.0
+        first = await j.saf_due(NOW + 8)
+        assert first is not None and first.entry.entry_id == failed  # the refused one waits
+        assert await j.saf_next_due(exclude=[failed, fresh]) == NOW + 5 + HOLD
+        again = await j.saf_due(NOW + 5 + HOLD)
+        assert again is not None and again.entry.entry_id == refused and again.mti == "0401"
+    finally:
+        await j.close()

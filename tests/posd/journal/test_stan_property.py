@@ -111,7 +111,7 @@ def run(core: JournalCore, state_dir: Path, ops: list[tuple[str, int]], start: i
                 queued[entry.entry_id] = (stan, reversal_stan)
         elif op == "complete" and queued:
             entry_id = sorted(queued)[arg % len(queued)]
-            core.saf_complete(entry_id, response_code="00", now=now)
+            core.saf.complete(entry_id, response_code="00", now=now)
             del queued[entry_id]
         elif op == "rewind" and seen:
             # Put the counter just before an earlier STAN, as a wrap eventually would.
