@@ -6,11 +6,11 @@ as 0400/0220, every later one as 0401/0221 with every other field kept. Nothing 
 Each entry on its own schedule: up to WINDOW entries are in flight at once, each started as
 soon as it is due and a place is free, so an entry the ledger does not answer holds one place
 for its timeout, never the entries behind it. A try that does not settle an entry sets its
-next attempt time in the journal (a restart keeps it): `retry_interval_s` / 8 after the
-first such try, doubling to `retry_interval_s` (30 s, the spec's "0401 every 30 s") from the
-fourth on. A 0200 never waits for the queue: the ledger client multiplexes one connection,
-writing each message at once and matching answers by STAN; the queue has no more than WINDOW
-messages outstanding; and its journal calls go after any payment's (posd.journal.worker).
+next attempt time in the journal (a restart keeps it): `retry_interval_s` on (30 s, the
+spec's "0401 every 30 s"; an entry whose link was lost goes again as soon as it is back).
+A 0200 never waits for the queue: the ledger client multiplexes one connection, writing each
+message at once and matching answers by STAN; the queue has no more than WINDOW messages
+outstanding; and its journal calls go after any payment's (posd.journal.worker).
 
 What settles an entry, and what an answer that does not settle it does (the spec is silent
 on answers other than 00; this is posd's reading):
@@ -58,7 +58,6 @@ from posd.journal import (
     Journal,
     JournalHolder,
     PaymentRecord,
-    SafEntry,
     SafMessage,
 )
 from posd.ledger import LedgerLinkLost, LedgerSecurityError, LedgerTimeout, LedgerUnavailable
@@ -75,8 +74,6 @@ WINDOW entries (bench_saf); few, so that a backlog never floods the ledger."""
 ALARM_LOG_S: Final = 3600.0
 TRY_AGAIN_CODES: Final = frozenset({"63", "91", "96"})
 ADVICE_DECISIONS: Final = frozenset({"05", "12", "13", "14", "51", "54", "57", "58", "61"})
-# The backoff doubles this many times up to the retry interval.
-_BACKOFF_STEPS: Final = 3
 # Below this a wait for the next due entry is not worth a timer: it is due now.
 _MIN_WAIT_S = 0.001
 
@@ -86,11 +83,6 @@ _Step = Literal["settled", "refused", "link_down", "failed"]
 def request_fields(request: LedgerRequest) -> dict[str, FieldValue]:
     """A request's fields as the journal queues them (sealed): field number → value."""
     return {str(number): value for number, value in request.fields().items()}
-
-
-def retry_delay(attempts: int, retry_interval_s: float) -> float:
-    """How long an entry waits after its `attempts`-th transmission left it unsettled."""
-    return retry_interval_s * 2.0 ** (min(attempts - 1, _BACKOFF_STEPS) - _BACKOFF_STEPS)
 
 
 def _describe(code: str) -> str:
@@ -279,13 +271,10 @@ class SafForwarder:
         await self._refused(journal, message, code)
         return "refused"
 
-    def _retry_in(self, entry: SafEntry) -> float:
-        return retry_delay(entry.attempts + 1, self._retry_interval_s)
-
     async def _failed(
         self, journal: Journal, message: SafMessage, error: str, wait_s: float | None = None
     ) -> None:
-        wait_s = self._retry_in(message.entry) if wait_s is None else wait_s
+        wait_s = self._retry_interval_s if wait_s is None else wait_s
         now = self._clock()
         await journal.saf_attempt_failed(message.entry.entry_id, error, now, now + wait_s)
         log.warning(
@@ -336,7 +325,7 @@ class SafForwarder:
         entry = message.entry
         what = "did not undo the charge" if entry.kind == "reversal" else "did not book it"
         error = f"ledger answered {_describe(code)}: it {what}; needs attention"
-        wait_s = self._retry_in(entry)
+        wait_s = self._retry_interval_s
         now = self._clock()
         await journal.saf_refused(
             entry.entry_id, response_code=code, error=error, now=now, next_attempt=now + wait_s
