@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-CODE = ("posd", "drivers", "protocols")
+CODE = ("posd", "drivers", "protocols", "tests", "bench", "fuzz")
 MAX_LINES = 700
 
 

@@ -22,11 +22,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import NameOID
+
+from posd.config import ConfigError, load_config
 
 TERMINAL_ID = "T0000001"
 MERCHANT_ID = "M00000000000001"
@@ -232,3 +235,24 @@ def _toml_value(value: object) -> str:
         items = ", ".join(f"{_toml_key(str(k))} = {_toml_value(v)}" for k, v in value.items())
         return "{ " + items + " }"
     raise TypeError(f"no TOML form for {type(value).__name__}")
+
+
+def problems(path: Path) -> list[tuple[int | None, str, str]]:
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    return [(p.line, p.key_path, p.message) for p in caught.value.problems]
+
+
+def key_line(path: Path, section: str, key: str) -> int:
+    """Line of `key = ` inside `[section]` of a file written by write_config."""
+    current = ""
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if line.startswith("["):
+            current = line.strip("[]")
+        elif current == section and line.split(" = ")[0].strip('"') == key:
+            return number
+    raise AssertionError(f"{section}.{key} not in {path}")
+
+
+def header_line(path: Path, section: str) -> int:
+    return path.read_text().splitlines().index(f"[{section}]") + 1

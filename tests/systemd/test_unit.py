@@ -1,5 +1,5 @@
 """What posd.service promises beyond `systemd-analyze verify` and the exposure score (those are
-checked in tests/posd/test_daemon.py): device groups that resolve, a crash loop that stops,
+checked in test_unit_files.py): device groups that resolve, a crash loop that stops,
 exit statuses that are not retried, a configuration directory left as install.sh made it."""
 
 from __future__ import annotations
