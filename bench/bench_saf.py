@@ -60,7 +60,7 @@ async def drain(
     count = load_config(write_config(directory)).offline.max_count
     ids = set(await queue_advices(directory / "state", count, now=time.time()))
     loop = asyncio.get_running_loop()
-    async with running_daemon(directory, ledger_up=False, logging={"level": "info"}) as d:
+    async with running_daemon(directory, ledger_up=False, logging={"level": "error"}) as d:
         d.ledger.latency_s = latency_s
         events = d.daemon.runtime.events.subscribe(kinds={"payment", "ledger"})
         try:
