@@ -17,7 +17,15 @@ from pathlib import Path
 import pytest
 
 from posd.runtime.failpoints import ENV as FAILPOINTS
-from tests.helpers.money import MoneyRig, answered, arrives, journal_state, money_rig
+from tests.helpers.money import (
+    LEDGER_TIMEOUT_S,
+    MoneyRig,
+    answered,
+    arrives,
+    journal_state,
+    money_rig,
+    wait_for_log,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -83,3 +91,70 @@ async def test_killed_at_each_instant_the_money_matches_what_customers_were_told
 
         await rig.check_money()
         assert rig.kills == 5
+
+
+async def test_ledger_faults_the_money_matches_what_customers_were_told(tmp_path: Path) -> None:
+    async with money_rig(tmp_path) as rig:
+        await rig.start()
+        ledger = rig.ledger
+
+        # Silent on a 0200: it moved the money, the answer is lost. posd reverses (never
+        # resends); the ledger speaks again as the reversal arrives.
+        ledger.faults.no_answer = True
+        rig.on_ledger(arrives("0400"), lambda: setattr(ledger.faults, "no_answer", False))
+        silent = await rig.pay("card", "seoroeum-contactless", 1_500)
+        done = await rig.outcome(silent)
+        assert (done["state"], done["decline_reason"]) == ("reversed", "ledger_timeout"), done
+        assert rig.moved() == 0
+
+        # Duplicate answers: every answer twice; the second 0210 finds no waiting request.
+        ledger.faults.duplicate = True
+        doubled = await rig.pay("qr", amount=1_600)
+        assert (await rig.outcome(doubled))["state"] == "approved"
+        await ledger.wait_event(lambda e: e.kind == "answered" and e.mti == "0210", 10)
+        twice = [e for e in ledger.events if e.kind == "answered" and e.mti == "0210"]
+        assert len(twice) == 2 and twice[0].stan == twice[1].stan, twice
+        ledger.faults.duplicate = False
+        assert rig.moved() == 1_600
+
+        # Answers out of order: an advice in flight when the ledger comes back, a 0200 beside
+        # it (queued traffic never delays a payment); both answers held, sent last first.
+        await rig.ledger_down()
+        advised = await paid_offline(rig, 1_700)
+        ledger.faults.reverse_order = 2
+        advice_out = rig.on_ledger(arrives("0220"), lambda: None)
+        await rig.ledger_up()
+        await advice_out.wait()
+        beside = await rig.pay("card", "seoroeum-contactless", 1_800)
+        assert (await rig.outcome(beside))["state"] == "approved"
+        assert (await rig.outcome(advised))["state"] == "forwarded"
+        order = [e.mti for e in ledger.events if e.kind == "answered" and e.mti != "0810"]
+        assert order[-2:] == ["0210", "0230"], order
+        ledger.faults.reverse_order = 0
+        assert rig.moved() == 1_600 + 1_700 + 1_800
+
+        # The connection dropped mid-message: half the 0210, then the cut. The ledger moved
+        # the money; posd never got an answer, so it reverses once the link is back.
+        ledger.faults.drop_mid_message = True
+        cut = await rig.pay("qr", amount=1_900)
+        done = await rig.outcome(cut)
+        assert done["state"] == "reversed", done
+        assert any(e.kind == "cut" and e.mti == "0210" for e in ledger.events)
+
+        # A late 0210 after its payment was reversed: logged, ignored, the reversal stands.
+        ledger.faults.delay_s = LEDGER_TIMEOUT_S + 1.5
+        rig.on_ledger(arrives("0400"), lambda: setattr(ledger.faults, "delay_s", 0.0))
+        late = await rig.pay("card", "seoroeum-contactless", 2_100)
+        assert (await rig.outcome(late))["state"] == "reversed"
+        stan = next(s.stan for s in reversed(ledger.seen) if s.mti == "0200")
+        await ledger.wait_event(
+            lambda e: e.kind == "answered" and e.mti == "0210" and e.stan == stan, 15
+        )
+        log = rig.tmp_path / "posd-process.log"
+        expected = f"answer 0210 stan {stan:06d} matches no waiting request"
+        await wait_for_log(log, expected)
+        assert (await rig.api.payment(late))["state"] == "reversed"
+
+        await rig.settle()
+        await rig.check_money()
+        assert rig.moved() == 1_600 + 1_700 + 1_800

@@ -39,7 +39,7 @@ from tests.helpers.daemon import FINAL_STATES, PosClient, daemon_process
 
 # The ledger's answer timeout posd is given: short, so that an unanswered 0200 is reversed
 # soon; long enough that a loaded machine answers in time.
-LEDGER_TIMEOUT_S = 3
+LEDGER_TIMEOUT_S = 2
 # The reconnect backoff after an outage doubles up to 60 s (ledger-iso8583.md): a wait for
 # the link after one may take that long.
 LINK_WAIT_S = 75.0
@@ -56,6 +56,15 @@ def journal_payments(state_dir: Path) -> list[tuple[str, str, str, int]]:
 def journal_state(state_dir: Path, payment_id: str) -> str:
     states = {pid: state for pid, _, state, _ in journal_payments(state_dir)}
     return states[payment_id]
+
+
+async def wait_for_log(path: Path, text: str, timeout_s: float = 15.0) -> None:
+    """Until posd's log file (written by the child process) holds `text`."""
+    async with asyncio.timeout(timeout_s):
+        while True:
+            if text in await asyncio.to_thread(path.read_text, errors="replace"):
+                return
+            await asyncio.sleep(0.05)
 
 
 def arrives(*mtis: str, nth: int = 1) -> Callable[[LedgerEvent], bool]:
