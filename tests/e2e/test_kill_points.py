@@ -12,6 +12,7 @@ test_kill_sweep.py's.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ import pytest
 from posd.runtime.failpoints import ENV as FAILPOINTS
 from tests.helpers.money import (
     LEDGER_TIMEOUT_S,
+    LINK_WAIT_S,
     MoneyRig,
     answered,
     arrives,
@@ -119,13 +121,18 @@ async def test_ledger_faults_the_money_matches_what_customers_were_told(tmp_path
 
         # Answers out of order: an advice in flight when the ledger comes back, a 0200 beside
         # it (queued traffic never delays a payment); both answers held, sent last first.
+        # The payment waits for its card meanwhile, so that its 0200 follows the advice at
+        # once, well within the advice's timeout.
         await rig.ledger_down()
         advised = await paid_offline(rig, 1_700)
         ledger.faults.reverse_order = 2
-        advice_out = rig.on_ledger(arrives("0220"), lambda: None)
-        await rig.ledger_up()
-        await advice_out.wait()
-        beside = await rig.pay("card", "seoroeum-contactless", 1_800)
+        beside = await rig.pay("card", amount=1_800, present=False)
+        advice_out = rig.on_ledger(
+            arrives("0220"), lambda: rig.reader.present("seoroeum-contactless")
+        )
+        await rig.ledger.refuse_connections(False)
+        async with asyncio.timeout(LINK_WAIT_S):
+            await advice_out.wait()
         assert (await rig.outcome(beside))["state"] == "approved"
         assert (await rig.outcome(advised))["state"] == "forwarded"
         order = [e.mti for e in ledger.events if e.kind == "answered" and e.mti != "0810"]

@@ -218,14 +218,18 @@ class MoneyRig:
 
     # ---- payments ---------------------------------------------------------------------------
 
-    async def pay(self, method: str, payer: str | None = None, amount: int = 1_000) -> str:
+    async def pay(
+        self, method: str, payer: str | None = None, amount: int = 1_000, *, present: bool = True
+    ) -> str:
         """Starts a payment and presents its card (a posd.sim.cards name) or scans a valid QR
-        of `payer` (an account number); returns its id without waiting for the outcome."""
+        of `payer` (an account number); returns its id without waiting for the outcome.
+        `present` False: the test presents the card itself, later."""
         created = await self.api.create(amount, method)
         payment_id = str(created["payment_id"])
         self.payment_ids.append(payment_id)
         if method == "card":
-            self.reader.present(payer or "seoroeum")
+            if present:
+                self.reader.present(payer or "seoroeum")
         else:
             await self.scanner.scan(self.issuer.valid(payer or GOOD_QR_ACCOUNT))
         return payment_id
