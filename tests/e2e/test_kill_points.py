@@ -48,9 +48,18 @@ async def test_killed_at_each_instant_the_money_matches_what_customers_were_told
         await rig.died()
         assert journal_state(rig.state_dir, first) == "authorizing"
         assert [s.mti for s in rig.ledger.seen if s.mti != "0800"] == []
+        # Its reversal at the ledger, unanswered: killed as the 0400 arrives (the ledger then
+        # answers it, for a 0200 it never saw: 00). Sent again after the restart, with the
+        # same MTI (that try was never counted): answered with the first answer.
+        killed = rig.kill_at_ledger(arrives("0400"))
+        await rig.start(ready=False)
+        await rig.died(killed.wait())
+        assert journal_state(rig.state_dir, first) == "reversing"
         await rig.start()
         done = await rig.outcome(first)
         assert (done["state"], done["decline_reason"]) == ("reversed", "interrupted"), done
+        reversals = [(s.mti, s.stan) for s in rig.ledger.seen if s.mti in ("0400", "0401")]
+        assert len(reversals) == 2 and len(set(reversals)) == 1, reversals
         assert rig.moved() == 0
 
         # The 0200 at the ledger, unanswered: posd dies as it arrives, then the ledger books
@@ -92,7 +101,7 @@ async def test_killed_at_each_instant_the_money_matches_what_customers_were_told
         assert len(advices) == 4 and len(set(advices)) == 3, advices
 
         await rig.check_money()
-        assert rig.kills == 5
+        assert rig.kills == 6
 
 
 async def test_ledger_faults_the_money_matches_what_customers_were_told(tmp_path: Path) -> None:

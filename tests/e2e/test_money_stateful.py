@@ -34,10 +34,9 @@ from protocols import srl_messages as srl
 from tests.helpers.daemon import FINAL_STATES
 from tests.helpers.money import MoneyRig, journal_payments, money_rig
 
-pytestmark = pytest.mark.timeout(300)
-
 _T = TypeVar("_T")
 DEEP = os.environ.get("HYPOTHESIS_PROFILE") == "deep"
+pytestmark = pytest.mark.timeout(3600 if DEEP else 300)
 PAYERS = {
     "chip": "seoroeum",
     "chip-offline": "approves-offline",
@@ -139,6 +138,6 @@ class MoneyMachine(RuleBasedStateMachine):
 
 
 MoneyMachine.TestCase.settings = settings(
-    max_examples=60 if DEEP else 3, stateful_step_count=15 if DEEP else 6
+    max_examples=40 if DEEP else 3, stateful_step_count=12 if DEEP else 6
 )
 TestMoney = MoneyMachine.TestCase

@@ -114,10 +114,15 @@ class MoneyRig:
     # ---- the process ------------------------------------------------------------------------
 
     async def start(
-        self, env: Mapping[str, str] | None = None, *, link: bool = True, timeout_s: float = 30
+        self,
+        env: Mapping[str, str] | None = None,
+        *,
+        link: bool = True,
+        ready: bool = True,
+        timeout_s: float = 30,
     ) -> None:
         """`posd run` on the rig's config; returns once the reader and scanner are ready and
-        (with `link`) the ledger link is up."""
+        (with `link`) the ledger link is up; `ready` False: as soon as it is started."""
         assert self.process is None, "posd is already running"
         self.config.api.socket.unlink(missing_ok=True)  # a killed posd leaves its socket
         self._stack = contextlib.AsyncExitStack()
@@ -125,8 +130,10 @@ class MoneyRig:
             daemon_process(self.config_path, env=env)
         )
         self.client = PosClient(self.config.api.socket)
+        if not ready:
+            return
 
-        def ready(s: dict[str, Any]) -> bool:
+        def serving(s: dict[str, Any]) -> bool:
             devices = s["devices"]
             up = s["ledger"]["link"] == "up" or not link
             return bool(
@@ -135,7 +142,7 @@ class MoneyRig:
                 and devices["qr_scanner"]["state"] == "ready"
             )
 
-        await self.api.wait_status(ready, timeout_s=timeout_s)
+        await self.api.wait_status(serving, timeout_s=timeout_s)
 
     async def kill(self) -> None:
         """SIGKILL posd now (if it still runs) and wait until it is gone."""
@@ -163,21 +170,17 @@ class MoneyRig:
     def kill_at_ledger(self, predicate: Callable[[LedgerEvent], bool]) -> asyncio.Event:
         """posd is SIGKILLed at the first ledger event matching `predicate`; the ledger goes on
         (acts on the message it received, or sends on) only once posd is gone. The event is
-        set at the kill."""
+        set at the kill. It may be armed before posd is started."""
         fired = asyncio.Event()
-        process = self.process
-        assert process is not None
 
-        async def gone() -> None:
-            await process.wait()
-
-        def listener(event: LedgerEvent) -> Awaitable[None] | None:
-            if fired.is_set() or not predicate(event):
+        def listener(event: LedgerEvent) -> Awaitable[int] | None:
+            process = self.process
+            if fired.is_set() or process is None or not predicate(event):
                 return None
             remove()
             self._kill_now()
             fired.set()
-            return gone()
+            return process.wait()
 
         remove = self.ledger.add_listener(listener)
         return fired
