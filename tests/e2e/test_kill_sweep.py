@@ -21,7 +21,9 @@ KILLS = 20
 WINDOW_S = 0.120
 # A WAN round trip at the ledger, so that the 0200 is in flight for a while, as in the field.
 LATENCY_S = 0.03
-CARDS = ("seoroeum", "seoroeum-contactless", "seoroeum-magstripe")
+# Chip (COMPLETE after the 0210), a chip card that refuses at COMPLETE (reversed), contactless
+# and magstripe (approved on the 0210 alone).
+CARDS = ("seoroeum", "declines-at-complete", "seoroeum-contactless", "seoroeum-magstripe")
 
 
 def instant(rng: random.Random) -> float:

@@ -1,6 +1,7 @@
 """The money invariant as a hypothesis state machine (issue 8): payments (chip, contactless,
-magstripe, QR), the ledger up, down or silent, crashes with restart (at rest, or at a random
-instant after CARD_DATA) and flushes, in any order. After every step each won the ledger
+magstripe, QR), the ledger up, down, silent, late or doubling its answers, crashes with
+restart (at rest, or at a random instant after CARD_DATA), the ledger connection cut at such
+an instant, and flushes, in any order. After every step each won the ledger
 moved is accounted for; at the end, the link staying up, the queue drains and
 tests/helpers/money.py's invariant holds.
 
@@ -28,17 +29,20 @@ from typing import Any, TypeVar
 import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from protocols import srl_messages as srl
 from tests.helpers.daemon import FINAL_STATES
-from tests.helpers.money import MoneyRig, journal_payments, money_rig
+from tests.helpers.money import LEDGER_TIMEOUT_S, MoneyRig, journal_payments, money_rig
 
 _T = TypeVar("_T")
 DEEP = os.environ.get("HYPOTHESIS_PROFILE") == "deep"
 pytestmark = pytest.mark.timeout(3600 if DEEP else 300)
+MODES = ("up", "down", "silent", "late", "doubled", "reordered", "bad-mac", "malfunction")
 PAYERS = {
     "chip": "seoroeum",
+    "chip-refused-at-complete": "declines-at-complete",
+    "chip-poor": "insufficient-funds",
     "chip-offline": "approves-offline",
     "contactless": "seoroeum-contactless",
     "magstripe": "seoroeum-magstripe",
@@ -78,12 +82,21 @@ class MoneyMachine(RuleBasedStateMachine):
 
         self._run(pay())
 
-    @rule(mode=st.sampled_from(["up", "down", "silent"]))
+    @rule(mode=st.sampled_from(MODES))
     def ledger(self, mode: str) -> None:
-        """Down: connections refused. Silent: it acts on requests and answers none."""
+        """Down: connections refused. Silent: it acts on requests and answers none. Late:
+        every answer comes after posd gave up. Doubled: every answer twice. Reordered: answers
+        held in pairs, sent last first. Bad-mac: answers with a wrong MAC. Malfunction: 96 to
+        every financial request, acting on none."""
 
         async def switch() -> None:
-            self.rig.ledger.faults.no_answer = mode == "silent"
+            faults = self.rig.ledger.faults
+            faults.no_answer = mode == "silent"
+            faults.delay_s = LEDGER_TIMEOUT_S + 0.5 if mode == "late" else 0.0
+            faults.duplicate = mode == "doubled"
+            faults.reverse_order = 2 if mode == "reordered" else 0
+            faults.wrong_mac = mode == "bad-mac"
+            faults.respond_with = "96" if mode == "malfunction" else None
             if mode == "down" and self.mode != "down":
                 await self.rig.ledger_down()
             elif mode != "down":
@@ -94,18 +107,65 @@ class MoneyMachine(RuleBasedStateMachine):
         self._run(switch())
         self.mode = mode
 
-    @rule(during_payment=st.booleans(), delay_ms=st.integers(0, 120))
-    def crash(self, during_payment: bool, delay_ms: int) -> None:
-        """SIGKILL, at rest or `delay_ms` after a chip card's CARD_DATA; then a restart on
-        the same state dir."""
+    @rule(
+        card=st.sampled_from(sorted(PAYERS)),
+        delay_ms=st.integers(0, 120),
+        how=st.sampled_from(["kill", "cut"]),
+    )
+    def interrupt(self, card: str, delay_ms: int, how: str) -> None:
+        """`delay_ms` after the card's CARD_DATA: posd SIGKILLed (then started again on the
+        same state dir), or its ledger connection cut (it reconnects)."""
+
+        async def interrupt() -> None:
+            if how == "kill":
+                killed = self.rig.kill_after_report(srl.CardData, delay_ms / 1000)
+                await self.rig.pay("card", PAYERS[card], 1_000 + delay_ms)
+                await self.rig.died(killed.wait())
+                await self.rig.start(link=False)
+                return
+            cut = self.rig.call_after_report(
+                srl.CardData, delay_ms / 1000, self.rig.ledger.drop_connections
+            )
+            payment_id = await self.rig.pay("card", PAYERS[card], 1_000 + delay_ms)
+            await cut.wait()
+            await self.rig.api.wait_state(payment_id, SETTLED_OR_OWED, timeout_s=30)
+
+        self._run(interrupt())
+
+    @precondition(lambda self: bool(self._refundable()))
+    @rule(pick=st.integers(0, 1_000), percent=st.integers(1, 100))
+    def refund(self, pick: int, percent: int) -> None:
+        """A refund of part of a payment the customer was told approved (or forwarded)."""
+        refundable = self._refundable()
+        payment_id, charged = refundable[pick % len(refundable)]
+
+        async def refund() -> None:
+            amount = max(1, charged * percent // 100)
+            path = f"/v1/payments/{payment_id}/refund"
+            status, body = await self.rig.api.request("POST", path, {"amount": amount})
+            # 400: more than is left to refund; 409: nothing to refund it against (no RRN
+            # yet); 503: the ledger link is down.
+            assert status in (202, 400, 409, 503), (status, body)
+            if status == 202:
+                self.rig.payment_ids.append(str(body["payment_id"]))
+                await self.rig.api.wait_state(body["payment_id"], SETTLED_OR_OWED, 30)
+
+        self._run(refund())
+
+    def _refundable(self) -> list[tuple[str, int]]:
+        rows = journal_payments(self.rig.state_dir)
+        return [
+            (pid, charged)
+            for pid, kind, state, charged in rows
+            if kind == "purchase" and state in ("approved", "forwarded")
+        ]
+
+    @rule()
+    def crash(self) -> None:
+        """SIGKILL at rest (the queue may be sending), then a restart on the same state dir."""
 
         async def crash() -> None:
-            if during_payment:
-                killed = self.rig.kill_after_report(srl.CardData, delay_ms / 1000)
-                await self.rig.pay("card", "seoroeum", 1_000 + delay_ms)
-                await self.rig.died(killed.wait())
-            else:
-                await self.rig.kill()
+            await self.rig.kill()
             await self.rig.start(link=False)
 
         self._run(crash())
@@ -117,12 +177,19 @@ class MoneyMachine(RuleBasedStateMachine):
 
     @invariant()
     def every_won_moved_is_accounted_for(self) -> None:
-        """Told approved ⇒ moved; moved ⇒ told approved, or still being settled."""
-        rows = journal_payments(self.rig.state_dir)
-        told = sum(c for _, _, state, c in rows if state in ("approved", "forwarded"))
-        pending = sum(c for _, _, state, c in rows if state in PENDING)
+        """Told approved ⇒ moved; moved ⇒ told approved, or still being settled (a refund
+        moves money back)."""
+        told = pending = refunding = 0
+        for _, kind, state, charged in journal_payments(self.rig.state_dir):
+            sign = 1 if kind == "purchase" else -1
+            if state in ("approved", "forwarded"):
+                told += sign * charged
+            elif state in PENDING and kind == "purchase":
+                pending += charged
+            elif state in PENDING:
+                refunding += charged
         moved = self.rig.moved()
-        assert told <= moved <= told + pending, (told, moved, pending, rows)
+        assert told - refunding <= moved <= told + pending, (told, moved, pending, refunding)
 
     def teardown(self) -> None:
         try:

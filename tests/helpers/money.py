@@ -204,17 +204,24 @@ class MoneyRig:
     def kill_after_report(self, kind: type[srl.Message], delay_s: float) -> asyncio.Event:
         """posd is SIGKILLed `delay_s` after the reader next sends a `kind` message (0: at
         that instant); the event is set at the kill."""
+        return self.call_after_report(kind, delay_s, self._kill_now)
+
+    def call_after_report(
+        self, kind: type[srl.Message], delay_s: float, then: Callable[[], None]
+    ) -> asyncio.Event:
+        """`then` runs `delay_s` after the reader next sends a `kind` message; the event is
+        set once it has."""
         fired = asyncio.Event()
         loop = asyncio.get_running_loop()
 
-        def kill() -> None:
-            self._kill_now()
+        def fire() -> None:
+            then()
             fired.set()
 
         def listener(msg: srl.Message) -> None:
             if isinstance(msg, kind):
                 self.reader.on_report.remove(listener)
-                loop.call_later(delay_s, kill)
+                loop.call_later(delay_s, fire)
 
         self.reader.on_report.append(listener)
         return fired
