@@ -27,13 +27,19 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from hypothesis import settings
+from hypothesis import event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from protocols import srl_messages as srl
 from tests.helpers.daemon import FINAL_STATES
-from tests.helpers.money import LEDGER_TIMEOUT_S, MoneyRig, journal_payments, money_rig
+from tests.helpers.money import (
+    LEDGER_TIMEOUT_S,
+    MoneyRig,
+    journal_payments,
+    journal_state,
+    money_rig,
+)
 
 _T = TypeVar("_T")
 DEEP = os.environ.get("HYPOTHESIS_PROFILE") == "deep"
@@ -73,14 +79,16 @@ class MoneyMachine(RuleBasedStateMachine):
 
     @rule(method=st.sampled_from([*PAYERS, "qr"]), amount=st.integers(100, 20_000))
     def pay(self, method: str, amount: int) -> None:
-        async def pay() -> None:
+        async def pay() -> str:
             if method == "qr":
                 payment_id = await self.rig.pay("qr", amount=amount)
             else:
                 payment_id = await self.rig.pay("card", PAYERS[method], amount)
-            await self.rig.api.wait_state(payment_id, SETTLED_OR_OWED, timeout_s=30)
+            done = await self.rig.api.wait_state(payment_id, SETTLED_OR_OWED, timeout_s=30)
+            return str(done["state"])
 
-        self._run(pay())
+        # Events are recorded here: hypothesis keeps its context in the rule's thread.
+        event(f"pay {method} with the ledger {self.mode}: {self._run(pay())}")
 
     @rule(mode=st.sampled_from(MODES))
     def ledger(self, mode: str) -> None:
@@ -116,21 +124,23 @@ class MoneyMachine(RuleBasedStateMachine):
         """`delay_ms` after the card's CARD_DATA: posd SIGKILLed (then started again on the
         same state dir), or its ledger connection cut (it reconnects)."""
 
-        async def interrupt() -> None:
+        async def interrupt() -> str:
             if how == "kill":
                 killed = self.rig.kill_after_report(srl.CardData, delay_ms / 1000)
-                await self.rig.pay("card", PAYERS[card], 1_000 + delay_ms)
+                payment_id = await self.rig.pay("card", PAYERS[card], 1_000 + delay_ms)
                 await self.rig.died(killed.wait())
+                state = journal_state(self.rig.state_dir, payment_id)
                 await self.rig.start(link=False)
-                return
+                return f"killed in {state}"
             cut = self.rig.call_after_report(
                 srl.CardData, delay_ms / 1000, self.rig.ledger.drop_connections
             )
             payment_id = await self.rig.pay("card", PAYERS[card], 1_000 + delay_ms)
             await cut.wait()
-            await self.rig.api.wait_state(payment_id, SETTLED_OR_OWED, timeout_s=30)
+            done = await self.rig.api.wait_state(payment_id, SETTLED_OR_OWED, timeout_s=30)
+            return f"cut, then {done['state']}"
 
-        self._run(interrupt())
+        event(self._run(interrupt()))
 
     @precondition(lambda self: bool(self._refundable()))
     @rule(pick=st.integers(0, 1_000), percent=st.integers(1, 100))
@@ -139,18 +149,21 @@ class MoneyMachine(RuleBasedStateMachine):
         refundable = self._refundable()
         payment_id, charged = refundable[pick % len(refundable)]
 
-        async def refund() -> None:
+        async def refund() -> str:
             amount = max(1, charged * percent // 100)
             path = f"/v1/payments/{payment_id}/refund"
             status, body = await self.rig.api.request("POST", path, {"amount": amount})
             # 400: more than is left to refund; 409: nothing to refund it against (no RRN
             # yet); 503: the ledger link is down.
             assert status in (202, 400, 409, 503), (status, body)
+            outcome = str(status)
             if status == 202:
                 self.rig.payment_ids.append(str(body["payment_id"]))
-                await self.rig.api.wait_state(body["payment_id"], SETTLED_OR_OWED, 30)
+                done = await self.rig.api.wait_state(body["payment_id"], SETTLED_OR_OWED, 30)
+                outcome = str(done["state"])
+            return outcome
 
-        self._run(refund())
+        event(f"refund with the ledger {self.mode}: {self._run(refund())}")
 
     def _refundable(self) -> list[tuple[str, int]]:
         rows = journal_payments(self.rig.state_dir)
