@@ -26,6 +26,7 @@ from tests.helpers.money import (
     arrives,
     journal_state,
     money_rig,
+    nth,
     wait_for_log,
 )
 
@@ -89,7 +90,7 @@ async def test_killed_at_each_instant_the_money_matches_what_customers_were_told
         await rig.ledger_down()
         offline = [await paid_offline(rig, amount) for amount in (1_100, 1_200, 1_300)]
         before = rig.moved()
-        killed = rig.kill_at_ledger(arrives("0220", "0221", nth=2))
+        killed = rig.kill_at_ledger(arrives("0220", "0221", nth_one=2))
         await rig.ledger.refuse_connections(False)
         await rig.died(killed.wait())
         assert rig.moved() == before + 1_100 + 1_200
@@ -120,10 +121,12 @@ async def test_ledger_faults_the_money_matches_what_customers_were_told(tmp_path
 
         # Duplicate answers: every answer twice; the second 0210 finds no waiting request.
         ledger.faults.duplicate = True
+        second_0210 = rig.on_ledger(nth(answered("0210"), 2), lambda: None)
         doubled = await rig.pay("qr", amount=1_600)
         assert (await rig.outcome(doubled))["state"] == "approved"
-        await ledger.wait_event(lambda e: e.kind == "answered" and e.mti == "0210", 10)
-        twice = [e for e in ledger.events if e.kind == "answered" and e.mti == "0210"]
+        async with asyncio.timeout(10):
+            await second_0210.wait()
+        twice = [e for e in ledger.events if answered("0210")(e)]
         assert len(twice) == 2 and twice[0].stan == twice[1].stan, twice
         ledger.faults.duplicate = False
         assert rig.moved() == 1_600

@@ -67,18 +67,24 @@ async def wait_for_log(path: Path, text: str, timeout_s: float = 15.0) -> None:
             await asyncio.sleep(0.05)
 
 
-def arrives(*mtis: str, nth: int = 1) -> Callable[[LedgerEvent], bool]:
-    """True at the `nth` message of one of `mtis` to reach the ledger from now on."""
+def nth(predicate: Callable[[LedgerEvent], bool], n: int) -> Callable[[LedgerEvent], bool]:
+    """True at the `n`th event matching `predicate` from now on (for one listener: it counts
+    the events it is shown)."""
     count = 0
 
-    def predicate(event: LedgerEvent) -> bool:
+    def counted(event: LedgerEvent) -> bool:
         nonlocal count
-        if event.kind == "received" and event.mti in mtis:
+        if predicate(event):
             count += 1
-            return count == nth
+            return count == n
         return False
 
-    return predicate
+    return counted
+
+
+def arrives(*mtis: str, nth_one: int = 1) -> Callable[[LedgerEvent], bool]:
+    """True at the `nth_one` message of one of `mtis` to reach the ledger from now on."""
+    return nth(lambda event: event.kind == "received" and event.mti in mtis, nth_one)
 
 
 def answered(mti: str) -> Callable[[LedgerEvent], bool]:
