@@ -33,6 +33,7 @@ from posd.payments.rules import ARC_HOST_DECLINED, ARC_LEDGER_NOT_REACHED
 from posd.payments.saf import SafForwarder, request_fields
 from posd.payments.service import DeviceNotReady
 from posd.payments.view import PaymentView
+from posd.runtime import failpoint
 from protocols.ber_tlv import TlvError, decode_tlv, find_tag
 from protocols.ledger_fields import offline_auth_code
 from protocols.ledger_messages import LedgerFormatError, LedgerRequest, LedgerResponse, build_advice
@@ -116,6 +117,7 @@ class Authorizer:
         chip = card is not None and card.entry_mode == "chip"
         if not self._ledger.is_up():
             return await self._offline(rec, request, chip=chip)
+        failpoint("payments.before_0200")
         try:
             response = await self._ledger.send(request, self._config.ledger.timeout_s)
         except LedgerUnavailable:

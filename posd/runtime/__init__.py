@@ -12,10 +12,13 @@ Modules:
 - `sdnotify`: `Notifier`, the sd_notify protocol (READY, STATUS, RELOADING, WATCHDOG).
 - `fanout`: `EventHub`, state changes fanned out to any number of bounded subscribers, each
   taking all kinds of event or some.
+- `failpoints`: `failpoint`, named instants where a test makes posd fail from inside (inert
+  unless POSD_FAILPOINTS names one).
 """
 
 from posd.runtime.component import Component, config_sections
 from posd.runtime.context import Decided, ReloadOutcome, Runtime
+from posd.runtime.failpoints import failpoint
 from posd.runtime.fanout import EventHub, Subscription
 from posd.runtime.sdnotify import Notifier
 from posd.runtime.supervisor import Backoff, ComponentReturned, ComponentStatus, Supervisor
@@ -33,4 +36,5 @@ __all__ = [
     "Subscription",
     "Supervisor",
     "config_sections",
+    "failpoint",
 ]

@@ -13,6 +13,10 @@ Faults: `drop_next_ack()`, `corrupt_next_frame()`, `go_silent()`/`wake()`,
 `port` is a symlink that unplug removes and replug points at a fresh pty, as
 udev does with /dev/posd-reader.
 
+Listeners: `on_command` is called with each command posd sends as it arrives,
+`on_report` with each message the reader sends as it goes out (a test kills
+posd at either instant, or a timed delay after one).
+
 Like a real reader it keeps its state while the host is away: posd killed
 mid-read leaves it reading (a START_READ then gets ERROR busy until a CANCEL),
 and a card presented to a read that is cancelled before the card got to it
@@ -93,6 +97,9 @@ class SimulatedCardReader:
         self.on_command: list[Callable[[srl.Message], None]] = []
         """Called with each command as it arrives, before the reader acts on it or ACKs it
         (a test kills posd at that instant); one that calls go_silent() leaves it unanswered."""
+        self.on_report: list[Callable[[srl.Message], None]] = []
+        """Called with each message the reader sends (CARD_DATA, COMPLETE_RESULT ...) as it
+        goes on the link, before its bytes are written (a test times a kill from there)."""
         self.record = record
         self.transcript: list[tuple[str, float, bytes]] = []
         self._t0: float | None = None
@@ -286,6 +293,8 @@ class SimulatedCardReader:
     def _send(self, msg: srl.Message) -> None:
         self.sent.append(msg)
         self.link.send(msg)
+        for listener in list(self.on_report):
+            listener(msg)
 
     def _service(self) -> None:
         for event in self.link.events():
