@@ -15,7 +15,6 @@ Modules:
 """
 
 from posd.orders.alerts import (
-    FAILPOINT_ENV,
     STATUS_EXPIRY_S,
     AudioReport,
     OrderAlerts,
@@ -37,7 +36,6 @@ from posd.orders.service import (
 __all__ = [
     "AUDIO_CHECK_S",
     "DEAF_AFTER_S",
-    "FAILPOINT_ENV",
     "STATUS_EXPIRY_S",
     "AudioReport",
     "OrderAlerts",

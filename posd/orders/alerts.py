@@ -28,7 +28,6 @@ import contextlib
 import datetime as dt
 import logging
 import math
-import os
 import time
 from collections.abc import Callable
 from typing import Final
@@ -57,17 +56,13 @@ from posd.orders.hearing import Hearing, can_alert
 from posd.orders.intake import BadInput, OrderIntake
 from posd.orders.service import OrderEnded, OrdersUnavailable, Tuning, UnknownOrder
 from posd.orders.views import hearing_event, order_event, order_object, status_payload
-from posd.runtime import EventHub
+from posd.runtime import EventHub, failpoint
 
 log = logging.getLogger(__package__)
 
 STATUS_EXPIRY_S: Final = 2 * 86_400
 """MQTT 5: the broker forgets a retained status after this (3.1.1 keeps it until replaced)."""
 REPUBLISH_S: Final = 86_400
-FAILPOINT_ENV: Final = "POSD_FAILPOINT"
-"""Test hook, inert unless set: `orders-before-journal` holds each order (forever) before its
-journal write, `orders-after-journal` after it and before the PUBACK, so that a test can kill
-posd at that instant."""
 
 
 AudioReport = Callable[[str, str | None, str], None]
@@ -156,7 +151,6 @@ class OrderAlerts:
         self._unknown_acks = Throttle(60.0)
         # A redelivery is one line; a platform sending copies in a loop is one a second.
         self._repeats = Throttle(1.0)
-        self._failpoint = os.environ.get(FAILPOINT_ENV)
 
     # ---- component -----------------------------------------------------------------------
 
@@ -255,7 +249,7 @@ class OrderAlerts:
         order = self._intake.parse(message, time.time())
         if order is None:
             return
-        await self._hold("orders-before-journal", order.order_id)
+        failpoint("orders.before_journal")
         try:
             record, created = await store.record(
                 order.order_id,
@@ -268,7 +262,7 @@ class OrderAlerts:
             self._journal_failed(exc)
             raise  # not acknowledged: the broker delivers it again
         self._journal_ok()
-        await self._hold("orders-after-journal", order.order_id)
+        failpoint("orders.after_journal")
         if not created:
             allowed, held = self._repeats.allow(time.monotonic())
             if allowed:
@@ -291,11 +285,6 @@ class OrderAlerts:
         if self._alarm is not None:
             self._alarm.add(record.order_id, record.received_at, arrived=arrived)
         self._changed(record)
-
-    async def _hold(self, failpoint: str, order_id: str) -> None:
-        if self._failpoint == failpoint:
-            log.warning("failpoint %s: order %s held here", failpoint, order_id)
-            await asyncio.Event().wait()
 
     async def _take_ack(self, store: OrderStore, message: InboundMessage) -> None:
         order_id = message.topic[len(self._topic) + 1 : -len("/ack")]

@@ -26,6 +26,10 @@ POINTS: Final = frozenset(
         # The payment's `authorizing` (STAN, field 7, sealed card data) is on disk and its
         # 0200 has not gone out: the ledger never sees it.
         "payments.before_0200",
+        # An order from the platform has arrived and is not in the journal yet; no PUBACK.
+        "orders.before_journal",
+        # The order is in the journal and its PUBACK has not gone out: the broker sends it again.
+        "orders.after_journal",
     }
 )
 ACTIONS: Final = frozenset({"kill"})
