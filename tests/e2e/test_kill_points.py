@@ -86,7 +86,8 @@ async def test_killed_at_each_instant_the_money_matches_what_customers_were_told
 
         # In the middle of forwarding advices: killed as the second of three reaches the
         # ledger, which books it once posd is gone. The restarted queue sends it again (same
-        # STAN and field 7) and the ledger answers its first answer: booked once.
+        # STAN and field 7) and the ledger answers its first answer: booked once. The first
+        # goes again too when its answer was not on disk yet (up to 4 are in flight at once).
         await rig.ledger_down()
         offline = [await paid_offline(rig, amount) for amount in (1_100, 1_200, 1_300)]
         before = rig.moved()
@@ -99,7 +100,8 @@ async def test_killed_at_each_instant_the_money_matches_what_customers_were_told
         for payment_id in offline:
             assert (await rig.outcome(payment_id))["state"] == "forwarded"
         advices = [s.stan for s in rig.ledger.seen if s.mti in ("0220", "0221")]
-        assert len(advices) == 4 and len(set(advices)) == 3, advices
+        assert len(set(advices)) == 3, advices
+        assert advices.count(advices[1]) >= 2, advices  # the second: before the kill and after
 
         await rig.check_money()
         assert rig.kills == 6
