@@ -94,7 +94,8 @@ async def test_killed_at_each_instant_the_money_matches_what_customers_were_told
         killed = rig.kill_at_ledger(arrives("0220", "0221", nth_one=2))
         await rig.ledger.refuse_connections(False)
         await rig.died(killed.wait())
-        assert rig.moved() == before + 1_100 + 1_200
+        # The third may be on the wire already, and booked as well.
+        assert rig.moved() - before in (1_100 + 1_200, 1_100 + 1_200 + 1_300), rig.moved()
         await rig.start()
         await rig.settle()
         for payment_id in offline:
