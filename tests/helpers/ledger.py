@@ -8,6 +8,7 @@ import datetime as dt
 import itertools
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 
@@ -38,6 +39,20 @@ class Stans:
 
     async def __call__(self) -> int:
         return next(self._next)
+
+
+def plain_client(port: int, **changes: Any) -> LedgerClient:
+    """A client of the ledger on `port` of this machine over plain TCP, as these tests' own
+    terminal (`changes`: any other argument of LedgerClient)."""
+    arguments: dict[str, Any] = dict(
+        host="127.0.0.1",
+        port=port,
+        terminal_id=TERMINAL,
+        mac_key=MAC_KEY,
+        stan_source=Stans(),
+        timings=FAST,
+    )
+    return LedgerClient(**(arguments | changes))
 
 
 @asynccontextmanager

@@ -3,7 +3,6 @@ the real ledger client on the reference ledger, and what that ledger received.""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -13,7 +12,7 @@ from posd.payments import request_fields
 from posd.sim import LedgerSimulator
 from posd.sim.ledger_accounts import GOOD_CARD
 from protocols.ledger_messages import build_reversal
-from tests.helpers.ledger import FAST, MAC_KEY, TERMINAL, Stans, now, purchase
+from tests.helpers.ledger import now, plain_client, purchase, running
 
 T0 = 1e9  # when the queued payments were made (Unix seconds)
 
@@ -54,20 +53,8 @@ class Queue:
 
 @asynccontextmanager
 async def link(sim: LedgerSimulator) -> AsyncIterator[LedgerClient]:
-    client = LedgerClient(
-        host="127.0.0.1",
-        port=sim.port,
-        terminal_id=TERMINAL,
-        mac_key=MAC_KEY,
-        stan_source=Stans(),
-        timings=FAST,
-    )
-    task = asyncio.create_task(client.run(lambda: None))
-    try:
+    async with running(plain_client(sim.port), wait_up=False) as client:
         yield client
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 def stans_received(sim: LedgerSimulator, stan: int) -> list[str]:

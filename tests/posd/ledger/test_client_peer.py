@@ -28,9 +28,9 @@ from tests.helpers.configs import MAC_KEY_HEX, write_config
 from tests.helpers.ledger import (
     FAST,
     MAC_KEY,
-    TERMINAL,
     WAIT_S,
     Stans,
+    plain_client,
     purchase,
     running,
     wait_until,
@@ -86,15 +86,7 @@ class ScriptedLedger:
 
 @asynccontextmanager
 async def client_of(port: int, wait_up: bool = True) -> AsyncIterator[LedgerClient]:
-    client = LedgerClient(
-        host="127.0.0.1",
-        port=port,
-        terminal_id=TERMINAL,
-        mac_key=MAC_KEY,
-        stan_source=Stans(),
-        timings=FAST,
-    )
-    async with running(client, wait_up):
+    async with running(plain_client(port), wait_up) as client:
         yield client
 
 
@@ -207,10 +199,7 @@ def recorded(timings: LedgerTimings) -> RecordedTimings:
 
 async def test_a_refused_sign_on_backs_off_like_a_refused_connect() -> None:
     async with ScriptedLedger(good, network_code="91") as peer:
-        client = LedgerClient(
-            host="127.0.0.1", port=peer.port, terminal_id=TERMINAL, mac_key=MAC_KEY,
-            stan_source=Stans(), timings=recorded(FAST),
-        )  # fmt: skip
+        client = plain_client(peer.port, timings=recorded(FAST))
         task = asyncio.create_task(client.run(lambda: None))
         try:
             await wait_until(lambda: len(ASKED) >= 4)
@@ -229,10 +218,7 @@ def sign_ons(sim: LedgerSimulator) -> int:
 
 async def test_after_a_link_that_was_up_the_wait_starts_again_from_the_shortest() -> None:
     async with LedgerSimulator(mac_key=MAC_KEY) as sim:
-        client = LedgerClient(
-            host="127.0.0.1", port=sim.port, terminal_id=TERMINAL, mac_key=MAC_KEY,
-            stan_source=Stans(), timings=recorded(FAST),
-        )  # fmt: skip
+        client = plain_client(sim.port, timings=recorded(FAST))
         task = asyncio.create_task(client.run(lambda: None))
         try:
             async with asyncio.timeout(WAIT_S):
@@ -282,14 +268,7 @@ async def test_a_stop_during_a_refused_sign_on_is_never_lost(turns: int) -> None
     # the connect puts the cancellation at each step of that teardown.
     async with ScriptedLedger(good, network_code="91") as peer:
         for _ in range(10):
-            client = LedgerClient(
-                host="127.0.0.1",
-                port=peer.port,
-                terminal_id=TERMINAL,
-                mac_key=MAC_KEY,
-                stan_source=Stans(),
-                timings=FAST,
-            )
+            client = plain_client(peer.port)
             peer.connected.clear()
             task = asyncio.create_task(client.run(lambda: None))
             async with asyncio.timeout(WAIT_S):

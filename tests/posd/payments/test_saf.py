@@ -21,7 +21,7 @@ from posd.sim import LedgerSimulator
 from posd.sim.ledger_accounts import DEMO_QR_ACCOUNT, GOOD_CARD, GOOD_QR_ACCOUNT
 from protocols.ledger_messages import LedgerRequest, LedgerResponse, build_reversal
 from tests.helpers.daemon import RunningDaemon, running_daemon
-from tests.helpers.ledger import FAST, MAC_KEY, TERMINAL, WAIT_S, Stans, now, purchase
+from tests.helpers.ledger import MAC_KEY, WAIT_S, now, plain_client, purchase
 
 pytestmark = pytest.mark.timeout(60)
 # The tests that let a 0200 go unanswered wait this long for it (loopback answers take ms).
@@ -223,14 +223,7 @@ class Rig:
 @asynccontextmanager
 async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     async with LedgerSimulator(mac_key=MAC_KEY) as sim:
-        client = LedgerClient(
-            host="127.0.0.1",
-            port=sim.port,
-            terminal_id=TERMINAL,
-            mac_key=MAC_KEY,
-            stan_source=Stans(),
-            timings=FAST,
-        )
+        client = plain_client(sim.port)
         link = asyncio.create_task(client.run(lambda: None))
         journal = await Journal.open(tmp_path)
         try:
