@@ -19,9 +19,7 @@ from pathlib import Path
 
 from bench.bench_journal import fsync_latencies
 from posd.config import load_config
-from posd.sim import LedgerSimulator, SimulatedCardReader, SimulatedSerialScanner
-from tests.helpers.configs import MAC_KEY_HEX, write_config
-from tests.helpers.daemon import PosClient, daemon_process, running_daemon
+from tests.helpers.daemon import PosClient, daemon_process, running_daemon, shop_peers
 
 ROUNDS = 50
 IDLE_S = 10.0
@@ -79,35 +77,25 @@ def _rss_mb(pid: int) -> float:
 
 async def footprint(directory: Path) -> tuple[float, float]:
     """(RSS in MB once serving, idle CPU in % of a core over IDLE_S)."""
-    with SimulatedSerialScanner() as scanner:
-        async with (
-            LedgerSimulator(mac_key=bytes.fromhex(MAC_KEY_HEX)) as ledger,
-            SimulatedCardReader(link=directory / "posd-reader") as reader,
-        ):
-            config_path = write_config(
-                directory,
-                ledger={"port": ledger.port},
-                card_reader={"port": reader.port},
-                qr_scanner={"kind": "serial", "port": scanner.port},
-                logging={"level": "info"},
-            )
-            config = load_config(config_path)
-            async with daemon_process(config_path) as process:
-                client = PosClient(config.api.socket)
-                try:
-                    await client.wait_status(
-                        lambda s: (
-                            s["ledger"]["link"] == "up"
-                            and s["devices"]["card_reader"]["state"] == "ready"
-                        ),
-                        timeout_s=30,
-                    )
-                finally:
-                    await client.session.close()
-                rss = _rss_mb(process.pid)
-                cpu_before, wall_before = _cpu_s(process.pid), time.monotonic()
-                await asyncio.sleep(IDLE_S)
-                cpu = (_cpu_s(process.pid) - cpu_before) / (time.monotonic() - wall_before)
+    async with shop_peers(directory) as peers:
+        config_path = peers.config_path
+        config = load_config(config_path)
+        async with daemon_process(config_path) as process:
+            client = PosClient(config.api.socket)
+            try:
+                await client.wait_status(
+                    lambda s: (
+                        s["ledger"]["link"] == "up"
+                        and s["devices"]["card_reader"]["state"] == "ready"
+                    ),
+                    timeout_s=30,
+                )
+            finally:
+                await client.session.close()
+            rss = _rss_mb(process.pid)
+            cpu_before, wall_before = _cpu_s(process.pid), time.monotonic()
+            await asyncio.sleep(IDLE_S)
+            cpu = (_cpu_s(process.pid) - cpu_before) / (time.monotonic() - wall_before)
     return rss, cpu * 100
 
 

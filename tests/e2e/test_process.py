@@ -12,13 +12,9 @@ import pytest
 from posd.config import load_config
 from posd.sim import (
     GOOD_QR_ACCOUNT,
-    LedgerSimulator,
-    QrIssuer,
-    SimulatedCardReader,
-    SimulatedSerialScanner,
 )
-from tests.helpers.configs import MAC_KEY_HEX, PLATFORM_KEY_ID, platform_key_pair, write_config
-from tests.helpers.daemon import PosClient, daemon_process
+from tests.helpers.configs import MAC_KEY_HEX
+from tests.helpers.daemon import PosClient, daemon_process, shop_peers
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -33,50 +29,41 @@ async def wait_serving(client: PosClient) -> None:
 async def test_killed_while_authorizing_is_reversed_after_restart_and_sigterm_stops(
     tmp_path: Path,
 ) -> None:
-    issuer = QrIssuer(key_id=PLATFORM_KEY_ID, private_key=platform_key_pair())
-    with SimulatedSerialScanner() as scanner:
-        async with (
-            LedgerSimulator(mac_key=bytes.fromhex(MAC_KEY_HEX)) as ledger,
-            SimulatedCardReader(link=tmp_path / "posd-reader") as reader,
-        ):
-            config_path = write_config(
-                tmp_path,
-                ledger={"port": ledger.port, "timeout_s": 30},
-                card_reader={"port": reader.port},
-                qr_scanner={"kind": "serial", "port": scanner.port},
-                logging={"level": "info"},
-            )
-            socket = load_config(config_path).api.socket
-            ledger.faults.no_answer = True
-            async with daemon_process(config_path) as process:
-                client = PosClient(socket)
-                try:
-                    await wait_serving(client)
-                    created = await client.create(4_000, "qr")
-                    token = issuer.valid(GOOD_QR_ACCOUNT)
-                    await scanner.scan(token)
-                    await client.wait_state(created["payment_id"], {"authorizing"})
-                    await ledger.wait_seen(lambda s: s.mti == "0200")
-                finally:
-                    await client.session.close()
-                process.kill()  # a crash: no sign-off, no chance to tidy up
-                await process.wait()
-            ledger.faults.no_answer = False
-            socket.unlink(missing_ok=True)
-            async with daemon_process(config_path) as process:
-                client = PosClient(socket)
-                try:
-                    await wait_serving(client)
-                    done = await client.wait_state(created["payment_id"], {"reversed"})
-                    assert done["decline_reason"] == "interrupted"
-                    assert [s.mti for s in ledger.seen].count("0200") == 1
-                    assert any(s.mti == "0400" for s in ledger.seen)
-                finally:
-                    await client.session.close()
-                process.send_signal(signal.SIGTERM)
-                async with asyncio.timeout(15):
-                    assert await process.wait() == 0
-                await ledger.wait_seen(lambda s: s.network_code == "002")  # signed off
+    async with shop_peers(tmp_path, ledger={"timeout_s": 30}) as peers:
+        ledger, scanner, issuer = peers.ledger, peers.scanner, peers.issuer
+        assert scanner is not None
+        config_path = peers.config_path
+        socket = load_config(config_path).api.socket
+        ledger.faults.no_answer = True
+        async with daemon_process(config_path) as process:
+            client = PosClient(socket)
+            try:
+                await wait_serving(client)
+                created = await client.create(4_000, "qr")
+                token = issuer.valid(GOOD_QR_ACCOUNT)
+                await scanner.scan(token)
+                await client.wait_state(created["payment_id"], {"authorizing"})
+                await ledger.wait_seen(lambda s: s.mti == "0200")
+            finally:
+                await client.session.close()
+            process.kill()  # a crash: no sign-off, no chance to tidy up
+            await process.wait()
+        ledger.faults.no_answer = False
+        socket.unlink(missing_ok=True)
+        async with daemon_process(config_path) as process:
+            client = PosClient(socket)
+            try:
+                await wait_serving(client)
+                done = await client.wait_state(created["payment_id"], {"reversed"})
+                assert done["decline_reason"] == "interrupted"
+                assert [s.mti for s in ledger.seen].count("0200") == 1
+                assert any(s.mti == "0400" for s in ledger.seen)
+            finally:
+                await client.session.close()
+            process.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(15):
+                assert await process.wait() == 0
+            await ledger.wait_seen(lambda s: s.network_code == "002")  # signed off
     # The daemon's own log lines, as journald would get them.
     logged = (tmp_path / "posd-process.log").read_bytes()
     assert b"reversal" in logged

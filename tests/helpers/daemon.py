@@ -22,6 +22,7 @@ import os
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -361,17 +362,46 @@ async def ledger_and_reader(
     tmp_path: Path,
 ) -> AsyncIterator[tuple[LedgerSimulator, SimulatedCardReader, Path]]:
     """The reference ledger and a simulated reader, and a config for `posd run` using both."""
-    async with (
-        LedgerSimulator(mac_key=bytes.fromhex(MAC_KEY_HEX)) as ledger,
-        SimulatedCardReader(link=tmp_path / "posd-reader") as reader,
-    ):
-        config_path = write_config(
-            tmp_path,
-            ledger={"port": ledger.port},
-            card_reader={"port": reader.port},
-            logging={"level": "info"},
-        )
-        yield ledger, reader, config_path
+    async with shop_peers(tmp_path, qr_scanner=False) as peers:
+        yield peers.ledger, peers.reader, peers.config_path
+
+
+@dataclass(frozen=True)
+class ShopPeers:
+    """What a shop's posd talks to, simulated, and the config for `posd run` naming them."""
+
+    ledger: LedgerSimulator
+    reader: SimulatedCardReader
+    scanner: SimulatedSerialScanner | None
+    issuer: QrIssuer
+    config_path: Path
+
+
+@contextlib.asynccontextmanager
+async def shop_peers(
+    directory: Path, *, qr_scanner: bool = True, **sections: Mapping[str, object] | None
+) -> AsyncIterator[ShopPeers]:
+    """The reference ledger, a simulated reader, a serial QR scanner (unless `qr_scanner` is
+    False), the platform's QR issuer, and a config in `directory` naming them; `sections`
+    as write_config takes them, merged over the peers' keys (`ledger={"timeout_s": 2}`)."""
+    issuer = QrIssuer(key_id=PLATFORM_KEY_ID, private_key=platform_key_pair())
+    with SimulatedSerialScanner() if qr_scanner else contextlib.nullcontext() as scanner:
+        async with (
+            LedgerSimulator(mac_key=bytes.fromhex(MAC_KEY_HEX)) as ledger,
+            SimulatedCardReader(link=directory / "posd-reader") as reader,
+        ):
+            own: dict[str, Mapping[str, object] | None] = {
+                "ledger": {"port": ledger.port},
+                "card_reader": {"port": reader.port},
+                "logging": {"level": "info"},
+            }
+            if scanner is not None:
+                own["qr_scanner"] = {"kind": "serial", "port": scanner.port}
+            for name, values in sections.items():
+                mine = own.get(name)
+                own[name] = None if values is None else {**(mine or {}), **values}
+            config_path = write_config(directory, **own)
+            yield ShopPeers(ledger, reader, scanner, issuer, config_path)
 
 
 def on_reader_command(

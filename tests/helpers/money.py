@@ -34,8 +34,7 @@ from posd.sim import LedgerSimulator, QrIssuer, SimulatedCardReader, SimulatedSe
 from posd.sim.ledger import Faults, LedgerEvent
 from posd.sim.ledger_accounts import GOOD_QR_ACCOUNT
 from protocols import srl_messages as srl
-from tests.helpers.configs import MAC_KEY_HEX, PLATFORM_KEY_ID, platform_key_pair, write_config
-from tests.helpers.daemon import FINAL_STATES, PosClient, daemon_process
+from tests.helpers.daemon import FINAL_STATES, PosClient, daemon_process, shop_peers
 
 # The ledger's answer timeout posd is given: short, so that an unanswered 0200 is reversed
 # soon; long enough that a loaded machine answers in time.
@@ -308,35 +307,26 @@ async def money_rig(
 ) -> AsyncIterator[MoneyRig]:
     """The rig with its peers running and its config written (posd not started yet);
     `overrides` as write_config takes them. posd is killed at the end if it still runs."""
-    issuer = QrIssuer(key_id=PLATFORM_KEY_ID, private_key=platform_key_pair())
-    with SimulatedSerialScanner() as scanner:
-        async with (
-            LedgerSimulator(mac_key=bytes.fromhex(MAC_KEY_HEX)) as ledger,
-            SimulatedCardReader(link=tmp_path / "posd-reader") as reader,
-        ):
-            config_path = write_config(
-                tmp_path,
-                ledger={"port": ledger.port, "timeout_s": LEDGER_TIMEOUT_S},
-                card_reader={"port": reader.port},
-                qr_scanner={"kind": "serial", "port": scanner.port},
-                offline={"max_per_account": 50},
-                logging={"level": "info"},
-                **overrides,
-            )
-            opening = {a.number: a.balance for a in ledger.rules.accounts}
-            rig = MoneyRig(
-                tmp_path,
-                config_path,
-                load_config(config_path),
-                ledger,
-                reader,
-                scanner,
-                issuer,
-                opening,
-            )
-            try:
-                yield rig
-            finally:
-                if rig.process is not None:
-                    with contextlib.suppress(Exception):
-                        await rig.kill()
+    sections: dict[str, Mapping[str, object] | None] = {
+        "ledger": {"timeout_s": LEDGER_TIMEOUT_S},
+        "offline": {"max_per_account": 50},
+    }
+    async with shop_peers(tmp_path, **(sections | overrides)) as peers:
+        assert peers.scanner is not None
+        opening = {a.number: a.balance for a in peers.ledger.rules.accounts}
+        rig = MoneyRig(
+            tmp_path,
+            peers.config_path,
+            load_config(peers.config_path),
+            peers.ledger,
+            peers.reader,
+            peers.scanner,
+            peers.issuer,
+            opening,
+        )
+        try:
+            yield rig
+        finally:
+            if rig.process is not None:
+                with contextlib.suppress(Exception):
+                    await rig.kill()
