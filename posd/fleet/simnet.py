@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import socket
 import threading
@@ -73,7 +74,11 @@ class Network:
         """Run on the loop's thread: paho calls back from the connect thread too."""
         if threading.get_ident() == self._loop_thread:
             callback(*args)
-        else:
+            return
+        # paho closes a dropped client's socket again when the client is collected, calling
+        # back from whichever thread collects it, maybe after the loop closed: the network is
+        # gone then, and with it all the callback would tidy.
+        with contextlib.suppress(RuntimeError):
             self.loop.call_soon_threadsafe(callback, *args)
 
     async def _tick(self) -> None:

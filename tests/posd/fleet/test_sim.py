@@ -3,12 +3,14 @@ answers commands as posd must, its schedule is seeded, and the command line beha
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import re
 import signal
 import subprocess
 import sys
+import threading
 from collections import Counter
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from posd.fleet import FleetModel, SimBox
 from posd.fleet.simbox import MISSED_AFTER_STEPS, Message
+from posd.fleet.simnet import Network
 from protocols.command_payload import sign_command
 from tests.helpers.mosquitto import Mosquitto
 
@@ -232,3 +235,26 @@ def test_the_command_line_refuses_clearly(tmp_path: Path) -> None:
         _, err = child.communicate(timeout=30)
         assert child.returncode == code, (argv, err)
         assert message in err and "Traceback" not in err, err
+
+
+def test_a_paho_callback_after_the_simulator_s_loop_closed_is_dropped() -> None:
+    # paho calls on_socket_close again when a dropped client is garbage collected, from the
+    # collecting thread, after the simulator's loop may have closed (it failed a later test).
+    async def network() -> Network:
+        return Network("127.0.0.1", 1)
+
+    net = asyncio.run(network())
+    net.executor.shutdown()
+    called: list[int] = []
+    errors: list[BaseException] = []
+
+    def from_another_thread() -> None:
+        try:
+            net.in_loop(called.append, 1)
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=from_another_thread)
+    thread.start()
+    thread.join()
+    assert errors == [] and called == []
