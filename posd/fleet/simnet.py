@@ -92,6 +92,7 @@ class BoxConnection:
     """One connection of one box; a box that reconnects makes a new one."""
 
     __slots__ = (
+        "_acked",
         "_connack",
         "_done",
         "_fd",
@@ -122,6 +123,7 @@ class BoxConnection:
         self._connack: asyncio.Future[ReasonCode] = loop.create_future()
         self._suback: asyncio.Future[None] = loop.create_future()
         self._done: asyncio.Future[None] = loop.create_future()
+        self._acked: dict[int, asyncio.Future[None]] = {}
         client = paho.Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -136,6 +138,7 @@ class BoxConnection:
         client.on_connect = self._connected
         client.on_subscribe = self._subscribed
         client.on_message = self._message
+        client.on_publish = self._published
         client.on_disconnect = self._disconnected
         self.client = client
 
@@ -186,11 +189,17 @@ class BoxConnection:
             self.drop()
             return
         self.up = False  # an orderly end: not a lost connection
-        if last is not None:
-            self.client.publish(last.topic, last.payload, last.qos, last.retain)
-        self.client.disconnect()
         try:
             async with asyncio.timeout(timeout_s):
+                if last is not None:
+                    # As posd does: its PUBACK first. A socket closed right after the
+                    # DISCONNECT while the broker still answers earlier publishes makes it
+                    # drop the connection unread, `offline` and DISCONNECT with it.
+                    info = self.client.publish(last.topic, last.payload, last.qos, last.retain)
+                    if last.qos > 0:
+                        acked = self._acked[info.mid] = self.net.loop.create_future()
+                        await acked
+                self.client.disconnect()
                 await asyncio.shield(self._done)
         except TimeoutError:
             log.debug("%s: no orderly end within %g s", self.client_id, timeout_s)
@@ -252,6 +261,13 @@ class BoxConnection:
         if not self._suback.done():
             self._suback.set_result(None)
 
+    def _published(
+        self, client: paho.Client, userdata: object, mid: int, code: Any, properties: Any
+    ) -> None:
+        acked = self._acked.pop(mid, None)
+        if acked is not None and not acked.done():
+            acked.set_result(None)
+
     def _message(self, client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
         try:
             self.on_message(message.topic, bytes(message.payload))
@@ -265,6 +281,10 @@ class BoxConnection:
         self._detach()
         if not self._done.done():
             self._done.set_result(None)
+        for acked in self._acked.values():  # no PUBACK comes on a closed connection
+            if not acked.done():
+                acked.set_result(None)
+        self._acked.clear()
         if not self._connack.done():
             self._connack.set_exception(ConnectFailed(f"connection closed before CONNACK ({code})"))
         if was_up:

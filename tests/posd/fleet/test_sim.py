@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from posd.fleet import FleetModel, SimBox
 from posd.fleet.simbox import MISSED_AFTER_STEPS, Message
-from posd.fleet.simnet import Network
+from posd.fleet.simnet import BoxConnection, Network
 from protocols.command_payload import sign_command
 from tests.helpers.mosquitto import Mosquitto
 
@@ -258,3 +258,33 @@ def test_a_paho_callback_after_the_simulator_s_loop_closed_is_dropped() -> None:
     thread.start()
     thread.join()
     assert errors == [] and called == []
+
+
+async def test_a_box_stopping_while_the_broker_lags_still_ends_offline_and_disconnected(
+    mosquitto: Mosquitto,
+) -> None:
+    # A broker busy with the box's earlier publishes when the box closes its socket (right
+    # after its DISCONNECT) drops the connection unread: `offline` and DISCONNECT lost, once
+    # in a loaded CI run. The box waits for its `offline`'s PUBACK first, as posd does.
+    net = Network(mosquitto.host, mosquitto.port)
+    net.start()
+    try:
+        will = Message("posd/S0000009/availability", b"offline", 1, True)
+        box = BoxConnection(net, "posd-S0000009", will, lambda topic, payload: None, lambda: None)
+        await box.open("posd/S0000009/request/+")
+        mark = mosquitto.log_mark()
+        mosquitto.pause()
+        try:
+            for n in range(20):
+                box.publish(Message("posd/S0000009/state", b"{}" * 300 + bytes([n]), 1, True))
+            closing = asyncio.create_task(box.close(will))
+            await asyncio.sleep(0.2)
+        finally:
+            mosquitto.resume()
+        await closing
+        await asyncio.to_thread(
+            mosquitto.wait_for_log, r"Received DISCONNECT from posd-S0000009", after=mark
+        )
+        assert "Will message" not in "\n".join(mosquitto.log_lines(mark))
+    finally:
+        await net.aclose()
