@@ -31,13 +31,16 @@ from bench.bench_payment import _cpu_s, _rss_mb
 from posd.config import load_config
 from posd.sim import (
     GOOD_QR_ACCOUNT,
-    LedgerSimulator,
-    SimulatedCardReader,
-    SimulatedSerialScanner,
     server_ssl_context,
 )
-from tests.helpers.configs import MAC_KEY_HEX, write_config, write_tls_files
-from tests.helpers.daemon import PosClient, RunningDaemon, daemon_process, running_daemon
+from tests.helpers.configs import write_tls_files
+from tests.helpers.daemon import (
+    PosClient,
+    RunningDaemon,
+    daemon_process,
+    running_daemon,
+    shop_peers,
+)
 from tests.helpers.mosquitto import BrokerOptions, Mosquitto
 
 IDLE_S = 125.0
@@ -82,44 +85,38 @@ async def footprint(
             "cert_file": str(files.client_cert_file),
             "key_file": str(files.client_key_file),
         }
-    with SimulatedSerialScanner() as scanner:
-        async with (
-            LedgerSimulator(mac_key=bytes.fromhex(MAC_KEY_HEX), ssl_context=ssl_context) as ledger,
-            SimulatedCardReader(link=directory / "posd-reader") as reader,
-        ):
-            config_path = write_config(
-                directory,
-                ledger={"port": ledger.port, **ledger_section},
-                card_reader={"port": reader.port},
-                qr_scanner={"kind": "serial", "port": scanner.port},
-                mqtt={"enabled": True, "host": broker.host, "port": broker.port},
-                orders={"enabled": True},
-                audio={"output": "alsa", "device": "null"},
-                logging={"level": "info"},
-            )
-            config = load_config(config_path)
-            async with daemon_process(config_path) as process:
-                client = PosClient(config.api.socket)
-                try:
-                    await client.wait_status(
-                        lambda s: (
-                            s["ledger"]["link"] == "up"
-                            and s["devices"]["card_reader"]["state"] == "ready"
-                            and s["mqtt"]["link"] == "up"
-                            and s["orders"]["link"] == "up"
-                        ),
-                        timeout_s=30,
-                    )
-                finally:
-                    await client.session.close()
-                await asyncio.sleep(2)  # the first debounced state is out
-                rss, pss = _rss_mb(process.pid), _pss_mb(process.pid)
-                threads = _threads(process.pid)
-                if idle_s is None:
-                    return Footprint(rss, pss, threads, None)
-                cpu_before, wall_before = _cpu_s(process.pid), time.monotonic()
-                await asyncio.sleep(idle_s)
-                cpu = (_cpu_s(process.pid) - cpu_before) / (time.monotonic() - wall_before)
+    async with shop_peers(
+        directory,
+        ledger_tls=ssl_context,
+        ledger=ledger_section,
+        mqtt={"enabled": True, "host": broker.host, "port": broker.port},
+        orders={"enabled": True},
+        audio={"output": "alsa", "device": "null"},
+    ) as peers:
+        config_path = peers.config_path
+        config = load_config(config_path)
+        async with daemon_process(config_path) as process:
+            client = PosClient(config.api.socket)
+            try:
+                await client.wait_status(
+                    lambda s: (
+                        s["ledger"]["link"] == "up"
+                        and s["devices"]["card_reader"]["state"] == "ready"
+                        and s["mqtt"]["link"] == "up"
+                        and s["orders"]["link"] == "up"
+                    ),
+                    timeout_s=30,
+                )
+            finally:
+                await client.session.close()
+            await asyncio.sleep(2)  # the first debounced state is out
+            rss, pss = _rss_mb(process.pid), _pss_mb(process.pid)
+            threads = _threads(process.pid)
+            if idle_s is None:
+                return Footprint(rss, pss, threads, None)
+            cpu_before, wall_before = _cpu_s(process.pid), time.monotonic()
+            await asyncio.sleep(idle_s)
+            cpu = (_cpu_s(process.pid) - cpu_before) / (time.monotonic() - wall_before)
     return Footprint(rss, pss, threads, cpu * 100)
 
 

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.bench_payment import _rss_mb
 from posd.config import load_config
 from posd.sim import OrderFeed
 from tests.helpers.configs import write_config
@@ -30,13 +31,6 @@ from tests.helpers.mosquitto import Mosquitto, mosquitto_binary
 
 ORDERS = 50
 _STARTED = re.compile(r"started (\d+) ms after (\S+) arrived")
-
-
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise LookupError("no VmRSS")
 
 
 def _at(text: str) -> float:

@@ -19,6 +19,7 @@ import contextlib
 import functools
 import json
 import os
+import ssl
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -379,15 +380,20 @@ class ShopPeers:
 
 @contextlib.asynccontextmanager
 async def shop_peers(
-    directory: Path, *, qr_scanner: bool = True, **sections: Mapping[str, object] | None
+    directory: Path,
+    *,
+    qr_scanner: bool = True,
+    ledger_tls: ssl.SSLContext | None = None,
+    **sections: Mapping[str, object] | None,
 ) -> AsyncIterator[ShopPeers]:
     """The reference ledger, a simulated reader, a serial QR scanner (unless `qr_scanner` is
     False), the platform's QR issuer, and a config in `directory` naming them; `sections`
-    as write_config takes them, merged over the peers' keys (`ledger={"timeout_s": 2}`)."""
+    as write_config takes them, merged over the peers' keys (`ledger={"timeout_s": 2}`).
+    `ledger_tls`: the ledger's server context (its section then names the files)."""
     issuer = QrIssuer(key_id=PLATFORM_KEY_ID, private_key=platform_key_pair())
     with SimulatedSerialScanner() if qr_scanner else contextlib.nullcontext() as scanner:
         async with (
-            LedgerSimulator(mac_key=bytes.fromhex(MAC_KEY_HEX)) as ledger,
+            LedgerSimulator(mac_key=bytes.fromhex(MAC_KEY_HEX), ssl_context=ledger_tls) as ledger,
             SimulatedCardReader(link=directory / "posd-reader") as reader,
         ):
             own: dict[str, Mapping[str, object] | None] = {
